@@ -1,0 +1,37 @@
+# kserve-warden — the two entry points of README.md, and their set-up.
+#   make demo   set up a virtualenv and run the demo on the local sandbox
+#   make test   set up, install the system tools the tests use, lint, type-check, test
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+
+.PHONY: setup system-deps demo test lint typecheck unit bench clean
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[test]'
+	touch $@
+
+setup: $(VENV)/.installed
+
+system-deps:
+	bash scripts/system-deps.sh
+
+demo: setup
+	$(VENV)/bin/kserve-warden demo --log-format console
+
+lint: setup
+	$(PY) -m ruff check .
+
+typecheck: setup
+	$(PY) -m mypy
+
+test: setup system-deps lint typecheck
+	bash scripts/pytest.sh
+
+unit: setup
+	$(PY) -m pytest tests/unit -q
+
+clean:
+	rm -rf $(VENV) .cache .mypy_cache .ruff_cache .pytest_cache

@@ -1,0 +1,87 @@
+"""structlog configuration, built once at start-up by ``main()``.
+
+JSON lines by default (one object per line: ``timestamp``, ``level``, ``event``,
+``logger`` and whatever context is bound: ``namespace``, ``name``, ``kind``, ``code``…);
+``--log-format console`` renders for humans. A redaction processor drops any value
+registered as secret before rendering, wherever it appears in the event dict: the daemon
+copies credentials through the API and must never print them.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import MutableMapping
+from typing import Any, TextIO
+
+import structlog
+
+REDACTED = "<redacted>"
+
+
+class Redactor:
+    """A structlog processor that replaces known secret values with ``<redacted>``.
+
+    Values are registered at run time (when the daemon reads a secret) via :meth:`add`.
+    Matching is by substring, so a secret embedded in a longer message is caught too.
+    """
+
+    def __init__(self) -> None:
+        self._secrets: set[str] = set()
+
+    def add(self, value: str) -> None:
+        # Very short values would redact ordinary words; real credentials are long.
+        if len(value) >= 6:
+            self._secrets.add(value)
+
+    def scrub(self, text: str) -> str:
+        for s in self._secrets:
+            if s in text:
+                text = text.replace(s, REDACTED)
+        return text
+
+    def _walk(self, value: Any) -> Any:
+        if isinstance(value, str):
+            return self.scrub(value)
+        if isinstance(value, dict):
+            return {k: self._walk(v) for k, v in value.items()}
+        if isinstance(value, list | tuple):
+            return type(value)(self._walk(v) for v in value)
+        return value
+
+    def __call__(self, logger: Any, method: str, event_dict: MutableMapping[str, Any]) -> Any:
+        if not self._secrets:
+            return event_dict
+        return {k: self._walk(v) for k, v in event_dict.items()}
+
+
+def configure(*, fmt: str = "json", level: str = "info", stream: TextIO | None = None,
+              redactor: Redactor | None = None) -> None:
+    """Configure structlog (and stdlib logging, for libraries) once."""
+    out = stream or sys.stderr
+    lvl = logging.getLevelNamesMapping().get(level.upper(), logging.INFO)
+    processors: list[Any] = [
+        structlog.contextvars.merge_contextvars,
+        structlog.processors.add_log_level,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+        structlog.processors.format_exc_info,
+    ]
+    if redactor is not None:
+        processors.append(redactor)
+    if fmt == "console":
+        processors.append(structlog.dev.ConsoleRenderer(colors=out.isatty()))
+    else:
+        processors.append(structlog.processors.JSONRenderer(sort_keys=False))
+    structlog.configure(
+        processors=processors,
+        wrapper_class=structlog.make_filtering_bound_logger(lvl),
+        logger_factory=structlog.PrintLoggerFactory(file=out),
+        cache_logger_on_first_use=False,
+    )
+    # Libraries log through stdlib; keep them quiet unless asked.
+    logging.basicConfig(level=max(lvl, logging.WARNING), stream=out,
+                        format="%(levelname)s %(name)s %(message)s")
+
+
+def get_logger(name: str) -> Any:
+    return structlog.get_logger().bind(logger=name)

@@ -1,0 +1,37 @@
+"""Log lines are JSON with the fixed keys, and registered secret values never get through."""
+
+from __future__ import annotations
+
+import io
+import json
+
+from daemon import logs
+
+
+def test_json_lines_have_fixed_keys_and_context() -> None:
+    out = io.StringIO()
+    logs.configure(fmt="json", stream=out)
+    logs.get_logger("warden.test").info("applied", namespace="user-example-com", name="iris-sa")
+    line = json.loads(out.getvalue().strip())
+    assert {"timestamp", "level", "event", "logger", "namespace", "name"} <= line.keys()
+    assert line["level"] == "info" and line["logger"] == "warden.test"
+
+
+def test_redactor_scrubs_nested_values() -> None:
+    out = io.StringIO()
+    red = logs.Redactor()
+    red.add("KQgORRVCRvRZa6pTsd6CtFmyTn7SONi1f66A0Ch/kg")
+    logs.configure(fmt="json", stream=out, redactor=red)
+    logs.get_logger("t").warning("x KQgORRVCRvRZa6pTsd6CtFmyTn7SONi1f66A0Ch/kg",
+                                 extra={"k": ["KQgORRVCRvRZa6pTsd6CtFmyTn7SONi1f66A0Ch/kg"]})
+    text = out.getvalue()
+    assert "KQgORRVC" not in text
+    assert text.count(logs.REDACTED) == 2
+
+
+def test_console_format_renders_text() -> None:
+    out = io.StringIO()
+    logs.configure(fmt="console", stream=out)
+    logs.get_logger("t").info("hello", name="iris")
+    assert "hello" in out.getvalue() and "name" in out.getvalue()
+    assert not out.getvalue().startswith("{")
