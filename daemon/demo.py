@@ -1,0 +1,332 @@
+"""``kserve-warden demo``: the seed's afternoon, replayed against the sandbox and healed live.
+
+The demo starts the sandbox in this process (the stand-in cluster, with the seed's
+*starting* world), then the daemon as a real ``kserve-warden run`` subprocess talking to it
+over a kubeconfig — no in-process shortcut. It waits until the daemon has converged (the
+predictor answers the canary), then injects each failure through the sandbox and watches
+the daemon from the outside, the way an operator would:
+
+* detection and healing are read from the daemon's ``/metrics`` (``warden_findings``,
+  ``warden_remediations_total``),
+* explanation, evidence and remedy from its JSON log lines,
+* "healed" means the finding cleared *and* the predictor answers the canary correctly again.
+
+Everything lives in one temp dir that is removed on exit and on Ctrl-C (unless ``--keep``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import shutil
+import signal
+import socket
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+from prometheus_client.parser import text_string_to_metric_families
+
+from daemon.demo_report import Outcome, document, table
+from daemon.demo_scenarios import Scenario, select
+
+CANARY = {"instances": [[5.1, 3.5, 1.4, 0.2]]}
+CANARY_EXPECTED = 0
+ISVC_PATH = "/apis/serving.kserve.io/v1beta1/namespaces/user-example-com/inferenceservices/iris-model"
+CONVERGE_TIMEOUT = 90.0
+DETECT_TIMEOUT = 45.0
+HEAL_TIMEOUT = 45.0
+POLL = 0.05
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Progress:
+    """A one-line spinner on a terminal; silent otherwise (and always with ``--json``)."""
+
+    FRAMES = "|/-\\"
+
+    def __init__(self, *, enabled: bool) -> None:
+        self.enabled = enabled
+        self._i = 0
+
+    def tick(self, text: str) -> None:
+        if self.enabled:
+            self._i += 1
+            sys.stderr.write(f"\r{self.FRAMES[self._i % 4]} {text}\x1b[K")
+            sys.stderr.flush()
+
+    def clear(self) -> None:
+        if self.enabled:
+            sys.stderr.write("\r\x1b[K")
+            sys.stderr.flush()
+
+
+class DaemonProcess:
+    """The daemon as a subprocess; its JSON log lines are collected as they arrive."""
+
+    def __init__(self, *, config: Path, kubeconfig: Path, metrics_port: int, log_path: Path) -> None:
+        self.config = config
+        self.kubeconfig = kubeconfig
+        self.metrics_port = metrics_port
+        self.log_path = log_path
+        self.lines: list[dict[str, Any]] = []
+        self._proc: asyncio.subprocess.Process | None = None
+        self._reader: asyncio.Task[None] | None = None
+
+    @property
+    def metrics_url(self) -> str:
+        return f"http://127.0.0.1:{self.metrics_port}/metrics"
+
+    async def start(self) -> None:
+        env = dict(os.environ, WARDEN_METRICS_PORT=str(self.metrics_port), PYTHONUNBUFFERED="1")
+        self._proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "daemon", "run", "--config", str(self.config),
+            "--kubeconfig", str(self.kubeconfig), "--log-format", "json",
+            stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.PIPE, env=env, start_new_session=True,
+        )
+        self._reader = asyncio.create_task(self._read(), name="demo-daemon-log")
+
+    async def _read(self) -> None:
+        assert self._proc is not None and self._proc.stderr is not None
+        with self.log_path.open("wb") as log:
+            async for raw in self._proc.stderr:
+                log.write(raw)
+                try:
+                    line = json.loads(raw)
+                except ValueError:
+                    continue
+                if isinstance(line, dict):
+                    self.lines.append(line)
+
+    @property
+    def exited(self) -> int | None:
+        return None if self._proc is None else self._proc.returncode
+
+    async def stop(self) -> None:
+        if self._proc is not None and self._proc.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                self._proc.send_signal(signal.SIGTERM)
+            try:
+                await asyncio.wait_for(self._proc.wait(), 15)
+            except TimeoutError:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(self._proc.pid, signal.SIGKILL)
+                await self._proc.wait()
+        if self._reader is not None:
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._reader
+
+    def finding_text(self, code: str, since: int) -> dict[str, Any]:
+        """The newest log line about finding ``code`` (explanation, remedy, evidence)."""
+        for line in reversed(self.lines[since:]):
+            if line.get("code") == code and ("remedy" in line or "explanation" in line):
+                return dict(line)
+        return {}
+
+
+Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
+
+
+async def _metrics(session: aiohttp.ClientSession, url: str) -> Samples:
+    async with session.get(url, timeout=aiohttp.ClientTimeout(total=2)) as r:
+        text = await r.text()
+    out: Samples = {}
+    for fam in text_string_to_metric_families(text):
+        for s in fam.samples:
+            out[(s.name, tuple(sorted(s.labels.items())))] = s.value
+    return out
+
+
+def _active_findings(m: Samples) -> dict[str, float]:
+    codes: dict[str, float] = {}
+    for (name, labels), v in m.items():
+        if name == "warden_findings" and v > 0:
+            code = dict(labels).get("code", "")
+            codes[code] = codes.get(code, 0.0) + v
+    return codes
+
+
+def _remediations(m: Samples) -> dict[str, float]:
+    acts: dict[str, float] = {}
+    for (name, labels), v in m.items():
+        if name == "warden_remediations_total":
+            lab = dict(labels)
+            acts[f"{lab.get('action')}:{lab.get('result')}"] = v
+    return acts
+
+
+class Demo:
+    def __init__(self, *, scenarios: tuple[Scenario, ...], as_json: bool, keep: bool) -> None:
+        self.scenarios = scenarios
+        self.as_json = as_json
+        self.keep = keep
+        self.progress = Progress(enabled=not as_json and sys.stderr.isatty())
+
+    def say(self, text: str) -> None:
+        if not self.as_json:
+            self.progress.clear()
+            print(text, flush=True)
+
+    async def _canary_ok(self, session: aiohttp.ClientSession, api_url: str) -> bool:
+        try:
+            async with session.get(api_url + ISVC_PATH, timeout=aiohttp.ClientTimeout(total=2)) as r:
+                if r.status != 200:
+                    return False
+                isvc = await r.json()
+            status = isvc.get("status") or {}
+            url = (status.get("address") or {}).get("url") or status.get("url")
+            if not url:
+                return False
+            async with session.post(f"{url}/v1/models/iris-model:predict", json=CANARY,
+                                    timeout=aiohttp.ClientTimeout(total=2)) as r:
+                if r.status != 200:
+                    return False
+                body = await r.json()
+            return bool(body.get("predictions") == [CANARY_EXPECTED])
+        except (aiohttp.ClientError, TimeoutError, ValueError):
+            return False
+
+    async def _wait(self, what: str, cond: Any, timeout: float) -> float | None:
+        t0 = time.monotonic()
+        while (elapsed := time.monotonic() - t0) < timeout:
+            if await cond():
+                return elapsed
+            self.progress.tick(f"{what} ({elapsed:.1f} s)")
+            await asyncio.sleep(POLL)
+        return None
+
+    async def run(self) -> int:
+        from sandbox import Sandbox  # lazy: the daemon's image does not ship the sandbox
+
+        tmp = Path(tempfile.mkdtemp(prefix="kserve-warden-demo-"))
+        sb = Sandbox(workdir=tmp / "sandbox")
+        daemon: DaemonProcess | None = None
+        outcomes: list[Outcome] = []
+        try:
+            self.say("starting the sandbox (Kubernetes API, S3 behind the mesh, DNS, controllers)...")
+            await sb.start()
+            cfg = tmp / "warden.yaml"
+            sb.write_warden_config(cfg)
+            daemon = DaemonProcess(config=cfg, kubeconfig=sb.kubeconfig_path, metrics_port=_free_port(),
+                                   log_path=tmp / "daemon.log")
+            await daemon.start()
+            self.say(f"sandbox API {sb.api_url}; daemon started (metrics {daemon.metrics_url})")
+            async with aiohttp.ClientSession() as session:
+                took = await self._wait("waiting for the daemon to converge the seed's starting world",
+                                        lambda: self._canary_ok(session, sb.api_url), CONVERGE_TIMEOUT)
+                if took is None:
+                    self.say("the daemon did not converge the starting world; see " + str(daemon.log_path))
+                    return 1
+                self.say(f"converged in {took:.2f} s: desired state applied, predictor answers the canary")
+                for sc in self.scenarios:
+                    outcomes.append(await self._scenario(sc, sb, daemon, session))
+            doc = document(outcomes)
+            if self.as_json:
+                print(json.dumps(doc, indent=2))
+            else:
+                self.say("")
+                self.say(table(outcomes))
+            if self.keep:
+                self.say(f"\n--keep: sandbox left running; kubeconfig {sb.kubeconfig_path}. Ctrl-C to stop.")
+                await asyncio.Event().wait()
+            return 0 if doc["all_healed"] else 1
+        finally:
+            self.progress.clear()
+            if daemon is not None:
+                await daemon.stop()
+            await sb.stop()
+            shutil.rmtree(tmp, ignore_errors=True)
+
+    async def _scenario(self, sc: Scenario, sb: Any, daemon: DaemonProcess,
+                        session: aiohttp.ClientSession) -> Outcome:
+        out = Outcome(scenario=sc)
+        mark = len(daemon.lines)
+        before = _remediations(await _metrics(session, daemon.metrics_url))
+        self.say(f"\n== {sc.name}: injecting the seed's failure")
+        t0 = time.monotonic()
+        await sb.inject(sc.name)
+        found: dict[str, str] = {}
+
+        async def detected() -> bool:
+            active = _active_findings(await _metrics(session, daemon.metrics_url))
+            for code in sc.findings:
+                if code in active:
+                    found["code"] = code
+                    return True
+            return False
+
+        waited = await self._wait(f"{sc.name}: waiting for the daemon to name it", detected, DETECT_TIMEOUT)
+        if waited is None:
+            out.error = "not detected in time"
+            self.say(f"   not detected within {DETECT_TIMEOUT:.0f} s")
+            await sb.undo(sc.name)
+            return out
+        out.finding = found["code"]
+        out.detect_seconds = time.monotonic() - t0
+        info = daemon.finding_text(out.finding, mark)
+        out.explanation = str(info.get("explanation", ""))
+        out.remedy = str(info.get("remedy", ""))
+        out.evidence = [str(e) for e in info.get("evidence", [])][:3]
+        self.say(f"   finding  {out.finding} after {out.detect_seconds:.2f} s")
+        for e in out.evidence:
+            self.say(f"   evidence {e}")
+        if out.explanation:
+            self.say(f"   why      {out.explanation}")
+        if out.remedy:
+            self.say(f"   remedy   {out.remedy}")
+
+        async def healed() -> bool:
+            active = _active_findings(await _metrics(session, daemon.metrics_url))
+            if any(code in active for code in sc.findings):
+                return False
+            return await self._canary_ok(session, sb.api_url)
+
+        if sc.auto_heal:
+            took = await self._wait(f"{sc.name}: waiting for the heal", healed, HEAL_TIMEOUT)
+            if took is not None:
+                out.heal_seconds = time.monotonic() - t0
+        else:
+            self.say("   no safe automatic heal: a human applies the remedy (the demo does it now)")
+            await sb.undo(sc.name)
+            await self._wait(f"{sc.name}: waiting for recovery", healed, HEAL_TIMEOUT)
+        after = _remediations(await _metrics(session, daemon.metrics_url))
+        acts = [k for k, v in after.items() if v > before.get(k, 0.0)]
+        out.action = ", ".join(sorted(acts)) or ("none (human)" if not sc.auto_heal else None)
+        if out.heal_seconds is not None:
+            self.say(f"   healed   after {out.heal_seconds:.2f} s by {out.action}; canary answered class 0")
+        elif sc.auto_heal:
+            out.error = "not healed in time"
+            self.say(f"   NOT healed within {HEAL_TIMEOUT:.0f} s; undoing the injection")
+            await sb.undo(sc.name)
+        return out
+
+
+
+
+def demo_command(args: argparse.Namespace) -> int:
+    try:
+        scenarios = select(list(args.scenario))
+    except ValueError as e:
+        print(f"kserve-warden demo: {e}", file=sys.stderr)
+        return 2
+    from daemon import logs
+
+    logs.configure(fmt=args.log_format, level=args.log_level)
+    demo = Demo(scenarios=scenarios, as_json=bool(args.json), keep=bool(args.keep))
+    try:
+        return asyncio.run(demo.run())
+    except KeyboardInterrupt:
+        print("\ninterrupted; everything the demo started has been stopped", file=sys.stderr)
+        return 130
