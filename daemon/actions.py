@@ -59,6 +59,10 @@ class Decision:
     verdict: Verdict
     why: str
     finding_code: str
+    finding_key: tuple[str, str] | None = None
+    """``Finding.key`` of the finding this decision answers (what the ledger records)."""
+    retry_at: float | None = None
+    """When a held-back decision may change (cooldown/budget end, verification due)."""
 
     @property
     def allowed(self) -> bool:

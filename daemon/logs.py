@@ -83,5 +83,23 @@ def configure(*, fmt: str = "json", level: str = "info", stream: TextIO | None =
                         format="%(levelname)s %(name)s %(message)s")
 
 
+class _NamedLogger:
+    """Binds ``logger=<name>`` at each use, so it follows the configuration of that moment."""
+
+    __slots__ = ("_name",)
+
+    def __init__(self, name: str) -> None:
+        self._name = name
+
+    def __getattr__(self, attr: str) -> Any:
+        return getattr(structlog.get_logger().bind(logger=self._name), attr)
+
+
 def get_logger(name: str) -> Any:
-    return structlog.get_logger().bind(logger=name)
+    """A logger bound to ``name``, safe to create at import time.
+
+    ``structlog.get_logger().bind(...)`` at import time would freeze the configuration
+    current *then* (structlog's default console renderer on stdout) before ``configure()``
+    ran; this reads the configuration when a line is logged.
+    """
+    return _NamedLogger(name)

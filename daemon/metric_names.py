@@ -61,6 +61,10 @@ SPECS: Final[tuple[MetricSpec, ...]] = (
                help="Unix time of the last run of the probe, whatever its outcome."),
     MetricSpec(name="warden_heal_duration_seconds", type=MetricType.HISTOGRAM, labels=("code",),
                help="Time from a finding first seen to the finding healed."),
+    MetricSpec(name="warden_api_errors_total", type=MetricType.COUNTER, labels=("code",),
+               help="Kubernetes API errors seen by the daemon, by HTTP status code."),
+    MetricSpec(name="warden_build_info", type=MetricType.GAUGE, labels=("version",),
+               help="The running kserve-warden build."),
 )
 
 METRICS: Final = MappingProxyType({s.name: s for s in SPECS})

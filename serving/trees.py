@@ -3,11 +3,12 @@
 Why: one ``Booster.inplace_predict`` call costs ~100-250 µs whatever the batch (thread pool,
 proxy DMatrix, C-API round trips), which caps a one-model-call-per-request server near
 4,000 req/s. The iris model is 300 depth-3 trees over 4 features; walking them with a handful
-of vectorised ``take`` calls costs ~25 µs for one row.
+of vectorised ``take`` calls costs ~19 µs for one row (``bench/serving/walker.py``).
 
 Identical, not "close": the server must never answer differently from XGBoost, so this module
-copies XGBoost's arithmetic exactly, and :func:`serving.predictor` only uses it after a
-self-check against the real booster on the loaded model (see ``verify``):
+copies XGBoost's arithmetic exactly, and :class:`serving.predictor.BoosterPredictor` only
+uses it after a self-check against the real booster on the loaded model (4,096 rows that hit
+every split threshold and its float32 neighbours, see :func:`probe_rows`):
 
 * inputs are cast to float32 and compared with ``value < split_condition`` (XGBoost's rule);
 * leaf values are accumulated in float32, tree by tree in model order, starting from the
@@ -16,11 +17,11 @@ self-check against the real booster on the loaded model (see ``verify``):
   the sum in double, one float32 division. ``expf`` is glibc's, which is not always what
   ``float32(exp(double))`` gives (measured: ~0.1 % of values differ by one ulp). We compute
   ``exp`` in double, and only for values whose double result lies within 1/100 ulp of a
-  float32 rounding midpoint (where the two can disagree: glibc's error before rounding is
-  ~0.002 ulp) we call libm's own ``expf`` through ctypes.
+  float32 rounding boundary (where the two can disagree: glibc's error before rounding is
+  ~0.002 ulp) we call libm's own ``expf`` through ctypes (~2 % of values).
 
 Supported: ``gbtree`` boosters with numerical splits, one output per tree, objective
-``multi:softprob``. Anything else returns ``None`` from :meth:`CompiledTrees.from_booster`
+``multi:softprob``. Anything else returns ``None`` from :meth:`CompiledTrees.from_booster_json`
 and the server uses XGBoost itself.
 
 Missing values are not modelled (``default_left`` is ignored): the HTTP layer rejects NaN and
@@ -39,21 +40,26 @@ import numpy as np
 import numpy.typing as npt
 
 F32 = npt.NDArray[np.float32]
-I64 = npt.NDArray[np.int64]
 IntP = npt.NDArray[np.intp]
 
-# Width of the "unsafe" band around a float32 rounding midpoint, in float32 ulps.
-_MIDPOINT_BAND = 0.01
+# Relative half-width of the interval where libm's expf and float32(exp(double)) may round
+# differently: ~1/100 of a float32 ulp (2**-23), far above both libraries' intermediate errors.
+_BAND = 2.0**-30
 
 
 def _libm_expf() -> Any | None:
-    name = ctypes.util.find_library("m")
-    if name is None:
-        return None
-    try:
-        fn = ctypes.CDLL(name).expf
-    except (OSError, AttributeError):
-        return None
+    # find_library needs ldconfig/gcc, which slim images may lack; glibc's soname is stable.
+    fn = None
+    for name in (ctypes.util.find_library("m"), "libm.so.6"):
+        if name is None:
+            continue
+        try:
+            fn = ctypes.CDLL(name).expf
+            break
+        except (OSError, AttributeError):
+            continue
+    if fn is None:
+        return None  # then float32(exp(double)); the load-time self-check decides whether it is exact
     fn.restype = ctypes.c_float
     fn.argtypes = [ctypes.c_float]
     return fn
@@ -68,18 +74,13 @@ def expf(d: F32) -> F32:
     e = y.astype(np.float32)
     if _EXPF is None:
         return e
-    # Position of the double result relative to the float32 it rounded to, in ulps of e.
-    ulp = np.spacing(e).astype(np.float64)
-    frac = np.abs(y - e.astype(np.float64)) / ulp
-    # Near a midpoint (frac ~ 0.5), or at a power of two where the ulp below is half the ulp
-    # above (then the measure above is not symmetric): let libm decide.
-    _, mant = np.frexp(e)
-    risky = (np.abs(frac - 0.5) < _MIDPOINT_BAND) | (mant == 0.5)
+    # Rounding is monotonic: if both ends of [y(1-band), y(1+band)] round to the same float32,
+    # so does libm's own double-precision intermediate, which lies inside that interval.
+    risky = (y * (1 + _BAND)).astype(np.float32) != (y * (1 - _BAND)).astype(np.float32)
     if risky.any():
-        flat_d = d.reshape(-1)
-        flat_e = e.reshape(-1)
-        for i in np.flatnonzero(risky.reshape(-1)):
-            flat_e[i] = _EXPF(float(flat_d[i]))
+        # .flat indexes in C order whatever the memory layout (reshape(-1) may copy).
+        for i in np.flatnonzero(risky):
+            e.flat[i] = _EXPF(float(d.flat[i]))
     return e
 
 
@@ -87,10 +88,9 @@ def softmax(margins: F32) -> F32:
     """XGBoost's ``common::Softmax`` over the last axis, bit for bit."""
     wmax = margins.max(axis=1, keepdims=True)
     e = expf((margins - wmax).astype(np.float32))
-    wsum = np.zeros(margins.shape[0], dtype=np.float64)
-    for k in range(margins.shape[1]):  # sequential double sum, as the C++ loop does
-        wsum = wsum + e[:, k].astype(np.float64)
-    return (e / wsum.astype(np.float32)[:, None]).astype(np.float32)
+    # sequential double sum, as the C++ loop does (add.accumulate is sequential, sum is pairwise)
+    wsum = np.add.accumulate(e, axis=1, dtype=np.float64)[:, -1:].astype(np.float32)
+    return e / wsum
 
 
 def _depth(left: list[int], right: list[int], node: int = 0) -> int:
@@ -101,19 +101,29 @@ def _depth(left: list[int], right: list[int], node: int = 0) -> int:
 
 @dataclass(frozen=True)
 class CompiledTrees:
-    """All trees flattened into arrays; ``children[2*i]`` / ``children[2*i+1]`` are node i's
-    left / right child (a leaf points to itself, so walking past its depth is harmless)."""
+    """All trees flattened into arrays indexed by *doubled* node ids ``2*i`` and ``2*i+1``.
+
+    Both slots of node i hold its split feature and threshold; ``children2[2*i + b]`` is
+    ``2 * (left child if b == 0 else right child)``. One level of the walk is then
+    ``d = children2[d + (x[feature2[d]] >= threshold2[d])]`` — two gathers and an add per level
+    instead of selecting between two child arrays. A leaf points to itself, so walking past a
+    shallow tree's depth is harmless.
+    """
 
     n_features: int
     n_groups: int
     depth: int
-    roots: IntP
-    feature: IntP
-    threshold: F32
-    children: IntP
-    leaf_value: F32
+    roots2: IntP
+    feature2: IntP
+    threshold2: F32
+    split_feature: IntP  # distinct (feature, threshold) splits of the model...
+    split_threshold: F32
+    split_of2: IntP  # ...and which of them each doubled node id tests
+    children2: IntP
+    leaf_value2: F32
     base_margin: F32
     group_trees: tuple[IntP, ...]
+    regular_groups: bool  # tree i belongs to group i % n_groups (XGBoost's usual layout)
 
     @classmethod
     def from_booster_json(cls, doc: dict[str, Any]) -> CompiledTrees | None:
@@ -152,57 +162,86 @@ class CompiledTrees:
             right: list[int] = tree["right_children"]
             cond: list[float] = tree["split_conditions"]
             idx: list[int] = tree["split_indices"]
-            off = len(feature)
-            roots.append(off)
+            off = len(feature) // 2
+            roots.append(2 * off)
             depth = max(depth, _depth(left, right))
             for i in range(len(left)):
                 if left[i] == -1:
-                    feature.append(0)
-                    threshold.append(0.0)
-                    children += [off + i, off + i]
+                    feature += [0, 0]
+                    threshold += [0.0, 0.0]
+                    children += [2 * (off + i), 2 * (off + i)]
                 else:
                     if not 0 <= idx[i] < n_features:
                         return None
-                    feature.append(idx[i])
-                    threshold.append(cond[i])
-                    children += [off + left[i], off + right[i]]
-                leaf_value.append(cond[i])  # a leaf's value is stored in split_conditions
+                    feature += [idx[i], idx[i]]
+                    threshold += [cond[i], cond[i]]
+                    children += [2 * (off + left[i]), 2 * (off + right[i])]
+                leaf_value += [cond[i], cond[i]]  # a leaf's value is stored in split_conditions
         info = np.asarray(tree_info, dtype=np.intp)
+        # Histogram-based training reuses a few hundred thresholds across all trees: compare each
+        # row against each distinct split once, then the walk only gathers booleans.
+        pairs = np.rec.fromarrays([np.asarray(feature, dtype=np.intp),
+                                   np.asarray(threshold, dtype=np.float32)])
+        uniq, split_of2 = np.unique(pairs, return_inverse=True)
         return cls(
             n_features=n_features,
             n_groups=n_groups,
             depth=depth,
-            roots=np.asarray(roots, dtype=np.intp),
-            feature=np.asarray(feature, dtype=np.intp),
-            threshold=np.asarray(threshold, dtype=np.float32),
-            children=np.asarray(children, dtype=np.intp),
-            leaf_value=np.asarray(leaf_value, dtype=np.float32),
+            roots2=np.asarray(roots, dtype=np.intp),
+            feature2=np.asarray(feature, dtype=np.intp),
+            threshold2=np.asarray(threshold, dtype=np.float32),
+            split_feature=np.ascontiguousarray(uniq["f0"], dtype=np.intp),
+            split_threshold=np.ascontiguousarray(uniq["f1"], dtype=np.float32),
+            split_of2=np.asarray(split_of2, dtype=np.intp).reshape(-1),
+            children2=np.asarray(children, dtype=np.intp),
+            leaf_value2=np.asarray(leaf_value, dtype=np.float32),
             base_margin=base_margin,
             group_trees=tuple(np.flatnonzero(info == g) for g in range(n_groups)),
+            regular_groups=bool(np.array_equal(info, np.arange(len(trees)) % n_groups)),
         )
 
     def leaves(self, x: F32) -> IntP:
-        """Index of the leaf each row reaches in each tree: shape (rows, trees)."""
+        """Doubled id of the leaf each row reaches in each tree: shape (trees, rows).
+
+        Trees-major so that the per-group accumulation below runs over contiguous memory.
+        """
         n = x.shape[0]
-        flat = np.ascontiguousarray(x, dtype=np.float32).reshape(-1)
-        row_base = (np.arange(n, dtype=np.intp) * self.n_features)[:, None]
-        node = np.broadcast_to(self.roots, (n, self.roots.shape[0]))
+        # Every distinct split's test for every row: (splits, rows). Finite inputs only.
+        goes_right = (np.ascontiguousarray(x, dtype=np.float32).take(self.split_feature, axis=1)
+                      >= self.split_threshold).T.reshape(-1)
+        if n == 1:
+            bits = goes_right.take(self.split_of2)  # per doubled node id
+            d = self.roots2
+            for _ in range(self.depth):
+                d = self.children2.take(d + bits.take(d))
+            return d[:, None]
+        # Per doubled node id and row, trees-major: (nodes2, rows), flattened.
+        bits = goes_right.reshape(-1, n).take(self.split_of2, axis=0).reshape(-1)
+        rows = np.arange(n, dtype=np.intp)[None, :]
+        d = np.broadcast_to(self.roots2[:, None], (self.roots2.shape[0], n))
         for _ in range(self.depth):
-            value = flat.take(row_base + self.feature.take(node))
-            # value >= threshold goes right (XGBoost: `value < cond` goes left); finite inputs only.
-            node = self.children.take(node * 2 + (value >= self.threshold.take(node)))
-        return node
+            d = self.children2.take(d + bits.take(d * n + rows))
+        return d
 
     def margins(self, x: F32) -> F32:
         """Raw scores, shape (rows, groups), identical to ``predict_type="margin"``."""
-        values = self.leaf_value.take(self.leaves(x))
-        n = x.shape[0]
-        out = np.empty((n, self.n_groups), dtype=np.float32)
-        for g, idx in enumerate(self.group_trees):
-            seq = np.empty((n, idx.shape[0] + 1), dtype=np.float32)
-            seq[:, 0] = self.base_margin[g]
-            seq[:, 1:] = values[:, idx]
-            out[:, g] = np.add.accumulate(seq, axis=1, dtype=np.float32)[:, -1]
+        leaves = self.leaves(x)  # (trees, rows)
+        n, g = x.shape[0], self.n_groups
+        if self.regular_groups:
+            # (rounds + 1, groups, rows): the base margin, then each round's leaf values
+            # gathered straight into place.
+            seq = np.empty((leaves.shape[0] // g + 1, g, n), dtype=np.float32)
+            seq[0] = self.base_margin[:, None]
+            self.leaf_value2.take(leaves, out=seq[1:].reshape(leaves.shape))
+            total: F32 = np.add.accumulate(seq, axis=0, dtype=np.float32)[-1]
+            return np.ascontiguousarray(total.T)
+        values = self.leaf_value2.take(leaves)
+        out = np.empty((n, g), dtype=np.float32)
+        for k, idx in enumerate(self.group_trees):
+            col = np.empty((idx.shape[0] + 1, n), dtype=np.float32)
+            col[0] = self.base_margin[k]
+            col[1:] = values[idx]
+            out[:, k] = np.add.accumulate(col, axis=0, dtype=np.float32)[-1]
         return out
 
     def predict_proba(self, x: F32) -> F32:
@@ -214,13 +253,15 @@ def probe_rows(trees: CompiledTrees, *, n: int, seed: int = 0) -> F32:
     and uniform values around the thresholds' range, per feature."""
     rng = np.random.default_rng(seed)
     out = np.empty((n, trees.n_features), dtype=np.float32)
-    internal = trees.children[0::2] != np.arange(trees.feature.shape[0])
+    internal = trees.children2[0::2] != np.arange(0, trees.children2.shape[0], 2)
+    feature, threshold = trees.feature2[0::2], trees.threshold2[0::2]
     for f in range(trees.n_features):
-        thr = trees.threshold[internal & (trees.feature == f)]
+        thr = threshold[internal & (feature == f)]
         if thr.size == 0:
             out[:, f] = rng.uniform(-1, 1, n).astype(np.float32)
             continue
-        edges = np.concatenate([thr, np.nextafter(thr, np.float32(np.inf)), np.nextafter(thr, np.float32(-np.inf))])
+        up, down = np.nextafter(thr, np.float32(np.inf)), np.nextafter(thr, np.float32(-np.inf))
+        edges = np.concatenate([thr, up, down])
         lo, hi = float(thr.min()), float(thr.max())
         span = max(hi - lo, 1.0)
         uniform = rng.uniform(lo - span / 4, hi + span / 4, n).astype(np.float32)

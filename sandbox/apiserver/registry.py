@@ -50,6 +50,8 @@ class ResourceKind:
     field_labels: tuple[str, ...] = _META_FIELDS
     printer_columns: tuple[PrinterColumn, ...] = ()
     verbs: tuple[str, ...] = ALL_VERBS
+    # A kind stored as another one (events.k8s.io/v1 Events live in core v1 Events' storage).
+    storage: str = ""
 
     @property
     def api_version(self) -> str:
@@ -58,6 +60,8 @@ class ResourceKind:
     @property
     def group_resource(self) -> str:
         """The storage key, ``resource.group`` (``pods`` for the core group)."""
+        if self.storage:
+            return self.storage
         return f"{self.plural}.{self.group}" if self.group else self.plural
 
     def discovery(self) -> list[JSON]:
@@ -86,44 +90,121 @@ class ResourceKind:
             )
         if self.log_subresource:
             out.append(
-                {"name": f"{self.plural}/log", "singularName": "", "namespaced": True, "kind": "Pod", "verbs": ["get"]}
+                {
+                    "name": f"{self.plural}/log",
+                    "singularName": "",
+                    "namespaced": True,
+                    "kind": "Pod",
+                    "verbs": ["get"],
+                }
             )
         return out
 
 
 def _core(plural: str, singular: str, kind: str, *, namespaced: bool = True, **kw: Any) -> ResourceKind:
-    return ResourceKind(group="", version="v1", plural=plural, singular=singular, kind=kind, namespaced=namespaced, **kw)
+    return ResourceKind(
+        group="", version="v1", plural=plural, singular=singular, kind=kind, namespaced=namespaced, **kw
+    )
 
 
 BUILTIN_KINDS: tuple[ResourceKind, ...] = (
-    _core("namespaces", "namespace", "Namespace", namespaced=False, short_names=("ns",), status_subresource=True,
-          field_labels=(*_META_FIELDS, "status.phase")),
+    _core(
+        "namespaces",
+        "namespace",
+        "Namespace",
+        namespaced=False,
+        short_names=("ns",),
+        status_subresource=True,
+        field_labels=(*_META_FIELDS, "status.phase"),
+    ),
     _core("serviceaccounts", "serviceaccount", "ServiceAccount", short_names=("sa",)),
     _core("secrets", "secret", "Secret", field_labels=(*_META_FIELDS, "type")),
     _core("configmaps", "configmap", "ConfigMap", short_names=("cm",)),
     _core(
-        "pods", "pod", "Pod", short_names=("po",), categories=("all",), status_subresource=True, log_subresource=True,
-        field_labels=(*_META_FIELDS, "status.phase", "spec.nodeName", "spec.serviceAccountName", "status.podIP",
-                      "spec.restartPolicy", "spec.schedulerName"),
+        "pods",
+        "pod",
+        "Pod",
+        short_names=("po",),
+        categories=("all",),
+        status_subresource=True,
+        log_subresource=True,
+        field_labels=(
+            *_META_FIELDS,
+            "status.phase",
+            "spec.nodeName",
+            "spec.serviceAccountName",
+            "status.podIP",
+            "spec.restartPolicy",
+            "spec.schedulerName",
+        ),
     ),
     _core(
-        "events", "event", "Event", short_names=("ev",),
-        field_labels=(*_META_FIELDS, "involvedObject.kind", "involvedObject.namespace", "involvedObject.name",
-                      "involvedObject.uid", "involvedObject.apiVersion", "involvedObject.resourceVersion",
-                      "involvedObject.fieldPath", "reason", "reportingComponent", "source", "type"),
+        "events",
+        "event",
+        "Event",
+        short_names=("ev",),
+        field_labels=(
+            *_META_FIELDS,
+            "involvedObject.kind",
+            "involvedObject.namespace",
+            "involvedObject.name",
+            "involvedObject.uid",
+            "involvedObject.apiVersion",
+            "involvedObject.resourceVersion",
+            "involvedObject.fieldPath",
+            "reason",
+            "reportingComponent",
+            "source",
+            "type",
+        ),
     ),
-    _core("services", "service", "Service", short_names=("svc",), categories=("all",), status_subresource=True),
-    ResourceKind(group="apps", version="v1", plural="deployments", singular="deployment", kind="Deployment",
-                 namespaced=True, short_names=("deploy",), categories=("all",), status_subresource=True),
-    ResourceKind(group="coordination.k8s.io", version="v1", plural="leases", singular="lease", kind="Lease",
-                 namespaced=True),
-    ResourceKind(group="apiextensions.k8s.io", version="v1", plural="customresourcedefinitions",
-                 singular="customresourcedefinition", kind="CustomResourceDefinition", namespaced=False,
-                 short_names=("crd", "crds"), status_subresource=True),
+    _core(
+        "services", "service", "Service", short_names=("svc",), categories=("all",), status_subresource=True
+    ),
+    ResourceKind(
+        group="apps",
+        version="v1",
+        plural="deployments",
+        singular="deployment",
+        kind="Deployment",
+        namespaced=True,
+        short_names=("deploy",),
+        categories=("all",),
+        status_subresource=True,
+    ),
+    ResourceKind(
+        group="coordination.k8s.io",
+        version="v1",
+        plural="leases",
+        singular="lease",
+        kind="Lease",
+        namespaced=True,
+    ),
+    ResourceKind(
+        group="events.k8s.io",
+        version="v1",
+        plural="events",
+        singular="event",
+        kind="Event",
+        namespaced=True,
+        short_names=("ev",),
+        field_labels=(*_META_FIELDS, "reason", "type"),
+        storage="events",
+    ),
+    ResourceKind(
+        group="apiextensions.k8s.io",
+        version="v1",
+        plural="customresourcedefinitions",
+        singular="customresourcedefinition",
+        kind="CustomResourceDefinition",
+        namespaced=False,
+        short_names=("crd", "crds"),
+        status_subresource=True,
+    ),
 )
 
 # The order groups appear in /apis (kubectl resolves short names in this order).
-_GROUP_ORDER = ("", "apps", "coordination.k8s.io", "apiextensions.k8s.io")
+_GROUP_ORDER = ("", "apps", "events.k8s.io", "coordination.k8s.io", "apiextensions.k8s.io")
 
 
 @dataclass
@@ -213,15 +294,21 @@ def validate_crd(crd: JSON) -> list[tuple[str, str]]:
     elif isinstance(group, str):
         want = f"{names['plural']}.{group}"
         if crd.get("metadata", {}).get("name") != want:
-            errors.append(("metadata.name", f"Invalid value: must be spec.names.plural+\".\"+spec.group ({want})"))
+            errors.append(
+                ("metadata.name", f'Invalid value: must be spec.names.plural+"."+spec.group ({want})')
+            )
     if spec.get("scope") not in ("Namespaced", "Cluster"):
         errors.append(("spec.scope", 'Unsupported value: supported values: "Cluster", "Namespaced"'))
     versions = spec.get("versions")
     if not isinstance(versions, list) or not versions:
-        errors.append(("spec.versions", "Required value: must have exactly one version marked as storage version"))
+        errors.append(
+            ("spec.versions", "Required value: must have exactly one version marked as storage version")
+        )
     else:
         if sum(1 for v in versions if isinstance(v, dict) and v.get("storage")) != 1:
-            errors.append(("spec.versions", "Invalid value: must have exactly one version marked as storage version"))
+            errors.append(
+                ("spec.versions", "Invalid value: must have exactly one version marked as storage version")
+            )
         for i, v in enumerate(versions):
             if not isinstance(v, dict) or not isinstance(v.get("name"), str) or not v.get("name"):
                 errors.append((f"spec.versions[{i}].name", "Required value"))
@@ -267,6 +354,13 @@ def kinds_from_crd(crd: JSON) -> list[ResourceKind]:
 
 def crd_not_served(group: str, version: str, plural: str) -> ApiError:
     """The real server's answer for a path no kind serves: a plain 404 NotFound Status."""
-    return ApiError(404, "NotFound", "the server could not find the requested resource",
-                    details={"group": group, "kind": plural, "causes": [
-                        {"reason": "UnexpectedServerResponse", "message": "404 page not found"}]})
+    return ApiError(
+        404,
+        "NotFound",
+        "the server could not find the requested resource",
+        details={
+            "group": group,
+            "kind": plural,
+            "causes": [{"reason": "UnexpectedServerResponse", "message": "404 page not found"}],
+        },
+    )

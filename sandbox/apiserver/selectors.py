@@ -186,7 +186,7 @@ def parse_field_selector(text: str | None, *, allowed: Iterable[str]) -> FieldSe
                 path, _, value = part.partition(op_text)
                 path = path.strip()
                 if path not in allowed_set:
-                    raise SelectorError(f'field label not supported: {path}')
+                    raise SelectorError(f"field label not supported: {path}")
                 reqs.append(FieldRequirement(path=path, op=op, value=value.strip()))
                 break
         else:

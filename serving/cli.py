@@ -1,0 +1,143 @@
+"""``python -m serving``: command line, start-up and shutdown of the model server.
+
+Flags use KServe's names (``--model_dir``, ``--model_name``, ``--http_port``) and the dashed
+forms too. Exit codes: 0 after a clean shutdown (SIGTERM/SIGINT), 1 when no real model loads
+(the message lists every file found and why it failed), 2 for bad arguments.
+
+``--workers N`` runs N server processes sharing the port with ``SO_REUSEPORT`` (the kernel
+spreads connections); this process supervises them, forwards SIGTERM/SIGINT, and exits with
+the first non-zero child status. Each worker keeps its own metrics registry, so ``/metrics``
+shows the worker that answered the scrape.
+
+Flags KServe passes that this server does not use (``--grpc_port``, ...) are accepted and
+logged as ignored, so a ServingRuntime written for KServe's servers does not crash-loop.
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from types import FrameType
+
+from prometheus_client import disable_created_metrics
+
+from serving.app import DEFAULT_MAX_BODY_BYTES
+from serving.loader import ModelLoadError
+from serving.logs import configure, get_logger
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m serving", description="XGBoost / scikit-learn model server "
+                                "(KServe V1 + Open Inference Protocol V2); never serves a dummy model.")
+    p.add_argument("--model_dir", "--model-dir", dest="model_dir", type=Path, required=True,
+                   help="directory holding the model (model, model.json, .ubj, .bst, .pkl, .joblib)")
+    p.add_argument("--model_name", "--model-name", dest="model_name", default="model")
+    p.add_argument("--http_port", "--http-port", dest="http_port", type=int, default=8080)
+    p.add_argument("--host", default="0.0.0.0")
+    p.add_argument("--workers", type=int, default=1, help="server processes sharing the port (SO_REUSEPORT)")
+    p.add_argument("--wait-for-model", "--wait_for_model", dest="wait_for_model", action="store_true",
+                   help="start unready and poll model_dir until a real model appears, instead of exiting")
+    p.add_argument("--max-body-bytes", "--max_body_bytes", dest="max_body_bytes", type=int,
+                   default=DEFAULT_MAX_BODY_BYTES, help="larger request bodies get 413")
+    p.add_argument("--predict-proba", "--predict_proba", dest="predict_proba", action="store_true",
+                   default=None, help="V1 :predict returns probabilities (also PREDICT_PROBA=true, "
+                   "as in KServe's sklearnserver)")
+    p.add_argument("--nthread", type=int, default=1, help="XGBoost threads per model call")
+    p.add_argument("--log-format", "--log_format", dest="log_format", choices=("json", "console"),
+                   default="json")
+    p.add_argument("--log-level", "--log_level", dest="log_level", default="info")
+    p.add_argument("--reuse-port", dest="reuse_port", action="store_true", help=argparse.SUPPRESS)
+    return p
+
+
+def _refuse(log: object, exc: ModelLoadError) -> int:
+    get_logger("serving.cli").error("no model loaded; refusing to start", reason=str(exc))
+    print(f"\nERROR: {exc}\n\nRefusing to start: this server never serves a dummy model. Put a real model "
+          "in the model directory, or pass --wait-for-model to stay unready until one appears.\n",
+          file=sys.stderr)
+    return 1
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args, unknown = parser().parse_known_args(argv)
+    # Process-wide switch, fine here: this process only serves. Drops the *_created series.
+    disable_created_metrics()  # type: ignore[no-untyped-call]
+    configure(fmt=args.log_format, level=args.log_level)
+    log = get_logger("serving.cli").bind(model_name=args.model_name)
+    if unknown:
+        log.warning("ignoring arguments this server does not use", arguments=unknown)
+    if args.workers > 1:
+        return _supervise(args, argv if argv is not None else sys.argv[1:], log)
+
+    from aiohttp import web
+
+    from serving.app import build_app
+
+    try:
+        app = build_app(model_name=args.model_name, model_dir=args.model_dir,
+                        max_body_bytes=args.max_body_bytes, wait_for_model=args.wait_for_model,
+                        predict_proba=args.predict_proba, nthread=args.nthread)
+    except ModelLoadError as exc:
+        return _refuse(log, exc)
+    log.info("serving", host=args.host, port=args.http_port, model_dir=str(args.model_dir),
+             waiting_for_model=args.wait_for_model)
+    web.run_app(app, host=args.host, port=args.http_port, reuse_port=args.reuse_port or None,
+                access_log=None, print=None, handle_signals=True)
+    log.info("stopped")
+    return 0
+
+
+def _supervise(args: argparse.Namespace, argv: Sequence[str], log: object) -> int:
+    from serving.loader import load_model
+
+    slog = get_logger("serving.cli").bind(model_name=args.model_name)
+    if not args.wait_for_model:
+        try:
+            load_model(args.model_dir)  # fail fast, once, before forking N copies of the same error
+        except ModelLoadError as exc:
+            return _refuse(log, exc)
+    child = [sys.executable, "-m", "serving", *_without_workers(argv), "--workers", "1", "--reuse-port"]
+    procs = [subprocess.Popen(child) for _ in range(args.workers)]
+    slog.info("workers started", workers=args.workers, pids=[p.pid for p in procs], port=args.http_port)
+    stopping = False
+
+    def forward(signum: int, frame: FrameType | None) -> None:
+        nonlocal stopping
+        stopping = True
+        for p in procs:
+            if p.poll() is None:
+                p.send_signal(signum)
+
+    signal.signal(signal.SIGTERM, forward)
+    signal.signal(signal.SIGINT, forward)
+    rc = 0
+    while any(p.poll() is None for p in procs):
+        for p in procs:
+            code = p.poll()
+            if code is not None and code != 0 and not stopping:
+                slog.error("worker exited; stopping the others", pid=p.pid, exit_code=code)
+                rc = code
+                forward(signal.SIGTERM, None)
+        time.sleep(0.2)
+    return rc
+
+
+def _without_workers(argv: Sequence[str]) -> list[str]:
+    out: list[str] = []
+    skip = False
+    for a in argv:
+        if skip:
+            skip = False
+            continue
+        if a == "--workers":
+            skip = True
+            continue
+        if a.startswith("--workers="):
+            continue
+        out.append(a)
+    return out

@@ -1,0 +1,294 @@
+"""The real ``kserve-warden run`` (a subprocess, via ``--kubeconfig``) against the full sandbox.
+
+Injected seed failures are found and healed, Events and metrics show it, two replicas never act
+at once (the Lease hands over on SIGTERM), and no secret value appears in any log line, Event,
+metric or ``check`` output produced on the way.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import json
+import os
+import signal
+import sys
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from kubernetes_asyncio import client
+
+from sandbox import Sandbox
+from tests.conftest import free_port
+
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(240)]
+
+NS = "user-example-com"
+
+
+class Daemon:
+    """One ``kserve-warden run`` subprocess; its JSON log lines are collected as they come."""
+
+    def __init__(self, *, config: Path, kubeconfig: Path, name: str) -> None:
+        self.config, self.kubeconfig, self.name = config, kubeconfig, name
+        self.port = free_port()
+        self.lines: list[dict[str, Any]] = []
+        self.raw: list[str] = []
+        self.proc: asyncio.subprocess.Process | None = None
+        self.extra_args: list[str] = []
+        self._reader: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        env = dict(os.environ, WARDEN_METRICS_PORT=str(self.port), POD_NAME=self.name, PYTHONUNBUFFERED="1")
+        self.proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "daemon", "run", "--config", str(self.config), "--kubeconfig",
+            str(self.kubeconfig), *self.extra_args, stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT, env=env)
+        self._reader = asyncio.create_task(self._read())
+
+    async def _read(self) -> None:
+        assert self.proc is not None and self.proc.stdout is not None
+        async for raw in self.proc.stdout:
+            text = raw.decode(errors="replace")
+            self.raw.append(text)
+            with contextlib.suppress(ValueError):
+                line = json.loads(text)
+                if isinstance(line, dict):
+                    self.lines.append(line)
+
+    async def metrics(self) -> str:
+        async with aiohttp.ClientSession() as s, s.get(f"http://127.0.0.1:{self.port}/metrics",
+                                                        timeout=aiohttp.ClientTimeout(total=2)) as r:
+            return await r.text()
+
+    async def sample(self, name: str, **labels: str) -> float:
+        try:
+            text = await self.metrics()
+        except (aiohttp.ClientError, TimeoutError):
+            return 0.0
+        want = ",".join(f'{k}="{v}"' for k, v in sorted(labels.items()))
+        for line in text.splitlines():
+            if line.startswith("#"):
+                continue
+            series, _, value = line.rpartition(" ")
+            metric, _, lab = series.partition("{")
+            if metric != name:
+                continue
+            got = ",".join(sorted(p for p in lab.rstrip("}").split(",") if p))
+            if got == want:
+                return float(value)
+        return 0.0
+
+    def acted(self, target: str) -> list[dict[str, Any]]:
+        return [ln for ln in self.lines if ln.get("event") == "acted" and ln.get("target") == target]
+
+    async def stop(self, *, timeout: float = 20.0) -> int:
+        assert self.proc is not None
+        if self.proc.returncode is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                await asyncio.wait_for(self.proc.wait(), timeout)
+            except TimeoutError:
+                self.proc.kill()
+                await self.proc.wait()
+        if self._reader is not None:
+            await self._reader
+        assert self.proc.returncode is not None
+        return self.proc.returncode
+
+
+async def until(cond: Callable[[], Awaitable[bool]], *, timeout: float = 30.0, what: str = "") -> float:
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < timeout:
+        if await cond():
+            return time.monotonic() - t0
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+
+
+@pytest.fixture
+async def sandbox(tmp_path: Path) -> AsyncIterator[tuple[Sandbox, Path]]:
+    async with Sandbox(workdir=tmp_path / "sandbox") as sb:
+        cfg = tmp_path / "warden.yaml"
+        sb.write_warden_config(cfg)
+        yield sb, cfg
+
+
+@contextlib.asynccontextmanager
+async def daemons(sb: Sandbox, cfg: Path, *names: str) -> AsyncIterator[list[Daemon]]:
+    ds = [Daemon(config=cfg, kubeconfig=sb.kubeconfig_path, name=n) for n in names]
+    try:
+        for d in ds:
+            await d.start()
+        yield ds
+    finally:
+        for d in ds:
+            if d.proc is not None:
+                await d.stop()
+
+
+async def lease_holder(api: client.ApiClient) -> str:
+    lease = await client.CoordinationV1Api(api).read_namespaced_lease("kserve-warden", "kserve-warden")
+    return str(lease.spec.holder_identity or "")
+
+
+async def runtime_exists(api: client.ApiClient) -> bool:
+    try:
+        await client.CustomObjectsApi(api).get_namespaced_custom_object(
+            "serving.kserve.io", "v1alpha1", NS, "servingruntimes", "iris-fastapi-runtime")
+    except client.ApiException:
+        return False
+    return True
+
+
+async def events(api: client.ApiClient) -> list[dict[str, Any]]:
+    resp = await client.CoreV1Api(api).list_event_for_all_namespaces(_preload_content=False)
+    body = json.loads(await resp.read())
+    return list(body.get("items") or [])
+
+
+def secret_values(sb: Sandbox) -> list[str]:
+    creds = sb._creds
+    assert creds is not None
+    vals = [creds.access_key_id, creds.secret_access_key]
+    return vals + [base64.b64encode(v.encode()).decode() for v in vals]
+
+
+async def test_daemon_heals_injected_failures_and_never_prints_a_secret(
+        sandbox: tuple[Sandbox, Path]) -> None:
+    sb, cfg = sandbox
+    api = sb.new_api_client()
+    try:
+        async with daemons(sb, cfg, "warden-a") as (d,):
+            await until(lambda: _true(d.sample("warden_leader")), what="leadership")
+            await until(lambda: runtime_exists(api), what="desired state applied")
+
+            # 1. no-serving-runtime: the runtime is re-applied.
+            before = await d.sample("warden_remediations_total", action="apply", result="success")
+            await sb.inject("no-serving-runtime")
+            await until(lambda: _gt(d.sample("warden_remediations_total", action="apply", result="success"),
+                                    before), what="runtime re-applied")
+            await until(lambda: runtime_exists(api), what="runtime back")
+
+            # 2. dns-timeout: CoreDNS restarted after the hysteresis, its budget kept on the Deployment.
+            await sb.inject("dns-timeout")
+            await until(lambda: _gt(d.sample("warden_remediations_total", action="restart-coredns",
+                                             result="success"), 0), timeout=40, what="CoreDNS restart")
+            dep = await client.AppsV1Api(api).read_namespaced_deployment("coredns", "kube-system")
+            assert "kubectl.kubernetes.io/restartedAt" in dep.spec.template.metadata.annotations
+            assert "warden.kserve.io/last-restart" in dep.metadata.annotations
+            await sb.undo("dns-timeout")
+
+            # 3. sidecar-disabled: the annotation the desired state does not have is removed.
+            await sb.inject("sidecar-disabled")
+            await until(lambda: _gt(d.sample("warden_remediations_total", action="remove-annotation",
+                                             result="success"), 0), what="annotation removed")
+
+            evs = await events(api)
+            assert any(e["type"] == "Normal" and e["source"]["component"] == "kserve-warden" for e in evs)
+            assert any(e["type"] == "Warning" and e["reason"] == "dns-latency-high" for e in evs)
+            findings = [ln for ln in d.lines if ln.get("event") == "finding"]
+            assert {"code", "subject", "evidence", "explanation", "remedy"} <= set(findings[0])
+            decisions = [ln for ln in d.lines if ln.get("event") == "decision"]
+            assert decisions and all("verdict" in ln and "why" in ln for ln in decisions)
+            metrics_text = await d.metrics()
+            code = await d.stop()
+            assert code == 0
+            assert any(ln.get("event") == "released the lease" for ln in d.lines)
+            assert await lease_holder(api) == ""
+
+        # The secrets scan: every log line, Event, metric and a check run.
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "daemon", "check", "--config", str(cfg), "--kubeconfig",
+            str(sb.kubeconfig_path), "-o", "json", stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE)
+        out, err = await proc.communicate()
+        produced = "".join(d.raw) + json.dumps(await events(api)) + metrics_text + out.decode() + err.decode()
+        assert len(produced) > 10_000
+        for v in secret_values(sb):
+            assert v not in produced, "a secret value was printed"
+    finally:
+        await api.close()
+
+
+async def _true(x: Awaitable[float]) -> bool:
+    return bool(await x)
+
+
+async def _gt(x: Awaitable[float], than: float) -> bool:
+    return (await x) > than
+
+
+async def test_two_replicas_never_act_at_once_and_hand_over_on_sigterm(sandbox: tuple[Sandbox, Path]) -> None:
+    sb, cfg = sandbox
+    api = sb.new_api_client()
+    try:
+        async with daemons(sb, cfg, "warden-a", "warden-b") as (a, b):
+            await until(lambda: runtime_exists(api), what="desired state applied")
+            await until(lambda: _true(_sum(a, b)), what="a leader")
+            leaders = [await a.sample("warden_leader"), await b.sample("warden_leader")]
+            assert sorted(leaders) == [0.0, 1.0]
+            leader, standby = (a, b) if leaders[0] else (b, a)
+            assert await lease_holder(api) == leader.name
+
+            await sb.inject("no-serving-runtime")
+            await until(lambda: runtime_exists(api), what="runtime re-applied")
+            await asyncio.sleep(1.0)
+            sr = "ServingRuntime/user-example-com/iris-fastapi-runtime"
+            assert standby.acted(sr) == [], "the standby acted"
+
+            # SIGTERM the leader: it releases the Lease; the standby takes over well before expiry.
+            t0 = time.monotonic()
+            assert await leader.stop() == 0
+            await until(lambda: _true(standby.sample("warden_leader")), timeout=10, what="take-over")
+            assert time.monotonic() - t0 < 10
+            assert await lease_holder(api) == standby.name
+            n = len(standby.acted(sr))
+            await sb.inject("no-serving-runtime")
+            await until(lambda: runtime_exists(api), what="runtime re-applied by the new leader")
+            await until(lambda: _true(_const(len(standby.acted(sr)) > n)), what="new leader acted")
+            # Every action in both logs: never the same target twice for one injection.
+            acted_at = sorted(ln["timestamp"] for d in (a, b) for ln in d.acted(sr))
+            assert len(acted_at) == len(set(acted_at))
+    finally:
+        await api.close()
+
+
+async def _sum(*ds: Daemon) -> float:
+    total = 0.0
+    for d in ds:
+        total += await d.sample("warden_leader")
+    assert total <= 1.0, "two replicas lead at once"
+    return total
+
+
+async def _const(x: bool) -> bool:
+    return x
+
+
+async def test_dry_run_daemon_decides_but_writes_nothing(sandbox: tuple[Sandbox, Path]) -> None:
+    sb, cfg = sandbox
+    api = sb.new_api_client()
+    try:
+        d = Daemon(config=cfg, kubeconfig=sb.kubeconfig_path, name="warden-dry")
+        d.extra_args = ["--dry-run"]
+        await d.start()
+        try:
+            await until(lambda: _true(_const(any(ln.get("event") == "acted" for ln in d.lines))),
+                        what="a dry-run decision carried out")
+            await asyncio.sleep(1.0)
+        finally:
+            assert await d.stop() == 0
+        acted = [ln for ln in d.lines if ln.get("event") == "acted"]
+        assert acted and all(ln["result"] == "dry-run" for ln in acted)
+        assert not await runtime_exists(api), "a dry-run daemon created the ServingRuntime"
+        assert [e for e in await events(api) if e["source"].get("component") == "kserve-warden"] == []
+        with pytest.raises(client.ApiException):
+            await lease_holder(api)  # not even the Lease
+    finally:
+        await api.close()

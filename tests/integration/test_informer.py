@@ -1,0 +1,149 @@
+"""Watch caches against the sandbox API: list once, watch, survive drops, 5xx, 429 and 410."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+
+from daemon.informer import Informer, run_until_synced
+from daemon.kube import Kube
+from daemon.objects import ObjectRef
+from sandbox.apiserver import ApiServer
+from tests.integration.daemon_fixtures import api_server, eventually, kube_for, stop_task
+
+NS = "user-example-com"
+SECRET_VALUE = "informer-secret-value-123"
+
+
+def cm(name: str, value: str, ns: str = NS) -> dict[str, Any]:
+    return {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name, "namespace": ns},
+            "data": {"k": value}}
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.seen: list[tuple[str, str, str]] = []
+        self.changed = asyncio.Event()
+
+    def __call__(self, ref: ObjectRef, event: str) -> None:
+        self.seen.append((ref.kind, ref.key, event))
+        self.changed.set()
+
+    def has(self, kind: str, key: str, event: str) -> bool:
+        return (kind, key, event) in self.seen
+
+
+@pytest.fixture
+async def server() -> AsyncIterator[ApiServer]:
+    async with api_server() as s:
+        yield s
+
+
+@pytest.fixture
+async def writer(server: ApiServer) -> AsyncIterator[Kube]:
+    async with kube_for(server.url, field_manager="tester") as k:
+        for ns in (NS, "elsewhere"):
+            await k.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}, dry_run=False)
+        yield k
+
+
+@pytest.fixture
+async def informer(server: ApiServer, writer: Kube) -> AsyncIterator[tuple[Informer, Recorder]]:
+    await writer.apply(cm("before", "1"), dry_run=False)
+    async with kube_for(server.url) as kube:
+        inf = Informer(kube, namespaces={NS, "kube-system"}, watch_timeout_seconds=30)
+        rec = Recorder()
+        inf.subscribe(rec)
+        task = await run_until_synced(inf)
+        try:
+            yield inf, rec
+        finally:
+            await stop_task(task)
+
+
+async def test_lists_once_then_watches_and_notifies(server: ApiServer, writer: Kube,
+                                                   informer: tuple[Informer, Recorder]) -> None:
+    inf, rec = informer
+    assert inf.has_synced
+    assert inf.get("ConfigMap", NS, "before") is not None
+    assert rec.has("ConfigMap", f"{NS}/before", "ADDED")
+    lists_after_sync = server.stats.count("list")
+    assert server.stats.count("list", "configmaps") == 1
+
+    await writer.apply(cm("after", "1"), dry_run=False)
+    await eventually(lambda: rec.has("ConfigMap", f"{NS}/after", "ADDED"), what="ADDED notification")
+    await writer.apply(cm("after", "2"), dry_run=False)
+    await eventually(lambda: rec.has("ConfigMap", f"{NS}/after", "MODIFIED"), what="MODIFIED notification")
+    assert (inf.get("ConfigMap", NS, "after") or {})["data"] == {"k": "2"}
+    await writer.core.delete_namespaced_config_map("after", NS)
+    await eventually(lambda: rec.has("ConfigMap", f"{NS}/after", "DELETED"), what="DELETED notification")
+    assert inf.get("ConfigMap", NS, "after") is None
+
+    # Other namespaces are not cached.
+    await writer.apply(cm("far", "1", ns="elsewhere"), dry_run=False)
+    await writer.apply(cm("marker", "1"), dry_run=False)
+    await eventually(lambda: rec.has("ConfigMap", f"{NS}/marker", "ADDED"), what="marker")
+    assert inf.get("ConfigMap", "elsewhere", "far") is None
+    # Steady state: no list at all after the initial sync.
+    assert server.stats.count("list") == lists_after_sync
+
+
+async def test_secrets_are_cached_hashed(writer: Kube, informer: tuple[Informer, Recorder]) -> None:
+    inf, _ = informer
+    await writer.apply({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "s", "namespace": NS},
+                        "data": {"key": base64.b64encode(SECRET_VALUE.encode()).decode()}}, dry_run=False)
+    await eventually(lambda: inf.get("Secret", NS, "s") is not None, what="secret cached")
+    cached = inf.get("Secret", NS, "s") or {}
+    assert cached["data"]["key"].startswith("sha256:")
+    assert SECRET_VALUE not in repr(inf.objects())
+    assert base64.b64encode(SECRET_VALUE.encode()).decode() not in repr(inf.objects())
+
+
+async def test_dropped_watches_resume_without_a_list_and_lose_nothing(
+        server: ApiServer, writer: Kube, informer: tuple[Informer, Recorder]) -> None:
+    inf, rec = informer
+    lists = server.stats.count("list")
+    # The reconnect fails a few times (5xx, then a reset connection) and backs off meanwhile.
+    server.faults.fail_next(2, status=500, verb="watch", resource="configmaps")
+    server.faults.fail_next(1, reset=True, verb="watch", resource="configmaps")
+    await server.faults.drop_watches()
+    await writer.apply(cm("during-drop", "1"), dry_run=False)
+    await eventually(lambda: rec.has("ConfigMap", f"{NS}/during-drop", "ADDED"),
+                     what="event made during the drop")
+    assert server.stats.count("list") == lists, "a dropped watch must resume, not relist"
+    assert inf.stats.errors >= 2
+
+
+async def test_429_on_watch_waits_retry_after(server: ApiServer, writer: Kube,
+                                              informer: tuple[Informer, Recorder]) -> None:
+    _, rec = informer
+    server.faults.fail_next(1, status=429, retry_after=0.2, verb="watch", resource="configmaps")
+    await server.faults.drop_watches()
+    t0 = asyncio.get_running_loop().time()
+    await writer.apply(cm("after-429", "1"), dry_run=False)
+    await eventually(lambda: rec.has("ConfigMap", f"{NS}/after-429", "ADDED"), what="event after a 429")
+    assert asyncio.get_running_loop().time() - t0 >= 0.2
+
+
+async def test_410_relists_and_notices_what_changed_meanwhile(
+        server: ApiServer, writer: Kube, informer: tuple[Informer, Recorder]) -> None:
+    inf, rec = informer
+    assert inf.get("ConfigMap", NS, "before") is not None
+    # Keep the informer away while the world changes, then compact the history it needs.
+    server.faults.fail_next(4, status=500, verb="watch", resource="configmaps")
+    await server.faults.drop_watches()
+    await writer.core.delete_namespaced_config_map("before", NS)
+    await writer.apply(cm("new-while-away", "1"), dry_run=False)
+    server.faults.compact()
+    await eventually(lambda: rec.has("ConfigMap", f"{NS}/before", "DELETED"), what="deletion seen via relist")
+    await eventually(lambda: rec.has("ConfigMap", f"{NS}/new-while-away", "ADDED"),
+                     what="creation via relist")
+    assert inf.stats.relists >= 1
+    assert server.stats.count("list", "configmaps") == 2
+    # And the watch after the relist works.
+    await writer.apply(cm("after-relist", "1"), dry_run=False)
+    await eventually(lambda: rec.has("ConfigMap", f"{NS}/after-relist", "ADDED"), what="watch after relist")

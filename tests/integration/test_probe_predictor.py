@@ -1,0 +1,570 @@
+"""The predictor probe against real servers on loopback.
+
+Kubernetes side: the sandbox API server (``sandbox.apiserver.ApiServer``) driven by the real
+``kubernetes_asyncio`` client; objects and their status are written through the API as a
+controller would (status via merge-patch on the ``/status`` subresource), container logs through
+the sandbox's kubelet hook. Model side: the project's real model server
+(``serving.app.build_app`` with a model trained by ``serving.train``) for the healthy cases; a
+small aiohttp app answering class 2 plays the seed's silent dummy model, a delaying proxy in
+front of the real server plays a slow one, and a closed port or a server that never answers
+plays an unreachable one.
+
+Every outcome is reached at least once and asserted with its evidence.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from aiohttp import web
+from kubernetes_asyncio import client
+from prometheus_client import CollectorRegistry
+
+from probes.metrics import ProbeMetrics
+from probes.observation import Observation
+from probes.predictor import PredictorOutcome, PredictorProbe
+from sandbox.apiserver import ApiServer
+from serving.app import build_app
+from serving.train import train
+from tests.conftest import free_port
+
+NS = "user-example-com"
+NAME = "iris-model"
+GROUP, VERSION, PLURAL = "serving.kserve.io", "v1beta1", "inferenceservices"
+MERGE = "application/merge-patch+json"
+SECRET = "minio-S3cr3t-Value-9f32"  # what the sandbox's MinIO secret would hold
+POD = f"{NAME}-predictor-00001-deployment-7d9c8"
+
+
+def redact(text: str) -> str:
+    return text.replace(SECRET, "<redacted>")
+
+
+# -- the Kubernetes side -------------------------------------------------------------------------
+
+
+@dataclass
+class Cluster:
+    server: ApiServer
+    api: client.ApiClient
+
+    async def isvc(self, *, status: dict[str, Any] | None = None) -> None:
+        co = client.CustomObjectsApi(self.api)
+        await co.create_namespaced_custom_object(GROUP, VERSION, NS, PLURAL, {
+            "apiVersion": f"{GROUP}/{VERSION}", "kind": "InferenceService",
+            "metadata": {"name": NAME, "namespace": NS},
+            "spec": {"predictor": {"serviceAccountName": "iris-sa",
+                                   "model": {"modelFormat": {"name": "sklearn"},
+                                             "storageUri": "s3://mlpipeline/models/iris"}}},
+        })
+        if status is not None:
+            await co.patch_namespaced_custom_object_status(
+                GROUP, VERSION, NS, PLURAL, NAME, {"status": status}, _content_type=MERGE
+            )
+
+    async def pod(self, *, init: list[dict[str, Any]] | None = None, main: list[dict[str, Any]],
+                  phase: str = "Pending", name: str = POD) -> None:
+        core = client.CoreV1Api(self.api)
+        spec: dict[str, Any] = {"containers": [{"name": c["name"], "image": "img"} for c in main]}
+        if init:
+            spec["initContainers"] = [{"name": c["name"], "image": "img"} for c in init]
+        await core.create_namespaced_pod(NS, {
+            "metadata": {"name": name, "labels": {"serving.kserve.io/inferenceservice": NAME,
+                                                  "component": "predictor"}},
+            "spec": spec,
+        })
+        # Raw response: a status without image/imageID (see the minimal-status test) would not
+        # survive the client's model validation on the way back.
+        resp = await core.patch_namespaced_pod_status(name, NS, {"status": {
+            "phase": phase,
+            "conditions": [{"type": "Ready", "status": "False"}],
+            "initContainerStatuses": [_status(c) for c in init or []],
+            "containerStatuses": [_status(c) for c in main],
+        }}, _content_type=MERGE, _preload_content=False)
+        assert resp.status == 200, await resp.text()
+        resp.release()
+
+    def log(self, container: str, text: str, *, pod: str = POD) -> None:
+        self.server.set_pod_log(NS, pod, container, text)
+
+    def probe(self, **kw: Any) -> PredictorProbe:
+        kw.setdefault("redact", redact)
+        return PredictorProbe(api=self.api, namespace=NS, name=NAME, **kw)
+
+
+def _status(c: dict[str, Any]) -> dict[str, Any]:
+    if c.get("minimal"):
+        return {"name": c["name"], "state": c["state"]}
+    return {"name": c["name"], "ready": c.get("ready", False), "restartCount": c.get("restarts", 0),
+            "image": "img", "imageID": "", "state": c["state"]}
+
+
+def ready_status(*, address: str | None, url: str | None = None) -> dict[str, Any]:
+    status: dict[str, Any] = {"conditions": [
+        {"type": "IngressReady", "status": "True"},
+        {"type": "PredictorReady", "status": "True"},
+        {"type": "Ready", "status": "True"},
+    ]}
+    if address:
+        status["address"] = {"url": address}
+    if url:
+        status["url"] = url
+    return status
+
+
+@pytest.fixture
+async def cluster() -> AsyncIterator[Cluster]:
+    server = ApiServer(host="127.0.0.1", port=0)
+    await server.start()
+    api = client.ApiClient(configuration=client.Configuration(host=server.url))
+    try:
+        await client.CoreV1Api(api).create_namespace({"metadata": {"name": NS}})
+        yield Cluster(server, api)
+    finally:
+        await api.close()
+        await server.stop()
+
+
+# -- the model side --------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("iris")
+    train(out=out)
+    return out
+
+
+@contextlib.asynccontextmanager
+async def serve(app: web.Application) -> AsyncIterator[str]:
+    """Run an aiohttp app on a free loopback port; yields its base URL."""
+    runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=0.5)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    try:
+        yield f"http://127.0.0.1:{runner.addresses[0][1]}"
+    finally:
+        await runner.cleanup()
+
+
+@pytest.fixture
+async def model_server(model_dir: Path) -> AsyncIterator[str]:
+    """The project's real model server, serving the real iris model."""
+    async with serve(build_app(model_name=NAME, model_dir=model_dir)) as url:
+        yield url
+
+
+def dummy_model_app() -> web.Application:
+    """The seed's silent dummy model: ready, answers every prediction with class 2."""
+
+    async def ready(request: web.Request) -> web.Response:
+        return web.json_response({"name": NAME, "ready": True})
+
+    async def predict(request: web.Request) -> web.Response:
+        body = await request.json()
+        return web.json_response({"predictions": [2 for _ in body["instances"]]})
+
+    async def infer(request: web.Request) -> web.Response:
+        body = await request.json()
+        n = body["inputs"][0]["shape"][0]
+        return web.json_response({"model_name": NAME, "outputs": [
+            {"name": "predict", "shape": [n], "datatype": "INT64", "data": [2] * n}]})
+
+    app = web.Application()
+    app.router.add_get(f"/v1/models/{NAME}", ready)
+    app.router.add_post(f"/v1/models/{NAME}:predict", predict)
+    app.router.add_get(f"/v2/models/{NAME}/ready", ready)
+    app.router.add_post(f"/v2/models/{NAME}/infer", infer)
+    return app
+
+
+def delaying_proxy(upstream: str, delay: float) -> web.Application:
+    """Forwards to the real model server after ``delay`` seconds (a sick node, a cold cache)."""
+
+    async def forward(request: web.Request) -> web.Response:
+        await asyncio.sleep(delay)
+        async with aiohttp.ClientSession() as session, session.request(
+            request.method, upstream + request.path_qs, data=await request.read(),
+            headers={"Content-Type": request.headers.get("Content-Type", "application/json")},
+        ) as resp:
+            return web.Response(status=resp.status, body=await resp.read(),
+                                content_type=resp.content_type)
+
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", forward)
+    return app
+
+
+def hanging_app(release: asyncio.Event) -> web.Application:
+    """Accepts connections and never answers (until the test releases it)."""
+
+    async def hang(request: web.Request) -> web.Response:
+        await release.wait()
+        return web.json_response({})
+
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", hang)
+    return app
+
+
+def log_hanging_proxy(upstream: str, release: asyncio.Event) -> web.Application:
+    """The sandbox API behind a proxy whose pod-log endpoint never answers (a wedged kubelet)."""
+
+    async def forward(request: web.Request) -> web.Response:
+        if request.path.endswith("/log"):
+            await release.wait()
+        async with aiohttp.ClientSession() as session, session.get(upstream + request.path_qs) as resp:
+            return web.Response(status=resp.status, body=await resp.read(), content_type=resp.content_type)
+
+    app = web.Application()
+    app.router.add_get("/{tail:.*}", forward)
+    return app
+
+
+def no_secret_anywhere(obs: Observation) -> None:
+    text = json.dumps(obs.to_dict())
+    assert SECRET not in text
+    assert "minio123" not in text
+
+
+# -- ready / wrong-model / slow / unreachable ------------------------------------------------------
+
+
+async def test_ready_v1_real_server_prefers_the_in_cluster_address(
+    cluster: Cluster, model_server: str
+) -> None:
+    # status.url (the external one) points at a closed port: the probe must use address.url.
+    await cluster.isvc(status=ready_status(address=model_server, url=f"http://127.0.0.1:{free_port()}"))
+    obs = await cluster.probe()()
+    assert obs.outcome == PredictorOutcome.READY and obs.ok, obs.evidence
+    assert obs.probe == "predictor" and obs.target == f"{NS}/{NAME}"
+    assert obs.details["url"] == model_server
+    assert obs.details["canary"] == {"instances": [[5.1, 3.5, 1.4, 0.2]], "expected": [0], "predicted": [0]}
+    assert any(e.startswith("canary [5.1,3.5,1.4,0.2] → predicted 0, as expected") for e in obs.evidence)
+    assert obs.values["request_seconds"] > 0 and obs.values["canary_seconds"] > 0
+
+
+async def test_ready_v2_real_server_with_several_canaries(cluster: Cluster, model_server: str) -> None:
+    await cluster.isvc(status=ready_status(address=None, url=model_server))
+    probe = cluster.probe(protocol="v2", canary_instances=[[5.1, 3.5, 1.4, 0.2], [6.7, 3.0, 5.2, 2.3]],
+                          expected=[0, 2])
+    obs = await probe()
+    assert obs.outcome == PredictorOutcome.READY, obs.evidence
+    assert obs.details["url"] == model_server  # no address: falls back to status.url
+    assert obs.details["canary"]["predicted"] == [0, 2]
+
+
+@pytest.mark.parametrize("protocol", ["v1", "v2"])
+async def test_wrong_model_is_the_dummy_model(cluster: Cluster, protocol: str) -> None:
+    async with serve(dummy_model_app()) as url:
+        await cluster.isvc(status=ready_status(address=url))
+        obs = await cluster.probe(protocol=protocol)()
+    assert obs.outcome == PredictorOutcome.WRONG_MODEL and not obs.ok
+    assert "canary [5.1,3.5,1.4,0.2] → predicted 2, expected 0" in obs.evidence
+    assert obs.details["reason"] == "CanaryMismatch"
+    assert obs.details["canary"]["predicted"] == [2]
+
+
+async def test_wrong_model_real_server_answering_the_wrong_class(cluster: Cluster, model_server: str) -> None:
+    # The real iris model is right; a canary that expects versicolor for a setosa sample
+    # is the same failure seen from the other side: the answer, not the server, is wrong.
+    await cluster.isvc(status=ready_status(address=model_server))
+    obs = await cluster.probe(expected=[1])()
+    assert obs.outcome == PredictorOutcome.WRONG_MODEL
+    assert "canary [5.1,3.5,1.4,0.2] → predicted 0, expected 1" in obs.evidence
+
+
+async def test_slow_real_server_behind_a_delay(cluster: Cluster, model_server: str) -> None:
+    async with serve(delaying_proxy(model_server, 0.15)) as url:
+        await cluster.isvc(status=ready_status(address=url))
+        obs = await cluster.probe(slow_threshold=0.1)()
+    assert obs.outcome == PredictorOutcome.SLOW and not obs.ok, obs.evidence
+    assert obs.values["canary_seconds"] >= 0.15
+    assert obs.details["canary"]["predicted"] == [0]  # right answer, just late
+    assert any(e.startswith("slowest call took ") and e.endswith("threshold 0.1 s") for e in obs.evidence)
+
+
+async def test_unreachable_closed_port(cluster: Cluster) -> None:
+    url = f"http://127.0.0.1:{free_port()}"
+    await cluster.isvc(status=ready_status(address=url))
+    obs = await cluster.probe()()
+    assert obs.outcome == PredictorOutcome.UNREACHABLE
+    where = f"GET {url}/v1/models/{NAME}"
+    assert any("connection refused" in e and where in e for e in obs.evidence), obs.evidence
+    assert "request_seconds" not in obs.values
+
+
+async def test_unreachable_server_that_never_answers(cluster: Cluster) -> None:
+    release = asyncio.Event()
+    async with serve(hanging_app(release)) as url:
+        await cluster.isvc(status=ready_status(address=url))
+        try:
+            obs = await cluster.probe(timeout=1.0)()
+        finally:
+            release.set()
+    assert obs.outcome == PredictorOutcome.UNREACHABLE
+    assert f"no answer within 1 s while calling {url}/v1/models/{NAME}" in obs.evidence
+    assert obs.details["reason"] == "Timeout"
+
+
+async def test_url_override_and_no_url(cluster: Cluster, model_server: str) -> None:
+    await cluster.isvc(status=ready_status(address=None))
+    obs = await cluster.probe()()
+    assert obs.outcome == PredictorOutcome.UNREACHABLE
+    assert obs.details["reason"] == "NoURL"
+    obs = await cluster.probe(url_override=model_server + "/")()
+    assert obs.outcome == PredictorOutcome.READY
+    assert obs.details["url"] == model_server
+
+
+async def test_model_server_up_without_a_model_is_not_ready(cluster: Cluster, tmp_path: Path) -> None:
+    # The real server with an empty model dir waits for the model: readiness answers 503.
+    app = build_app(model_name=NAME, model_dir=tmp_path, wait_for_model=True, poll_seconds=60.0)
+    async with serve(app) as url:
+        await cluster.isvc(status=ready_status(address=url))
+        obs = await cluster.probe()()
+    assert obs.outcome == PredictorOutcome.NOT_READY
+    assert obs.details["reason"] == "ModelNotReady"
+    assert any(e.startswith(f"GET /v1/models/{NAME} → 503") for e in obs.evidence)
+
+
+# -- not-ready and pod-failing: status, pods, logs ------------------------------------------------
+
+
+async def test_not_ready_no_supporting_runtime(cluster: Cluster) -> None:
+    message = "no runtime found to support predictor with model type: {sklearn <nil>}"
+    await cluster.isvc(status={
+        "conditions": [
+            {"type": "IngressReady", "status": "False", "reason": "PredictorConfigurationReady not ready"},
+            {"type": "PredictorReady", "status": "False", "reason": "NoSupportingRuntime",
+             "message": message},
+            {"type": "Ready", "status": "False", "reason": "NoSupportingRuntime"},
+        ],
+        "modelStatus": {"transitionStatus": "InvalidSpec", "lastFailureInfo": {
+            "reason": "NoSupportingRuntime", "message": message}},
+    })
+    obs = await cluster.probe()()
+    assert obs.outcome == PredictorOutcome.NOT_READY and not obs.ok
+    assert obs.details["failure_reason"] == "NoSupportingRuntime"
+    assert obs.details["reason"] == "NoSupportingRuntime"
+    assert obs.details["conditions"]["PredictorReady"] == {
+        "status": "False", "reason": "NoSupportingRuntime", "message": message}
+    assert f"lastFailureInfo: NoSupportingRuntime: {message}" in obs.evidence
+    assert any("PredictorReady=False (NoSupportingRuntime)" in e for e in obs.evidence)
+    assert f"no pods with label serving.kserve.io/inferenceservice={NAME}" in obs.evidence
+    assert obs.details["pods"] == []
+
+
+async def test_not_ready_isvc_missing(cluster: Cluster) -> None:
+    obs = await cluster.probe()()
+    assert obs.outcome == PredictorOutcome.NOT_READY
+    assert obs.details["reason"] == "NotFound"
+    assert obs.evidence == (f"InferenceService {NS}/{NAME} not found (404)",)
+
+
+async def test_pod_failing_image_pull_401(cluster: Cluster) -> None:
+    message = ('Back-off pulling image "harbor.example.com/ml/iris-fastapi:1.0": failed to authorize: '
+               "failed to fetch anonymous token: 401 Unauthorized")
+    await cluster.isvc(status={"conditions": [{"type": "Ready", "status": "False",
+                                               "reason": "PredictorNotReady"}]})
+    await cluster.pod(init=[{"name": "storage-initializer", "ready": True,
+                             "state": {"terminated": {"exitCode": 0, "reason": "Completed"}}}],
+                      main=[{"name": "kserve-container",
+                             "state": {"waiting": {"reason": "ImagePullBackOff", "message": message}}},
+                            {"name": "istio-proxy", "ready": True, "state": {"running": {}}}])
+    obs = await cluster.probe()()
+    assert obs.outcome == PredictorOutcome.POD_FAILING
+    assert obs.details["container"] == "kserve-container"
+    assert obs.details["reason"] == "ImagePullBackOff"
+    assert f"pod {POD}: container kserve-container ImagePullBackOff: {message}" in obs.evidence
+    assert obs.details["log_tail"] == []  # it never ran: no log to ask for
+    assert cluster.server.stats.count("get", "pods/log") == 0
+    pod = obs.details["pods"][0]
+    assert pod["name"] == POD and pod["phase"] == "Pending" and pod["ready"] is False
+    names = [c["name"] for c in pod["containers"]]
+    assert names == ["storage-initializer", "kserve-container", "istio-proxy"]
+
+
+async def test_pod_failing_init_error_with_redacted_log_tail(cluster: Cluster) -> None:
+    await cluster.isvc(status={"conditions": [{"type": "Ready", "status": "False"}]})
+    await cluster.pod(init=[{"name": "storage-initializer", "restarts": 3,
+                             "state": {"terminated": {"exitCode": 1, "reason": "Error"}}}],
+                      main=[{"name": "kserve-container",
+                             "state": {"waiting": {"reason": "PodInitializing"}}}])
+    noise = [f"INFO:root:attempt {i}" for i in range(40)]
+    cluster.log("storage-initializer", "\n".join([
+        *noise,
+        f"INFO:root:Using secret key {SECRET} for s3://mlpipeline",  # only the caller knows this one
+        "DEBUG env AWS_SECRET_ACCESS_KEY=minio123 AWS_ACCESS_KEY_ID=minio",  # caught by pattern
+        "botocore.exceptions.NoCredentialsError: Unable to locate credentials",
+    ]) + "\n")
+    obs = await cluster.probe(log_tail_lines=5)()
+    assert obs.outcome == PredictorOutcome.POD_FAILING
+    assert (obs.details["container"], obs.details["reason"]) == ("storage-initializer", "Init:Error")
+    tail = obs.details["log_tail"]
+    assert len(tail) == 5
+    assert tail[-1] == "botocore.exceptions.NoCredentialsError: Unable to locate credentials"
+    assert tail[-3] == "INFO:root:Using secret key <redacted> for s3://mlpipeline"
+    assert tail[-2] == "DEBUG env AWS_SECRET_ACCESS_KEY=<redacted> AWS_ACCESS_KEY_ID=<redacted>"
+    assert ("storage-initializer| botocore.exceptions.NoCredentialsError: Unable to locate credentials"
+            in obs.evidence)
+    assert f"pod {POD}: init container storage-initializer Init:Error: exit code 1" in obs.evidence
+    no_secret_anywhere(obs)
+
+
+async def test_log_tail_is_bounded_in_bytes_and_keeps_the_end(cluster: Cluster) -> None:
+    await cluster.isvc(status={"conditions": [{"type": "Ready", "status": "False"}]})
+    await cluster.pod(main=[{"name": "kserve-container", "restarts": 7,
+                             "state": {"waiting": {"reason": "CrashLoopBackOff",
+                                                   "message": "back-off 5m0s restarting failed container"}}}],
+                      phase="Running")
+    cluster.log("kserve-container", "x" * 5000 + "\n" + "y" * 300 + "\nValueError: model file not found\n")
+    obs = await cluster.probe(log_tail_bytes=200)()
+    assert obs.outcome == PredictorOutcome.POD_FAILING
+    assert obs.details["reason"] == "CrashLoopBackOff"
+    tail = obs.details["log_tail"]
+    assert tail == ["ValueError: model file not found"]
+    assert sum(len(line.encode()) for line in tail) <= 200
+
+
+async def test_pod_failing_sidecar_not_ready_shows_the_dns_timeout(cluster: Cluster) -> None:
+    await cluster.isvc(status={"conditions": [{"type": "Ready", "status": "False",
+                                               "reason": "RevisionMissing"}]})
+    await cluster.pod(main=[{"name": "kserve-container", "ready": True, "state": {"running": {}}},
+                            {"name": "istio-proxy", "ready": False, "state": {"running": {}}}],
+                      phase="Running")
+    line = ('warning envoy config StreamAggregatedResources gRPC config stream closed: 14, connection error: '
+            'desc = "transport: Error while dialing dial tcp: lookup istiod.istio-system.svc: i/o timeout"')
+    cluster.log("istio-proxy", f"info starting\n{line}\n")
+    obs = await cluster.probe()()
+    assert obs.outcome == PredictorOutcome.POD_FAILING
+    assert (obs.details["container"], obs.details["reason"]) == ("istio-proxy", "SidecarNotReady")
+    assert obs.details["log_tail"][-1] == line
+    assert f"istio-proxy| {line}" in obs.evidence
+
+
+async def test_half_written_container_status_is_still_read(cluster: Cluster) -> None:
+    # No image, imageID, ready or restartCount: kubernetes_asyncio's models would refuse this
+    # list; the probe reads raw JSON and still names the failure.
+    await cluster.isvc(status={"conditions": [{"type": "Ready", "status": "False"}]})
+    await cluster.pod(main=[{"name": "kserve-container", "minimal": True,
+                             "state": {"waiting": {"reason": "ErrImagePull",
+                                                   "message": "401 Unauthorized"}}}])
+    obs = await cluster.probe()()
+    assert obs.outcome == PredictorOutcome.POD_FAILING, obs.evidence
+    assert (obs.details["container"], obs.details["reason"]) == ("kserve-container", "ErrImagePull")
+    assert obs.details["pods"][0]["containers"][0]["restarts"] == 0
+
+
+async def test_missing_log_does_not_lose_the_diagnosis(cluster: Cluster) -> None:
+    await cluster.isvc(status={"conditions": [{"type": "Ready", "status": "False"}]})
+    await cluster.pod(init=[{"name": "storage-initializer",
+                             "state": {"terminated": {"exitCode": 1, "reason": "Error"}}}],
+                      main=[{"name": "kserve-container",
+                             "state": {"waiting": {"reason": "PodInitializing"}}}])
+    cluster.server.faults.fail_next(1, status=500, verb="get", resource="pods/log")
+    obs = await cluster.probe()()
+    assert obs.outcome == PredictorOutcome.POD_FAILING
+    assert obs.details["reason"] == "Init:Error"
+    assert obs.details["log_tail"] == []
+    assert "log of storage-initializer unavailable: 500 Internal Server Error" in obs.evidence
+
+
+async def test_hanging_log_endpoint_keeps_the_diagnosis(cluster: Cluster) -> None:
+    await cluster.isvc(status={"conditions": [{"type": "Ready", "status": "False"}]})
+    await cluster.pod(init=[{"name": "storage-initializer",
+                             "state": {"terminated": {"exitCode": 1, "reason": "Error"}}}],
+                      main=[{"name": "kserve-container",
+                             "state": {"waiting": {"reason": "PodInitializing"}}}])
+    release = asyncio.Event()
+    async with serve(log_hanging_proxy(cluster.server.url, release)) as url:
+        api = client.ApiClient(configuration=client.Configuration(host=url))
+        try:
+            obs = await PredictorProbe(api=api, namespace=NS, name=NAME, timeout=1.0)()
+        finally:
+            release.set()
+            await api.close()
+    assert obs.outcome == PredictorOutcome.POD_FAILING
+    assert (obs.details["container"], obs.details["reason"]) == ("storage-initializer", "Init:Error")
+    assert obs.details["log_tail"] == []
+    assert f"no answer within 1 s while reading the log of {POD}/storage-initializer" in obs.evidence
+
+
+# -- probe-error ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("status", "resource", "what"), [
+    (403, "inferenceservices", f"GET inferenceservice {NS}/{NAME}"),
+    (500, "inferenceservices", f"GET inferenceservice {NS}/{NAME}"),
+    (503, "pods", f"LIST pods in {NS}"),
+])
+async def test_api_errors_are_probe_errors(cluster: Cluster, status: int, resource: str, what: str) -> None:
+    await cluster.isvc(status={"conditions": [{"type": "Ready", "status": "False"}]})
+    verb = "list" if resource == "pods" else "get"
+    cluster.server.faults.fail_next(1, status=status, verb=verb, resource=resource)
+    obs = await cluster.probe()()
+    assert obs.outcome == PredictorOutcome.PROBE_ERROR and not obs.ok
+    assert obs.details["api_status"] == status
+    assert any(e.startswith(f"Kubernetes API answered {status} ") and e.endswith(f"to {what}")
+               for e in obs.evidence), obs.evidence
+
+
+async def test_api_server_down_is_a_probe_error() -> None:
+    api = client.ApiClient(configuration=client.Configuration(host=f"http://127.0.0.1:{free_port()}"))
+    try:
+        obs = await PredictorProbe(api=api, namespace=NS, name=NAME)()
+    finally:
+        await api.close()
+    assert obs.outcome == PredictorOutcome.PROBE_ERROR
+    refused = "Kubernetes API unreachable: connection refused"
+    assert any(e.startswith(refused) for e in obs.evidence), obs.evidence
+
+
+async def test_api_server_that_hangs_hits_the_hard_timeout() -> None:
+    release = asyncio.Event()
+    async with serve(hanging_app(release)) as url:
+        api = client.ApiClient(configuration=client.Configuration(host=url))
+        try:
+            obs = await PredictorProbe(api=api, namespace=NS, name=NAME, timeout=0.3)()
+        finally:
+            release.set()
+            await api.close()
+    assert obs.outcome == PredictorOutcome.PROBE_ERROR
+    assert obs.evidence == ("no answer within 0.3 s while reading the InferenceService",)
+
+
+async def test_bad_settings_fail_at_construction(cluster: Cluster) -> None:
+    with pytest.raises(ValueError, match="one expected class per instance"):
+        cluster.probe(canary_instances=[[1.0], [2.0]], expected=[0])
+    with pytest.raises(ValueError, match="protocol must be"):
+        cluster.probe(protocol="grpc")
+
+
+# -- metrics ----------------------------------------------------------------------------------------
+
+
+async def test_observations_feed_the_probe_metrics(cluster: Cluster, model_server: str) -> None:
+    registry = CollectorRegistry()
+    metrics = ProbeMetrics(registry)
+    labels = {"probe": "predictor", "target": f"{NS}/{NAME}"}
+    probe = cluster.probe()
+
+    metrics.record(await probe())  # ISVC missing
+    assert registry.get_sample_value("warden_probe_success", labels) == 0.0
+
+    await cluster.isvc(status=ready_status(address=model_server))
+    obs = await probe()
+    metrics.record(obs)
+    assert registry.get_sample_value("warden_probe_success", labels) == 1.0
+    assert registry.get_sample_value("warden_probe_duration_seconds_count", {"probe": "predictor"}) == 2.0
+    assert registry.get_sample_value("warden_probe_last_run_timestamp_seconds",
+                                     {"probe": "predictor"}) == obs.finished

@@ -1,0 +1,126 @@
+"""``python -m serving`` as a real process: refuses to start without a real model, serves, stops cleanly."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from serving.train import TrainResult, train
+from tests.conftest import ROOT, free_port
+
+SETOSA = [5.1, 3.5, 1.4, 0.2]
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> TrainResult:
+    # extensionless, as KServe's storage-initializer leaves it
+    return train(out=tmp_path_factory.mktemp("model"), seed=42, name="model")
+
+
+def _run(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "serving", *args], cwd=ROOT, capture_output=True, text=True,
+                          timeout=timeout, check=False)
+
+
+def _http(url: str, body: Any = None) -> tuple[int, Any]:
+    data = None if body is None else json.dumps(body).encode()
+    req = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(req, timeout=5) as r:
+            return r.status, json.loads(r.read())
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read())
+
+
+@pytest.fixture
+def start() -> Iterator[Any]:
+    procs: list[subprocess.Popen[str]] = []
+
+    def _start(*args: str) -> tuple[subprocess.Popen[str], str]:
+        port = free_port()
+        p = subprocess.Popen([sys.executable, "-m", "serving", *args, "--http_port", str(port)], cwd=ROOT,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        procs.append(p)
+        base = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if p.poll() is not None:
+                raise AssertionError(f"server exited {p.returncode}: {p.stderr.read() if p.stderr else ''}")
+            try:
+                _http(base + "/v2/health/live")
+                return p, base
+            except (urllib.error.URLError, ConnectionError):
+                time.sleep(0.1)
+        raise AssertionError("server did not start listening")
+
+    yield _start
+    for p in procs:
+        if p.poll() is None:
+            p.kill()
+        p.communicate(timeout=10)
+
+
+def test_missing_directory_refuses_to_start(tmp_path: Path) -> None:
+    res = _run("--model_dir", str(tmp_path / "absent"), "--model_name", "iris",
+               "--http_port", str(free_port()))
+    assert res.returncode == 1
+    assert "does not exist" in res.stderr and "never serves a dummy model" in res.stderr
+
+
+def test_corrupt_model_refuses_to_start_and_lists_files(tmp_path: Path) -> None:
+    (tmp_path / "model").write_bytes(b"<?xml version='1.0'?><Error>AccessDenied</Error>")
+    (tmp_path / "model.json").write_text('{"truncated": ')
+    res = _run("--model-dir", str(tmp_path), "--model-name", "iris", "--http-port", str(free_port()))
+    assert res.returncode == 1
+    assert "found 2 file(s)" in res.stderr
+    assert "- model (" in res.stderr and "- model.json (" in res.stderr
+    # and the structured log line says so too
+    line = next(ln for ln in res.stderr.splitlines() if ln.startswith("{"))
+    assert json.loads(line)["event"] == "no model loaded; refusing to start"
+
+
+def test_serves_extensionless_model_and_stops_cleanly(trained: TrainResult, start: Any) -> None:
+    proc, base = start("--model_dir", str(trained.model_path.parent), "--model_name", "iris",
+                       "--grpc_port", "9999")  # a KServe flag we do not use: warned about, not fatal
+    assert _http(base + "/v1/models/iris") == (200, {"name": "iris", "ready": True})
+    assert _http(base + "/v1/models/iris:predict", {"instances": [SETOSA]}) == (200, {"predictions": [0]})
+    status, body = _http(base + "/v2/models/iris/infer",
+                         {"inputs": [{"name": "x", "shape": [1, 4], "datatype": "FP64", "data": SETOSA}]})
+    assert status == 200 and body["outputs"][0]["data"] == [0]
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=20)
+    assert proc.returncode == 0
+    events = [json.loads(ln) for ln in err.splitlines() if ln.startswith("{")]
+    names = [e["event"] for e in events]
+    assert "ignoring arguments this server does not use" in names
+    loaded = next(e for e in events if e["event"] == "model loaded")
+    assert loaded["path"].endswith("/model") and loaded["sha256"] == trained.sha256
+    assert all({"timestamp", "level", "event", "logger"} <= set(e) for e in events)
+
+
+def test_wait_for_model_starts_unready(tmp_path: Path, start: Any) -> None:
+    _, base = start("--model_dir", str(tmp_path), "--model_name", "iris", "--wait-for-model")
+    assert _http(base + "/v1/models/iris") == (503, {"name": "iris", "ready": False})
+
+
+def test_workers_share_the_port(trained: TrainResult, start: Any) -> None:
+    proc, base = start("--model_dir", str(trained.model_path.parent), "--model_name", "iris",
+                       "--workers", "2")
+    deadline = time.monotonic() + 30
+    while _http(base + "/v1/models/iris")[0] != 200 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    for _ in range(20):
+        assert _http(base + "/v1/models/iris:predict", {"instances": [SETOSA]}) == (200, {"predictions": [0]})
+    proc.send_signal(signal.SIGTERM)
+    proc.communicate(timeout=30)
+    assert proc.returncode == 0

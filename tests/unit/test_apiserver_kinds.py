@@ -1,0 +1,137 @@
+"""Per-kind defaulting and validation rules, and CRD-driven registration, table-driven."""
+
+from __future__ import annotations
+
+import base64
+import copy
+from typing import Any
+
+import pytest
+
+from sandbox.apiserver.crds import BUILTIN_CRDS
+from sandbox.apiserver.kinds import normalize, type_errors, validate_labels, validate_name
+from sandbox.apiserver.registry import Registry, kinds_from_crd, validate_crd
+
+REG = Registry.with_builtins()
+
+
+def kind(group: str, version: str, plural: str) -> Any:
+    k = REG.lookup(group, version, plural)
+    assert k is not None
+    return k
+
+
+def test_secret_string_data_folds_into_base64_data() -> None:
+    obj: dict[str, Any] = {"metadata": {"name": "s"}, "data": {"a": "eA=="}, "stringData": {"b": "minio123"}}
+    assert normalize(kind("", "v1", "secrets"), obj, creating=True) == []
+    assert obj == {
+        "metadata": {"name": "s"},
+        "data": {"a": "eA==", "b": base64.b64encode(b"minio123").decode()},
+        "type": "Opaque",
+    }
+
+
+@pytest.mark.parametrize(
+    ("plural", "body", "field"),
+    [
+        ("secrets", {"data": {"k": "not base64!"}}, "data[k]"),
+        ("secrets", {"data": {"bad key": "eA=="}}, "data[bad key]"),
+        ("configmaps", {"data": {"k": 1}}, "data"),
+        ("pods", {"spec": {}}, "spec.containers"),
+        ("pods", {"spec": {"containers": [{"image": "x"}]}}, "spec.containers[0].name"),
+        ("serviceaccounts", {"secrets": "s3"}, "secrets"),
+    ],
+)
+def test_invalid_bodies(plural: str, body: dict[str, Any], field: str) -> None:
+    errors = normalize(kind("", "v1", plural), {"metadata": {"name": "x"}, **body}, creating=True)
+    assert field in [f for f, _ in errors]
+
+
+def test_pod_and_namespace_defaults() -> None:
+    pod: dict[str, Any] = {
+        "metadata": {"name": "p"},
+        "spec": {"containers": [{"name": "c"}]},
+        "status": {"x": 1},
+    }
+    assert normalize(kind("", "v1", "pods"), pod, creating=True) == []
+    assert pod["status"] == {"phase": "Pending"} and pod["spec"]["serviceAccountName"] == "default"
+    ns: dict[str, Any] = {"metadata": {"name": "kubeflow"}}
+    normalize(kind("", "v1", "namespaces"), ns, creating=True)
+    assert ns["metadata"]["labels"] == {"kubernetes.io/metadata.name": "kubeflow"}
+    assert ns["status"] == {"phase": "Active"}
+
+
+@pytest.mark.parametrize(
+    ("plural", "name", "ok"),
+    [
+        ("configmaps", "inferenceservice-config", True),
+        ("configmaps", "a.b-c", True),
+        ("configmaps", "Upper", False),
+        ("configmaps", "-lead", False),
+        ("namespaces", "user-example-com", True),
+        ("namespaces", "a.b", False),
+        ("events", "iris.17f3a", True),
+    ],
+)
+def test_names(plural: str, name: str, ok: bool) -> None:
+    assert (validate_name(kind("", "v1", plural), name) is None) is ok
+
+
+@pytest.mark.parametrize(
+    ("labels", "n_errors"),
+    [
+        ({"app": "iris", "sidecar.istio.io/inject": "true"}, 0),
+        ({"istio-injection": ""}, 0),
+        ({"bad key!": "x"}, 1),
+        ({"k": "has space"}, 1),
+        ({"k": "x" * 64}, 1),
+    ],
+)
+def test_label_validation(labels: dict[str, str], n_errors: int) -> None:
+    assert len(validate_labels(labels, "metadata.labels")) == n_errors
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"metadata": "x"},
+        {"metadata": {"labels": {"a": 1}}},
+        {"metadata": {"annotations": ["x"]}},
+        {"metadata": {"finalizers": "x"}},
+        {"metadata": {"name": 5}},
+    ],
+)
+def test_type_errors(body: dict[str, Any]) -> None:
+    assert type_errors(body) is not None
+
+
+def test_builtin_crds_are_valid_and_register() -> None:
+    reg = Registry.with_builtins()
+    for crd in BUILTIN_CRDS:
+        assert validate_crd(crd) == []
+        reg.register_crd(crd)
+    isvc = reg.lookup("serving.kserve.io", "v1beta1", "inferenceservices")
+    assert isvc is not None and isvc.namespaced and isvc.status_subresource and not isvc.builtin
+    assert [c.name for c in isvc.printer_columns] == ["URL", "Ready", "Age"]
+    csr = reg.lookup("serving.kserve.io", "v1alpha1", "clusterservingruntimes")
+    assert csr is not None and not csr.namespaced
+    assert [k.version for k in kinds_from_crd(BUILTIN_CRDS[-1])] == ["v1", "v1beta1"]
+    assert ("security.istio.io", ["v1", "v1beta1"]) in reg.group_versions()
+    reg.unregister_crd("authorizationpolicies.security.istio.io")
+    assert reg.lookup("security.istio.io", "v1", "authorizationpolicies") is None
+    assert "security.istio.io" not in dict(reg.group_versions())
+
+
+@pytest.mark.parametrize(
+    ("mutate", "field"),
+    [
+        (lambda c: c["metadata"].update(name="wrong"), "metadata.name"),
+        (lambda c: c["spec"].update(scope="Global"), "spec.scope"),
+        (lambda c: c["spec"].update(versions=[]), "spec.versions"),
+        (lambda c: c["spec"].update(group="nodot"), "spec.group"),
+    ],
+)
+def test_invalid_crds(mutate: Any, field: str) -> None:
+    crd = copy.deepcopy(BUILTIN_CRDS[0])
+    mutate(crd)
+    assert field in [f for f, _ in validate_crd(crd)]

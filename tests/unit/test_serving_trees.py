@@ -1,0 +1,96 @@
+"""The numpy tree walker must give exactly XGBoost's outputs (not approximately)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import numpy as np
+import pytest
+import xgboost as xgb
+from sklearn.datasets import load_iris
+
+from serving.predictor import COMPILED_MAX_ROWS, BoosterPredictor
+from serving.trees import CompiledTrees, expf, probe_rows
+
+
+@pytest.fixture(scope="module")
+def booster() -> Any:
+    x, y = load_iris(return_X_y=True)
+    clf = xgb.XGBClassifier(n_estimators=60, max_depth=4, learning_rate=0.2, objective="multi:softprob",
+                            random_state=3, n_jobs=1)
+    clf.fit(x, y)
+    b = clf.get_booster()
+    b.set_param({"nthread": 1})
+    return b
+
+
+@pytest.fixture(scope="module")
+def trees(booster: Any) -> CompiledTrees:
+    compiled = CompiledTrees.from_booster_json(json.loads(bytes(booster.save_raw("json"))))
+    assert compiled is not None
+    return compiled
+
+
+def _inputs(trees: CompiledTrees) -> np.ndarray:
+    rng = np.random.default_rng(7)
+    iris = load_iris().data.astype(np.float32)
+    return np.concatenate([
+        iris,
+        probe_rows(trees, n=50_000, seed=11),                       # every split edge and its neighbours
+        rng.uniform(-2, 10, size=(50_000, 4)).astype(np.float32),   # anywhere, incl. out of range
+    ])
+
+
+def test_margins_identical_to_xgboost(booster: Any, trees: CompiledTrees) -> None:
+    x = _inputs(trees)
+    ref = booster.inplace_predict(x, predict_type="margin")
+    assert np.array_equal(trees.margins(x), ref)
+
+
+def test_probabilities_and_classes_identical_to_xgboost(booster: Any, trees: CompiledTrees) -> None:
+    x = _inputs(trees)
+    ref = booster.inplace_predict(x)
+    mine = trees.predict_proba(x)
+    assert mine.dtype == np.float32
+    assert np.array_equal(mine, ref)  # bit for bit, every row
+    assert np.array_equal(mine.argmax(axis=1), ref.argmax(axis=1))
+
+
+def test_small_batches_through_predictor_identical(booster: Any, trees: CompiledTrees) -> None:
+    pred = BoosterPredictor(booster)
+    assert pred.compiled is not None, "self-check should accept the walker on this model"
+    x = _inputs(trees)[:5_000]
+    for n in (1, 2, COMPILED_MAX_ROWS, COMPILED_MAX_ROWS + 1, 64):
+        for start in range(0, 600, n):
+            chunk = x[start:start + n]
+            out = pred.run(chunk, want_proba=True)
+            ref = booster.inplace_predict(chunk)
+            assert np.array_equal(out.predict_proba, ref)
+            assert np.array_equal(out.predict, ref.argmax(axis=1))
+
+
+@pytest.mark.parametrize("values", [
+    np.linspace(-20, 0, 20_001, dtype=np.float32),
+    np.array([0.0, -1e-8, -0.5, -1.0, -87.0, -88.7, -104.0], dtype=np.float32),
+])
+def test_expf_matches_libm(values: np.ndarray) -> None:
+    import ctypes
+    import ctypes.util
+
+    libm = ctypes.CDLL(ctypes.util.find_library("m"))
+    libm.expf.restype = ctypes.c_float
+    libm.expf.argtypes = [ctypes.c_float]
+    ref = np.array([libm.expf(float(v)) for v in values], dtype=np.float32)
+    assert np.array_equal(expf(values.copy()), ref)
+
+
+def test_unsupported_objective_is_not_compiled() -> None:
+    x, y = load_iris(return_X_y=True)
+    reg = xgb.XGBRegressor(n_estimators=5, max_depth=2, n_jobs=1).fit(x, y)
+    doc = json.loads(bytes(reg.get_booster().save_raw("json")))
+    assert CompiledTrees.from_booster_json(doc) is None
+    pred = BoosterPredictor(reg.get_booster())
+    assert pred.compiled is None and not pred.has_proba
+    out = pred.run(x[:3].astype(np.float32), want_proba=False)
+    assert np.array_equal(out.predict, reg.get_booster().inplace_predict(x[:3].astype(np.float32)))
