@@ -128,12 +128,16 @@ class DaemonProcess:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._reader
 
-    def finding_text(self, code: str, since: int) -> dict[str, Any]:
-        """The newest log line about finding ``code`` (explanation, remedy, evidence)."""
-        for line in reversed(self.lines[since:]):
-            if line.get("code") == code and ("remedy" in line or "explanation" in line):
-                return dict(line)
-        return {}
+    def all(self, since: int, *, event: str) -> list[dict[str, Any]]:
+        """Log lines with this ``event`` logged since line ``since``."""
+        return [line for line in self.lines[since:] if line.get("event") == event]
+
+    def first(self, since: int, *, event: str, codes: tuple[str, ...]) -> dict[str, Any] | None:
+        """The first ``event`` line since ``since`` about one of ``codes``."""
+        for line in self.lines[since:]:
+            if line.get("event") == event and line.get("code") in codes:
+                return line
+        return None
 
 
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
@@ -156,15 +160,6 @@ def _active_findings(m: Samples) -> dict[str, float]:
             code = dict(labels).get("code", "")
             codes[code] = codes.get(code, 0.0) + v
     return codes
-
-
-def _remediations(m: Samples) -> dict[str, float]:
-    acts: dict[str, float] = {}
-    for (name, labels), v in m.items():
-        if name == "warden_remediations_total":
-            lab = dict(labels)
-            acts[f"{lab.get('action')}:{lab.get('result')}"] = v
-    return acts
 
 
 class Demo:
@@ -253,19 +248,13 @@ class Demo:
                         session: aiohttp.ClientSession) -> Outcome:
         out = Outcome(scenario=sc)
         mark = len(daemon.lines)
-        before = _remediations(await _metrics(session, daemon.metrics_url))
         self.say(f"\n== {sc.name}: injecting the seed's failure")
         t0 = time.monotonic()
         await sb.inject(sc.name)
-        found: dict[str, str] = {}
 
         async def detected() -> bool:
-            active = _active_findings(await _metrics(session, daemon.metrics_url))
-            for code in sc.findings:
-                if code in active:
-                    found["code"] = code
-                    return True
-            return False
+            # The log line comes first: a heal can finish between two scrapes of the gauge.
+            return daemon.first(mark, event="finding", codes=sc.findings) is not None
 
         waited = await self._wait(f"{sc.name}: waiting for the daemon to name it", detected, DETECT_TIMEOUT)
         if waited is None:
@@ -273,13 +262,14 @@ class Demo:
             self.say(f"   not detected within {DETECT_TIMEOUT:.0f} s")
             await sb.undo(sc.name)
             return out
-        out.finding = found["code"]
+        info = daemon.first(mark, event="finding", codes=sc.findings) or {}
+        out.finding = str(info.get("code"))
         out.detect_seconds = time.monotonic() - t0
-        info = daemon.finding_text(out.finding, mark)
         out.explanation = str(info.get("explanation", ""))
         out.remedy = str(info.get("remedy", ""))
-        out.evidence = [str(e) for e in info.get("evidence", [])][:3]
-        self.say(f"   finding  {out.finding} after {out.detect_seconds:.2f} s")
+        out.evidence = [str(e) for e in info.get("evidence", [])][:4]
+        self.say(f"   finding  {out.finding} ({info.get('severity')}) on {info.get('subject')}"
+                 f" after {out.detect_seconds:.2f} s")
         for e in out.evidence:
             self.say(f"   evidence {e}")
         if out.explanation:
@@ -288,6 +278,8 @@ class Demo:
             self.say(f"   remedy   {out.remedy}")
 
         async def healed() -> bool:
+            if daemon.first(mark, event="finding cleared", codes=(out.finding or "",)) is None:
+                return False
             active = _active_findings(await _metrics(session, daemon.metrics_url))
             if any(code in active for code in sc.findings):
                 return False
@@ -301,18 +293,23 @@ class Demo:
             self.say("   no safe automatic heal: a human applies the remedy (the demo does it now)")
             await sb.undo(sc.name)
             await self._wait(f"{sc.name}: waiting for recovery", healed, HEAL_TIMEOUT)
-        after = _remediations(await _metrics(session, daemon.metrics_url))
-        acts = [k for k, v in after.items() if v > before.get(k, 0.0)]
-        out.action = ", ".join(sorted(acts)) or ("none (human)" if not sc.auto_heal else None)
+        acted = daemon.all(mark, event="acted")
+        held = [d for d in daemon.all(mark, event="decision")
+                if d.get("verdict") not in ("allowed", "dry-run")]
+        out.action = ", ".join(dict.fromkeys(f"{a.get('action')} {a.get('target')}" for a in acted)) or (
+            "none (human)" if not sc.auto_heal else None)
+        for a in acted:
+            self.say(f"   action   {a.get('action')} {a.get('target')}: {a.get('result')} ({a.get('why')})")
+        for d in held[:3]:
+            self.say(f"   held     {d.get('finding')}: {d.get('verdict')} ({d.get('why')})")
         if out.heal_seconds is not None:
-            self.say(f"   healed   after {out.heal_seconds:.2f} s by {out.action}; canary answered class 0")
+            self.say(f"   healed   after {out.heal_seconds:.2f} s; the canary is answered correctly again")
         elif sc.auto_heal:
             out.error = "not healed in time"
             self.say(f"   NOT healed within {HEAL_TIMEOUT:.0f} s; undoing the injection")
             await sb.undo(sc.name)
+            await self._wait(f"{sc.name}: waiting for recovery", healed, HEAL_TIMEOUT)
         return out
-
-
 
 
 def demo_command(args: argparse.Namespace) -> int:

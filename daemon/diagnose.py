@@ -855,13 +855,23 @@ class _Diagnosis:
             and any(_UNAUTHORIZED.search(e) for e in pr.evidence)
         ):
             probe_lines = [e for e in pr.evidence if _UNAUTHORIZED.search(e)]
-        if not (stuck or cond_lines or probe_lines):
-            return
-        ev = [line for _, line in stuck] + cond_lines + probe_lines
         sa: Mapping[str, Any] = self.world.get("ServiceAccount", ns, m.sa_name) or {}
         sa_pull = [str(s.get("name")) for s in sa.get("imagePullSecrets") or []]
         d_sa = self.desired.get(("ServiceAccount", ns, m.sa_name))
         want_pull = [str(s.get("name")) for s in (d_sa or {}).get("imagePullSecrets") or []]
+        # Judged statically too, like the mesh policy: a live ServiceAccount that lacks a pull
+        # secret the desired state gives it means the next predictor pod cannot pull its image
+        # (pods copy imagePullSecrets at creation), before any pod has tried.
+        static_lines: list[str] = []
+        if sa and any(n not in sa_pull for n in want_pull):
+            static_lines = [
+                f"ServiceAccount {ns}/{m.sa_name} lacks imagePullSecrets "
+                f"{[n for n in want_pull if n not in sa_pull]}: new predictor pods will get "
+                "401 Unauthorized from the registry"
+            ]
+        if not (stuck or cond_lines or probe_lines or static_lines):
+            return
+        ev = [line for _, line in stuck] + cond_lines + probe_lines + static_lines
         sa_ref = self._desired_ref("ServiceAccount", ns, m.sa_name) or _ref(
             "v1", "ServiceAccount", ns, m.sa_name
         )

@@ -27,11 +27,13 @@ when its cooldown/budget ends). A periodic full resync re-queues ``PASS`` in cas
 was missed. :meth:`Reconciler.shutdown` stops acting, lets in-flight work finish within a
 deadline and cancels the rest.
 
-Server-side apply never forces: when another field manager owns a field the desired state sets
-(someone ran ``kubectl edit``/``annotate``), the apply is refused with a 409 naming that manager;
-the daemon reports it (log, Warning Event with the exact command to hand the fields back) and
-does not ask again until that object changes. ``force_conflicts=True`` opts into GitOps-style
-take-back (``force=true`` after the refusal) for deployments that want it.
+Server-side apply first goes out without ``force``: when another field manager owns a field the
+desired state sets (someone ran ``kubectl edit``/``annotate``), the API refuses with a 409 naming
+that manager. With ``remediation.take_back_fields`` (the default, Argo CD self-heal semantics) the
+daemon logs who held which fields and re-applies with ``force``: it takes back only the fields
+the desired state declares, never another manager's other fields. With it off, the daemon
+reports the conflict (log, Warning Event with the exact command to hand the fields back) and
+does not ask again until that object changes.
 
 The CoreDNS restart budget survives a daemon restart: each restart writes its time (and the
 recent ones) as annotations on the coredns Deployment, and :meth:`Reconciler.restore_ledger`

@@ -119,6 +119,11 @@ class RemediationPolicy:
     budgets: Mapping[ActionKind, Budget] = field(default_factory=_default_budgets)
     dns_hysteresis: int = 3
     verify_after_seconds: float = 120.0
+    take_back_fields: bool = True
+    """When another manager has taken a field the desired state declares (a ``kubectl
+    annotate`` or ``edit``), re-apply with ``force`` to take that field back, as Argo CD's
+    self-heal does. Only fields the desired state sets are taken; other managers' other
+    fields stay theirs. False: report the conflict (Warning Event) and leave it."""
 
     def allows(self, kind: ActionKind) -> bool:
         return kind in self.allowed_actions

@@ -57,7 +57,8 @@ def test_document_and_table() -> None:
     doc = json.loads(json.dumps(document(outs)))
     assert doc["all_healed"] is True
     first = doc["scenarios"][0]
-    assert {"name", "finding", "detected", "healed", "detect_seconds", "heal_seconds", "action"} <= first.keys()
+    keys = {"name", "finding", "detected", "healed", "detect_seconds", "heal_seconds", "action"}
+    assert keys <= first.keys()
     assert first["heal_seconds"] == 0.43
     text = table(outs)
     assert "no-serving-runtime" in text and "human (remedy stated)" in text and "~2 h" in text

@@ -357,6 +357,14 @@ def test_mesh_denial_is_found_statically_before_any_pod_tries() -> None:
     assert f.data["apply"] == [AP_REF]
 
 
+def test_sa_losing_its_pull_secret_is_found_before_any_pod_fails() -> None:
+    c = fx.healthy()
+    del c.sa["imagePullSecrets"]  # the running pod still has its copy: nothing failed yet
+    f = fx.run(c).one("image-pull-unauthorized")
+    assert any("lacks imagePullSecrets ['harbor-credentials']" in e for e in f.evidence)
+    assert f.data["apply"] == [SA_REF] and f.data["delete_pods"] == []
+
+
 def test_several_models_each_diagnosed_and_an_unknown_one_reported() -> None:
     base = fx.settings()
     other = replace(base.models[0], name="other-model")
