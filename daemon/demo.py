@@ -27,10 +27,12 @@ import socket
 import sys
 import tempfile
 import time
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import aiohttp
+import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
 from daemon.demo_report import Outcome, document, table
@@ -42,7 +44,7 @@ ISVC_PATH = "/apis/serving.kserve.io/v1beta1/namespaces/user-example-com/inferen
 CONVERGE_TIMEOUT = 90.0
 DETECT_TIMEOUT = 45.0
 HEAL_TIMEOUT = 45.0
-POLL = 0.05
+POLL = 0.02
 
 
 def _free_port() -> int:
@@ -140,6 +142,20 @@ class DaemonProcess:
         return None
 
 
+def _after(deadline: float) -> Any:
+    async def done() -> bool:
+        return time.monotonic() >= deadline
+
+    return done
+
+
+def _logged_at(line: dict[str, Any], *, default: float) -> float:
+    try:
+        return datetime.fromisoformat(str(line["timestamp"]).replace("Z", "+00:00")).timestamp()
+    except (KeyError, ValueError):
+        return default
+
+
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 
 
@@ -225,6 +241,13 @@ class Demo:
                     self.say("the daemon did not converge the starting world; see " + str(daemon.log_path))
                     return 1
                 self.say(f"converged in {took:.2f} s: desired state applied, predictor answers the canary")
+                # Converging applied every desired object; the per-target cooldown guard would
+                # hold back a second heal of the same object within it. Let it expire first so
+                # each scenario shows the daemon's reaction, not the guard's.
+                cooldown = float(((yaml.safe_load(cfg.read_text()) or {}).get("remediation") or {})
+                                 .get("cooldown_seconds", 0))
+                await self._wait("letting the convergence's cooldowns expire",
+                                 _after(time.monotonic() + cooldown), cooldown + 1)
                 for sc in self.scenarios:
                     outcomes.append(await self._scenario(sc, sb, daemon, session))
             doc = document(outcomes)
@@ -250,6 +273,7 @@ class Demo:
         mark = len(daemon.lines)
         self.say(f"\n== {sc.name}: injecting the seed's failure")
         t0 = time.monotonic()
+        t0_wall = time.time()
         await sb.inject(sc.name)
 
         async def detected() -> bool:
@@ -264,7 +288,8 @@ class Demo:
             return out
         info = daemon.first(mark, event="finding", codes=sc.findings) or {}
         out.finding = str(info.get("code"))
-        out.detect_seconds = time.monotonic() - t0
+        # When the daemon logged it, not when this loop noticed (the daemon's clock is ours).
+        out.detect_seconds = _logged_at(info, default=time.time()) - t0_wall
         out.explanation = str(info.get("explanation", ""))
         out.remedy = str(info.get("remedy", ""))
         out.evidence = [str(e) for e in info.get("evidence", [])][:4]

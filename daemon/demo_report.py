@@ -62,7 +62,7 @@ def document(outcomes: list[Outcome]) -> dict[str, Any]:
 
 
 def _fmt(v: float | None) -> str:
-    return "-" if v is None else f"{v:.2f}"
+    return "-" if v is None else f"{v:.3f}"
 
 
 def table(outcomes: list[Outcome]) -> str:

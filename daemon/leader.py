@@ -31,8 +31,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from daemon.errors import ConflictError, KubeError, NotFoundError
-from daemon.kube import Kube, parse_time, rfc3339_micro
+from daemon.kube import Kube
 from daemon.logs import get_logger
+from daemon.timestamps import parse_time, rfc3339_micro
 
 log = get_logger("leader")
 

@@ -53,12 +53,12 @@ from typing import Any, Final
 from daemon.actions import Action, ActionKind, Decision, Verdict
 from daemon.backoff import Result, retry_delay
 from daemon.desired import DesiredState, copy_manifest, index_by_ref
-from daemon.diagnose import diagnose
+from daemon.diagnosis import diagnose
 from daemon.diff import Drift, diff_all
 from daemon.errors import ConflictError, KubeError
 from daemon.findings import Finding
 from daemon.informer import Informer
-from daemon.kube import Kube, parse_time, rfc3339
+from daemon.kube import Kube
 from daemon.ledger import Ledger
 from daemon.logs import get_logger
 from daemon.metric_names import HELD_VERDICTS
@@ -68,6 +68,7 @@ from daemon.plan import plan, with_escalations
 from daemon.probing import ObservationStore
 from daemon.server import HealthState
 from daemon.settings import Settings
+from daemon.timestamps import parse_time, rfc3339
 from daemon.workqueue import QueueShutDown, WorkQueue
 from daemon.world import World
 from probes.observation import Observation

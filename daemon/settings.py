@@ -2,7 +2,8 @@
 
 The schema *is* the frozen dataclasses below. :func:`load_settings` reads a YAML file
 (merged over the embedded defaults, ``daemon/defaults/warden.yaml``), applies environment
-overrides, and converts the result field by field, walking the dataclasses' type hints.
+overrides, and converts the result field by field, walking the dataclasses' type hints
+(:mod:`daemon.typed_yaml`).
 Every problem found on the way is collected, not raised at the first one: the operator
 gets *all* of them at once, one clear line each (``remediation.cooldown_seconds: must be
 >= 0, got -5``; ``probes.dns.perod_seconds: unknown key (did you mean 'period_seconds'?)``),
@@ -14,19 +15,16 @@ the machine (the nameserver from ``/etc/resolv.conf``) are left ``None`` for the
 
 from __future__ import annotations
 
-import difflib
-import types
 from collections.abc import Mapping
-from dataclasses import MISSING, dataclass, field, fields, is_dataclass, replace
-from enum import Enum
+from dataclasses import dataclass, field, replace
 from importlib import resources
 from pathlib import Path
-from types import MappingProxyType
-from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
+from typing import Any, Literal
 
 import yaml
 
 from daemon.actions import ActionKind
+from daemon.typed_yaml import convert, type_name
 
 
 class SettingsError(Exception):
@@ -236,7 +234,7 @@ def load_settings(path: Path | None, *, environ: Mapping[str, str]) -> Settings:
     if problems:
         raise SettingsError(problems)
     raw = _apply_env(raw, environ, problems)
-    settings = _convert(Settings, raw, "", problems)
+    settings = convert(Settings, raw, "", problems)
     if isinstance(settings, Settings):
         problems.extend(_check_values(settings))
     if problems:
@@ -260,7 +258,7 @@ def _parse_yaml(text: str, where: str, problems: list[str]) -> dict[str, Any]:
     if doc is None:
         return {}
     if not isinstance(doc, dict):
-        problems.append(f"{where}: the top level must be a mapping, got {_type_name(doc)}")
+        problems.append(f"{where}: the top level must be a mapping, got {type_name(doc)}")
         return {}
     return doc
 
@@ -311,149 +309,6 @@ def _apply_env(raw: dict[str, Any], environ: Mapping[str, str], problems: list[s
             node = child
         node[leaf] = value
     return out
-
-
-def _type_name(value: Any) -> str:
-    if value is None:
-        return "null"
-    return {bool: "a boolean", int: "an integer", float: "a number", str: "a string",
-            list: "a list", dict: "a mapping"}.get(type(value), type(value).__name__)
-
-
-def _where(path: str) -> str:
-    return path or "<top level>"
-
-
-def _join(path: str, key: str) -> str:
-    return f"{path}.{key}" if path else key
-
-
-_INVALID = object()
-
-
-def _convert(tp: Any, value: Any, path: str, problems: list[str]) -> Any:
-    """Convert raw YAML ``value`` to type ``tp``; on failure record a problem, return _INVALID."""
-    origin = get_origin(tp)
-    args = get_args(tp)
-    if origin in (Union, types.UnionType):
-        if value is None and type(None) in args:
-            return None
-        non_none = [a for a in args if a is not type(None)]
-        if len(non_none) == 1:
-            return _convert(non_none[0], value, path, problems)
-        # A union of scalars (the canary's expected values): accept any that fits exactly.
-        for a in non_none:
-            if a in (int, float) and isinstance(value, int | float) and not isinstance(value, bool):
-                return value
-            if a is str and isinstance(value, str):
-                return value
-        problems.append(f"{_where(path)}: expected a number or a string, got {_type_name(value)}")
-        return _INVALID
-    if origin is Literal:
-        if value in args:
-            return value
-        choices = ", ".join(repr(a) for a in args)
-        problems.append(f"{_where(path)}: must be one of {choices}, got {value!r}")
-        return _INVALID
-    if isinstance(tp, type) and is_dataclass(tp):
-        return _convert_dataclass(tp, value, path, problems)
-    if origin is tuple:
-        if not isinstance(value, list):
-            problems.append(f"{_where(path)}: expected a list, got {_type_name(value)}")
-            return _INVALID
-        item_tp = args[0]
-        items = [_convert(item_tp, v, f"{_where(path)}[{i}]", problems) for i, v in enumerate(value)]
-        return _INVALID if any(i is _INVALID for i in items) else tuple(items)
-    if origin is frozenset:
-        if not isinstance(value, list):
-            problems.append(f"{_where(path)}: expected a list, got {_type_name(value)}")
-            return _INVALID
-        items = [_convert(args[0], v, f"{_where(path)}[{i}]", problems) for i, v in enumerate(value)]
-        return _INVALID if any(i is _INVALID for i in items) else frozenset(items)
-    if origin in (Mapping, dict) or tp is dict:
-        if value is None:
-            value = {}
-        if not isinstance(value, dict):
-            problems.append(f"{_where(path)}: expected a mapping, got {_type_name(value)}")
-            return _INVALID
-        key_tp, val_tp = args
-        out: dict[Any, Any] = {}
-        ok = True
-        for k, v in value.items():
-            ck = _convert(key_tp, k, f"{_where(path)} key {k!r}", problems)
-            cv = _convert(val_tp, v, _join(path, str(k)), problems)
-            if ck is _INVALID or cv is _INVALID:
-                ok = False
-            else:
-                out[ck] = cv
-        return MappingProxyType(out) if ok else _INVALID
-    if isinstance(tp, type) and issubclass(tp, Enum):
-        try:
-            return tp(value)
-        except ValueError:
-            choices = ", ".join(str(m.value) for m in tp)
-            problems.append(f"{_where(path)}: unknown value {value!r}; expected one of: {choices}")
-            return _INVALID
-    if tp is bool:
-        if isinstance(value, bool):
-            return value
-        problems.append(f"{_where(path)}: expected a boolean, got {_type_name(value)}")
-        return _INVALID
-    if tp is int:
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
-        problems.append(f"{_where(path)}: expected an integer, got {_type_name(value)}")
-        return _INVALID
-    if tp is float:
-        if isinstance(value, int | float) and not isinstance(value, bool):
-            return float(value)
-        problems.append(f"{_where(path)}: expected a number, got {_type_name(value)}")
-        return _INVALID
-    if tp is str:
-        if isinstance(value, str) and value:
-            return value
-        what = "an empty string" if value == "" else _type_name(value)
-        problems.append(f"{_where(path)}: expected a non-empty string, got {what}")
-        return _INVALID
-    if tp is Path:
-        if isinstance(value, str) and value:
-            return Path(value)
-        problems.append(f"{_where(path)}: expected a path, got {_type_name(value)}")
-        return _INVALID
-    raise TypeError(f"settings schema uses an unsupported type {tp!r} at {path}")  # a bug, not input
-
-
-def _convert_dataclass(cls: type[Any], value: Any, path: str, problems: list[str]) -> Any:
-    if value is None:
-        value = {}
-    if not isinstance(value, dict):
-        problems.append(f"{_where(path)}: expected a mapping, got {_type_name(value)}")
-        return _INVALID
-    hints = get_type_hints(cls)
-    known = {f.name: f for f in fields(cls)}
-    kwargs: dict[str, Any] = {}
-    ok = True
-    for key in value:
-        if key not in known:
-            close = difflib.get_close_matches(str(key), list(known), n=1, cutoff=0.6)
-            hint = f" (did you mean {close[0]!r}?)" if close else f" (known: {', '.join(sorted(known))})"
-            problems.append(f"{_join(path, str(key))}: unknown key{hint}")
-    for name, f in known.items():
-        required = f.default is MISSING and f.default_factory is MISSING
-        if name in value:
-            converted = _convert(hints[name], value[name], _join(path, name), problems)
-            if converted is not _INVALID:
-                kwargs[name] = converted
-            elif required:
-                ok = False
-            # else: the problem is recorded; the default stands in so that the checks across
-            # fields still run and every problem is reported in one go.
-        elif required:
-            problems.append(f"{_join(path, name)}: required")
-            ok = False
-    if not ok:
-        return _INVALID
-    return cls(**kwargs)
 
 
 def _check_values(s: Settings) -> list[str]:

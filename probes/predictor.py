@@ -22,6 +22,10 @@ Outcomes are the :class:`PredictorOutcome` values; ``ok`` is true only for ``rea
 run reports what it was waiting for. The probe never raises: anything unexpected becomes
 ``probe-error``. It opens one aiohttp session per run, only if it gets to the HTTP step,
 and closes it before returning; it keeps no connection between runs.
+
+The pure readings live beside it: :mod:`probes.pod_status` (conditions and container states →
+the failing container), :mod:`probes.log_tail` (bounded, scrubbed log tails) and
+:mod:`probes.predictions` (V1/V2 answers → classes).
 """
 
 from __future__ import annotations
@@ -29,55 +33,36 @@ from __future__ import annotations
 import asyncio
 import errno
 import json
-import math
-import re
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any, TypedDict, cast
+from typing import Any, cast
 
 import aiohttp
 from kubernetes_asyncio.client import ApiClient, ApiException, CoreV1Api, CustomObjectsApi
 
+from probes.log_tail import scrub, tail
 from probes.observation import Observation, probe_error
+from probes.pod_status import (
+    ConditionInfo,
+    ContainerFailure,
+    PodInfo,
+    conditions_text,
+    find_failure,
+    parse_conditions,
+    pod_info,
+)
+from probes.predictions import BODY_EXCERPT, parse_v1_predictions, parse_v2_predictions
 
 PROBE_NAME = "predictor"
 ISVC_LABEL = "serving.kserve.io/inferenceservice"
 KSERVE_GROUP = "serving.kserve.io"
 KSERVE_VERSION = "v1beta1"
 ISVC_PLURAL = "inferenceservices"
-SIDECAR = "istio-proxy"
 
 SETOSA = [5.1, 3.5, 1.4, 0.2]
 
-# Waiting reasons that mean "this container will not start by itself" (kubelet's words).
-_STUCK_WAITING = frozenset({
-    "ImagePullBackOff", "ErrImagePull", "InvalidImageName", "ErrImageNeverPull",
-    "CreateContainerConfigError", "CreateContainerError", "RunContainerError", "CrashLoopBackOff",
-})
-# Of those, the ones where the container never ran: asking for its log only gets a 400.
-_NEVER_RAN = frozenset({
-    "ImagePullBackOff", "ErrImagePull", "InvalidImageName", "ErrImageNeverPull",
-    "CreateContainerConfigError", "CreateContainerError",
-})
-
-# Defence in depth behind the caller's ``redact``: values of obvious credential assignments
-# are masked even when the caller did not know the secret. Key names are kept: they are what
-# the operator needs to see. Three shapes, deliberately narrow so prose such as "failed to
-# fetch anonymous token: 401 Unauthorized" (the seed's image-pull evidence) stays intact:
-# ``KEY=value`` (env dumps, CLI flags), ``"KEY": "value"`` (JSON), ``Authorization: ...``.
-_KEYS = (r"(?:aws_secret_access_key|aws_access_key_id|aws_session_token|secret_?key|access_?key"
-         r"|accesskey|secretkey|password|passwd|token|api_?key)")
-# A quoted value is taken whole (it may hold spaces), an unquoted one up to a separator.
-_VALUE = r"(?P<value>\"[^\"]*\"|'[^']*'|[^\s\"',;}]+)"
-_SECRET_PATTERNS = (
-    re.compile(rf"(?i)(?P<key>\b\w*?{_KEYS}\s*=\s*){_VALUE}"),
-    re.compile(rf"(?i)(?P<key>[\"']{_KEYS}[\"']\s*:\s*){_VALUE}"),
-    re.compile(rf"(?i)(?P<key>\b(?:proxy-)?authorization\s*:\s*)(?:(?:bearer|basic)\s+)?{_VALUE}"),
-)
-REDACTED = "<redacted>"
-_BODY_EXCERPT = 300
 _LOG_FETCH_CAP = 64 * 1024
 
 
@@ -91,260 +76,8 @@ class PredictorOutcome(StrEnum):
     PROBE_ERROR = "probe-error"
 
 
-# -- raw API JSON (partial shapes: the API sends more) ---------------------------------------
-
-
-class ConditionJSON(TypedDict, total=False):
-    type: str
-    status: str
-    reason: str
-    message: str
-
-
-class ContainerStateJSON(TypedDict, total=False):
-    waiting: dict[str, Any]
-    running: dict[str, Any]
-    terminated: dict[str, Any]
-
-
-class ContainerStatusJSON(TypedDict, total=False):
-    name: str
-    ready: bool
-    restartCount: int
-    state: ContainerStateJSON
-    lastState: ContainerStateJSON
-
-
-# -- what the probe reports in ``details`` ----------------------------------------------------
-
-
-class ConditionInfo(TypedDict):
-    status: str
-    reason: str
-    message: str
-
-
-class ContainerInfo(TypedDict):
-    name: str
-    init: bool
-    state: str
-    reason: str
-    message: str
-    ready: bool
-    restarts: int
-
-
-class PodInfo(TypedDict):
-    name: str
-    phase: str
-    ready: bool
-    containers: list[ContainerInfo]
-
-
-@dataclass(frozen=True, kw_only=True)
-class ContainerFailure:
-    """The first container that explains why the predictor is not serving."""
-
-    pod: str
-    container: str
-    init: bool
-    reason: str
-    """kubectl-style: ``ImagePullBackOff``, ``Init:Error``, ``CrashLoopBackOff``, ``SidecarNotReady``."""
-    message: str
-    has_log: bool
-    """Whether the container ever ran, so that a log tail can exist."""
-
-
-# -- pure helpers (no I/O; the unit tests call them directly) --------------------------------
-
-
-def scrub(text: str, redact: Callable[[str], str] | None) -> str:
-    """Redact known secrets (caller's function) and obvious credential assignments."""
-    if redact is not None:
-        text = redact(text)
-    for pattern in _SECRET_PATTERNS:
-        text = pattern.sub(_mask, text)
-    return text
-
-
-def _mask(m: re.Match[str]) -> str:
-    value = m.group("value")
-    quote = value[0] if value[0] in "\"'" else ""
-    return f"{m.group('key')}{quote}{REDACTED}{quote}"
-
-
-def parse_conditions(status: Mapping[str, Any]) -> dict[str, ConditionInfo]:
-    out: dict[str, ConditionInfo] = {}
-    for raw in status.get("conditions") or []:
-        cond: ConditionJSON = raw
-        kind = cond.get("type")
-        if kind:
-            out[kind] = ConditionInfo(
-                status=str(cond.get("status", "Unknown")),
-                reason=str(cond.get("reason") or ""),
-                message=str(cond.get("message") or ""),
-            )
-    return out
-
-
-def _state(status: ContainerStatusJSON) -> tuple[str, dict[str, Any]]:
-    state: Mapping[str, Any] = status.get("state") or {}
-    for name in ("waiting", "terminated", "running"):
-        body = state.get(name)
-        if isinstance(body, dict):
-            return name, body
-    return "unknown", {}
-
-
-def container_info(status: ContainerStatusJSON, *, init: bool) -> ContainerInfo:
-    state, body = _state(status)
-    reason = str(body.get("reason") or "")
-    if state == "terminated" and not reason:
-        reason = "Completed" if body.get("exitCode", 0) == 0 else "Error"
-    message = str(body.get("message") or "")
-    if state == "terminated" and body.get("exitCode") not in (None, 0) and not message:
-        message = f"exit code {body.get('exitCode')}"
-    return ContainerInfo(
-        name=str(status.get("name", "")),
-        init=init,
-        state=state,
-        reason=reason,
-        message=message,
-        ready=bool(status.get("ready", False)),
-        restarts=int(status.get("restartCount", 0) or 0),
-    )
-
-
-def pod_info(pod: Mapping[str, Any]) -> PodInfo:
-    meta = pod.get("metadata") or {}
-    status = pod.get("status") or {}
-    containers = [container_info(c, init=True) for c in status.get("initContainerStatuses") or []]
-    containers += [container_info(c, init=False) for c in status.get("containerStatuses") or []]
-    ready = any(
-        c.get("type") == "Ready" and c.get("status") == "True" for c in status.get("conditions") or []
-    )
-    return PodInfo(
-        name=str(meta.get("name", "")),
-        phase=str(status.get("phase") or "Unknown"),
-        ready=ready,
-        containers=containers,
-    )
-
-
-def _failure_of(pod: str, c: ContainerInfo) -> ContainerFailure | None:
-    """The container's failure in kubectl's words, or None if it is fine (or just starting)."""
-    if c["state"] == "waiting" and c["reason"] in _STUCK_WAITING:
-        reason = c["reason"]
-        # kubectl shows a crash-looping init container as Init:CrashLoopBackOff; image pull
-        # reasons keep their own name (the fix is the same for init and main containers).
-        if c["init"] and reason == "CrashLoopBackOff":
-            reason = "Init:CrashLoopBackOff"
-        return ContainerFailure(pod=pod, container=c["name"], init=c["init"], reason=reason,
-                                message=c["message"], has_log=reason not in _NEVER_RAN)
-    if c["state"] == "terminated" and c["reason"] != "Completed":
-        reason = f"Init:{c['reason']}" if c["init"] else c["reason"]
-        return ContainerFailure(pod=pod, container=c["name"], init=c["init"], reason=reason,
-                                message=c["message"], has_log=True)
-    if c["name"] == SIDECAR and c["state"] == "running" and not c["ready"]:
-        # The seed's failure 3: istio-proxy up but never ready because it cannot reach
-        # istiod; its log says why (``lookup istiod.istio-system.svc: i/o timeout``).
-        return ContainerFailure(pod=pod, container=c["name"], init=c["init"], reason="SidecarNotReady",
-                                message=c["message"], has_log=True)
-    return None
-
-
-def find_failure(pods: Sequence[PodInfo]) -> ContainerFailure | None:
-    """The first failing container across pods: init containers first (they block the rest)."""
-    for pod in pods:
-        ordered = sorted(pod["containers"], key=lambda c: not c["init"])
-        # A stuck init container explains everything after it; a sidecar that is not ready
-        # matters only if nothing harder failed, so look for it last.
-        for c in ordered:
-            if c["name"] != SIDECAR or c["state"] != "running":
-                failure = _failure_of(pod["name"], c)
-                if failure:
-                    return failure
-    for pod in pods:
-        for c in pod["containers"]:
-            failure = _failure_of(pod["name"], c)
-            if failure:
-                return failure
-    return None
-
-
-def tail(text: str, *, lines: int, max_bytes: int) -> list[str]:
-    """The last ``lines`` lines of ``text``, at most ``max_bytes`` bytes of it (UTF-8)."""
-    data = text.encode("utf-8", "replace")
-    if len(data) > max_bytes:
-        # Cut at the byte budget, then drop the partial first line it leaves (unless the cut
-        # fell right after a newline); a single over-long line keeps its end.
-        partial = data[-max_bytes - 1] != ord("\n")
-        text = data[-max_bytes:].decode("utf-8", "ignore")
-        if partial and "\n" in text:
-            text = text.split("\n", 1)[1]
-    else:
-        text = data.decode("utf-8", "replace")
-    out = text.splitlines()
-    return out[-lines:] if lines > 0 else []
-
-
-def _as_class(value: Any) -> int | None:
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int):
-        return value
-    if isinstance(value, float) and math.isfinite(value) and value == int(value):
-        return int(value)
-    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
-        return int(value.strip())
-    if isinstance(value, list) and value and all(isinstance(v, int | float) for v in value):
-        # Class probabilities (predict_proba): the predicted class is the most likely one.
-        return max(range(len(value)), key=lambda i: value[i])
-    return None
-
-
-def parse_v1_predictions(body: Any) -> list[int]:
-    """Classes from a V1 answer ``{"predictions": [...]}``; ValueError if it is not one."""
-    if not isinstance(body, dict) or not isinstance(body.get("predictions"), list):
-        raise ValueError("answer has no 'predictions' list")
-    classes = [_as_class(p) for p in body["predictions"]]
-    if any(c is None for c in classes):
-        raise ValueError(f"predictions are not classes: {json.dumps(body['predictions'])[:_BODY_EXCERPT]}")
-    return [c for c in classes if c is not None]
-
-
-def parse_v2_predictions(body: Any, *, output: str = "predict") -> list[int]:
-    """Classes from an Open Inference Protocol answer (output ``predict``, else the first)."""
-    outputs = body.get("outputs") if isinstance(body, dict) else None
-    if not isinstance(outputs, list) or not outputs or not all(isinstance(o, dict) for o in outputs):
-        raise ValueError("answer has no 'outputs' list")
-    chosen = next((o for o in outputs if o.get("name") == output), outputs[0])
-    data = chosen.get("data")
-    if not isinstance(data, list):
-        raise ValueError(f"output {chosen.get('name')!r} has no 'data' list")
-    shape = chosen.get("shape")
-    if isinstance(shape, list) and len(shape) == 2 and isinstance(shape[1], int) and shape[1] > 1:
-        width = shape[1]
-        data = [data[i:i + width] for i in range(0, len(data), width)]
-    classes = [_as_class(v) for v in data]
-    if any(c is None for c in classes):
-        excerpt = json.dumps(data)[:_BODY_EXCERPT]
-        raise ValueError(f"output {chosen.get('name')!r} holds no classes: {excerpt}")
-    return [c for c in classes if c is not None]
-
-
 def _compact(values: Sequence[float]) -> str:
     return json.dumps(list(values), separators=(",", ":"))
-
-
-def _conditions_text(conditions: Mapping[str, ConditionInfo]) -> str:
-    parts = []
-    for kind, c in conditions.items():
-        part = f"{kind}={c['status']}"
-        if c["reason"]:
-            part += f" ({c['reason']})"
-        parts.append(part)
-    return ", ".join(parts) or "no conditions"
 
 
 def _connect_error_text(exc: BaseException) -> str:
@@ -566,7 +299,7 @@ class PredictorProbe:
         failure_info: Mapping[str, Any],
         pods: Sequence[PodInfo],
     ) -> Observation:
-        run.evidence.append(f"InferenceService {self.target} not Ready: {_conditions_text(conditions)}")
+        run.evidence.append(f"InferenceService {self.target} not Ready: {conditions_text(conditions)}")
         for kind, c in conditions.items():
             if c["status"] != "True" and c["message"]:
                 run.evidence.append(f"{kind}: {c['message']}")
@@ -681,7 +414,7 @@ class PredictorProbe:
 
     def _excerpt(self, text: str) -> str:
         text = " ".join(text.split())
-        return scrub(text[:_BODY_EXCERPT], self._redact) or "(empty body)"
+        return scrub(text[:BODY_EXCERPT], self._redact) or "(empty body)"
 
     def _judge_canary(self, run: _Run, path: str, status: int, text: str) -> Observation:
         if status != 200:

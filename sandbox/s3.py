@@ -18,6 +18,9 @@ Seeding and the failure-injection helpers (``put_object``, ``delete_object``,
 ``list_keys``) are synchronous botocore calls over the wire: moto answers from its own
 thread, and the calls are short. Once auth is on they are signed with a private admin key
 created at the first seed; it never leaves this object (not in ``repr``, not in logs).
+
+:class:`S3Credentials` mirrors :class:`probes.credentials.Credentials` (a key pair with a
+masked repr) on purpose: the sandbox imports neither ``probes`` nor ``daemon``.
 """
 
 from __future__ import annotations

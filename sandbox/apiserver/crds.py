@@ -52,6 +52,12 @@ def _crd(
 
 
 _AGE: JSON = {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"}
+# ServingRuntime and ClusterServingRuntime print alike (KServe's CRDs).
+_RUNTIME_COLUMNS: list[JSON] = [
+    {"name": "Disabled", "type": "boolean", "jsonPath": ".spec.disabled"},
+    {"name": "ModelType", "type": "string", "jsonPath": ".spec.supportedModelFormats[*].name"},
+    _AGE,
+]
 
 BUILTIN_CRDS: tuple[JSON, ...] = (
     _crd(
@@ -71,11 +77,7 @@ BUILTIN_CRDS: tuple[JSON, ...] = (
         plural="servingruntimes",
         kind="ServingRuntime",
         versions=["v1alpha1"],
-        columns=[
-            {"name": "Disabled", "type": "boolean", "jsonPath": ".spec.disabled"},
-            {"name": "ModelType", "type": "string", "jsonPath": ".spec.supportedModelFormats[*].name"},
-            _AGE,
-        ],
+        columns=_RUNTIME_COLUMNS,
     ),
     _crd(
         group="serving.kserve.io",
@@ -83,11 +85,7 @@ BUILTIN_CRDS: tuple[JSON, ...] = (
         kind="ClusterServingRuntime",
         versions=["v1alpha1"],
         scope="Cluster",
-        columns=[
-            {"name": "Disabled", "type": "boolean", "jsonPath": ".spec.disabled"},
-            {"name": "ModelType", "type": "string", "jsonPath": ".spec.supportedModelFormats[*].name"},
-            _AGE,
-        ],
+        columns=_RUNTIME_COLUMNS,
     ),
     _crd(
         group="security.istio.io",

@@ -303,14 +303,7 @@ class Crud:
         self._finish(kind, obj, namespace=namespace, name=name, creating=True)
         now = now_rfc3339()
         if not via_apply:
-            managed.record_update(
-                None,
-                obj,
-                manager=opts.manager,
-                api_version=kind.api_version,
-                scope=self._scope(kind, opts),
-                now=now,
-            )
+            self._record_update(kind, opts, None, obj, now=now)
         meta["uid"] = str(uuid.uuid4())
         meta["creationTimestamp"] = now
         if kindrules.tracks_generation(kind):
@@ -327,6 +320,16 @@ class Crud:
         if kind.plural == "customresourcedefinitions":
             self.registry.register_crd(obj)
         return self.out(kind, obj)
+
+    @classmethod
+    def _record_update(
+        cls, kind: ResourceKind, opts: WriteOptions, old: Obj | None, new: Obj, *, now: str
+    ) -> None:
+        """managedFields for a create, update or patch (apply records its own)."""
+        scope = cls._scope(kind, opts)
+        managed.record_update(
+            old, new, manager=opts.manager, api_version=kind.api_version, scope=scope, now=now
+        )
 
     @staticmethod
     def _scope(kind: ResourceKind, opts: WriteOptions) -> managed.Scope:
@@ -444,19 +447,19 @@ class Crud:
             raise conflict(group=kind.group, resource=kind.plural, name=name, why=STALE)
         scope = self._scope(kind, opts)
         now = now_rfc3339()
+
+        def applied(base: Obj) -> Obj:
+            """``config`` applied by ``opts.manager`` over ``base`` (the live object, or nothing yet)."""
+            return managed.apply(
+                base, config, manager=opts.manager, api_version=kind.api_version, scope=scope,
+                force=opts.force, now=now,
+            )
+
         if old is None:
             if opts.subresource:
                 raise not_found(group=kind.group, resource=kind.plural, name=name)
             self._check_namespace(kind, namespace)
-            obj = managed.apply(
-                {},
-                config,
-                manager=opts.manager,
-                api_version=kind.api_version,
-                scope=scope,
-                force=opts.force,
-                now=now,
-            )
+            obj = applied({})
             obj.setdefault("metadata", {})
             if kind.status_subresource and not kind.builtin:
                 obj.pop("status", None)
@@ -464,15 +467,7 @@ class Crud:
                 obj=self._create_obj(kind, namespace, name, obj, opts, via_apply=True), created=True
             )
         try:
-            new = managed.apply(
-                clone(old),
-                config,
-                manager=opts.manager,
-                api_version=kind.api_version,
-                scope=scope,
-                force=opts.force,
-                now=now,
-            )
+            new = applied(clone(old))
         except managed.ApplyConflict as exc:
             raise ApiError(
                 409,
@@ -545,14 +540,7 @@ class Crud:
         # (otherwise a no-op write through another served version would count as a change).
         new["apiVersion"] = old.get("apiVersion", kind.api_version)
         if not via_apply:
-            managed.record_update(
-                old,
-                new,
-                manager=opts.manager,
-                api_version=kind.api_version,
-                scope=self._scope(kind, opts),
-                now=now_rfc3339(),
-            )
+            self._record_update(kind, opts, old, new, now=now_rfc3339())
         if kind.plural == "customresourcedefinitions":
             new["status"] = self._crd_status(new)
             if self._spec_part(new) != self._spec_part(old):
@@ -591,22 +579,16 @@ class Crud:
         pre = (options or {}).get("preconditions") or {}
         if not isinstance(pre, dict):
             raise bad_request("DeleteOptions.preconditions must be an object")
-        if pre.get("resourceVersion") and pre["resourceVersion"] != old["metadata"]["resourceVersion"]:
-            raise conflict(
-                group=kind.group,
-                resource=kind.plural,
-                name=name,
-                why=f"Precondition failed: ResourceVersion in precondition: {pre['resourceVersion']}, "
-                f"ResourceVersion in object meta: {old['metadata']['resourceVersion']}",
-            )
-        if pre.get("uid") and pre["uid"] != old["metadata"]["uid"]:
-            raise conflict(
-                group=kind.group,
-                resource=kind.plural,
-                name=name,
-                why=f"Precondition failed: UID in precondition: {pre['uid']}, "
-                f"UID in object meta: {old['metadata']['uid']}",
-            )
+        for field_name, label in (("resourceVersion", "ResourceVersion"), ("uid", "UID")):
+            want, have = pre.get(field_name), old["metadata"][field_name]
+            if want and want != have:
+                raise conflict(
+                    group=kind.group,
+                    resource=kind.plural,
+                    name=name,
+                    why=f"Precondition failed: {label} in precondition: {want}, "
+                    f"{label} in object meta: {have}",
+                )
         key = self.key(kind, namespace, name)
         needs_wait = bool(old["metadata"].get("finalizers")) or kind.plural == "namespaces"
         if dry_run:

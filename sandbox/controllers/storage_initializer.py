@@ -21,6 +21,11 @@ Two halves, as in KServe itself:
   segment, so ``.../iris/model`` lands as ``model``; other keys keep what follows the prefix).
   Failures come back as the log lines the seed read (``NoCredentialsError``,
   ``EndpointConnectionError``, the mesh's ``403 RBAC: access denied``), never as exceptions.
+
+:func:`resolve_credentials` parallels :func:`probes.credentials.resolve` by design: the
+sandbox may not import ``probes`` or ``daemon`` (``tests/unit/test_import_direction.py``),
+and the stand-in must decide as KServe does independently of the code it tests, or a shared
+mistake would pass every test.
 """
 
 from __future__ import annotations

@@ -11,95 +11,18 @@ import asyncio
 import base64
 import contextlib
 import json
-import os
-import signal
 import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
-from typing import Any
 
-import aiohttp
 import pytest
 from kubernetes_asyncio import client
 
 from sandbox import Sandbox
-from tests.conftest import free_port
+from tests.integration.daemon_fixtures import Daemon, events, runtime_exists
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(240)]
-
-NS = "user-example-com"
-
-
-class Daemon:
-    """One ``kserve-warden run`` subprocess; its JSON log lines are collected as they come."""
-
-    def __init__(self, *, config: Path, kubeconfig: Path, name: str) -> None:
-        self.config, self.kubeconfig, self.name = config, kubeconfig, name
-        self.port = free_port()
-        self.lines: list[dict[str, Any]] = []
-        self.raw: list[str] = []
-        self.proc: asyncio.subprocess.Process | None = None
-        self.extra_args: list[str] = []
-        self._reader: asyncio.Task[None] | None = None
-
-    async def start(self) -> None:
-        env = dict(os.environ, WARDEN_METRICS_PORT=str(self.port), POD_NAME=self.name, PYTHONUNBUFFERED="1")
-        self.proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "daemon", "run", "--config", str(self.config), "--kubeconfig",
-            str(self.kubeconfig), *self.extra_args, stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT, env=env)
-        self._reader = asyncio.create_task(self._read())
-
-    async def _read(self) -> None:
-        assert self.proc is not None and self.proc.stdout is not None
-        async for raw in self.proc.stdout:
-            text = raw.decode(errors="replace")
-            self.raw.append(text)
-            with contextlib.suppress(ValueError):
-                line = json.loads(text)
-                if isinstance(line, dict):
-                    self.lines.append(line)
-
-    async def metrics(self) -> str:
-        async with aiohttp.ClientSession() as s, s.get(f"http://127.0.0.1:{self.port}/metrics",
-                                                        timeout=aiohttp.ClientTimeout(total=2)) as r:
-            return await r.text()
-
-    async def sample(self, name: str, **labels: str) -> float:
-        try:
-            text = await self.metrics()
-        except (aiohttp.ClientError, TimeoutError):
-            return 0.0
-        want = ",".join(f'{k}="{v}"' for k, v in sorted(labels.items()))
-        for line in text.splitlines():
-            if line.startswith("#"):
-                continue
-            series, _, value = line.rpartition(" ")
-            metric, _, lab = series.partition("{")
-            if metric != name:
-                continue
-            got = ",".join(sorted(p for p in lab.rstrip("}").split(",") if p))
-            if got == want:
-                return float(value)
-        return 0.0
-
-    def acted(self, target: str) -> list[dict[str, Any]]:
-        return [ln for ln in self.lines if ln.get("event") == "acted" and ln.get("target") == target]
-
-    async def stop(self, *, timeout: float = 20.0) -> int:
-        assert self.proc is not None
-        if self.proc.returncode is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                await asyncio.wait_for(self.proc.wait(), timeout)
-            except TimeoutError:
-                self.proc.kill()
-                await self.proc.wait()
-        if self._reader is not None:
-            await self._reader
-        assert self.proc.returncode is not None
-        return self.proc.returncode
 
 
 async def until(cond: Callable[[], Awaitable[bool]], *, timeout: float = 30.0, what: str = "") -> float:
@@ -135,21 +58,6 @@ async def daemons(sb: Sandbox, cfg: Path, *names: str) -> AsyncIterator[list[Dae
 async def lease_holder(api: client.ApiClient) -> str:
     lease = await client.CoordinationV1Api(api).read_namespaced_lease("kserve-warden", "kserve-warden")
     return str(lease.spec.holder_identity or "")
-
-
-async def runtime_exists(api: client.ApiClient) -> bool:
-    try:
-        await client.CustomObjectsApi(api).get_namespaced_custom_object(
-            "serving.kserve.io", "v1alpha1", NS, "servingruntimes", "iris-fastapi-runtime")
-    except client.ApiException:
-        return False
-    return True
-
-
-async def events(api: client.ApiClient) -> list[dict[str, Any]]:
-    resp = await client.CoreV1Api(api).list_event_for_all_namespaces(_preload_content=False)
-    body = json.loads(await resp.read())
-    return list(body.get("items") or [])
 
 
 def secret_values(sb: Sandbox) -> list[str]:

@@ -250,36 +250,36 @@ async def test_a_replica_that_is_not_leading_observes_but_never_acts(server: Api
         await eventually(lambda: exists(r.writer, SR), what="acts once leading")
 
 
-async def test_conflict_with_another_manager_is_reported_not_forced(server: ApiServer) -> None:
+async def claim_policy_as_istio_admin(server: ApiServer) -> None:
+    """Another field manager (istio-admin) sets the policy's rules first: the daemon's apply conflicts."""
     async with kube_for(server.url, field_manager="istio-admin") as admin:
         await admin.apply({"apiVersion": "security.istio.io/v1", "kind": "AuthorizationPolicy",
                            "metadata": {"name": AP.name, "namespace": AP.namespace},
                            "spec": {"action": "ALLOW", "selector": {"matchLabels": {"app": "seaweedfs"}},
                                     "rules": [{"from": [{"source": {"namespaces": ["kubeflow"]}}]}]}},
                           dry_run=False)
-        async with running(server) as r:
+
+
+async def test_conflict_with_another_manager_is_reported_not_forced(server: ApiServer) -> None:
+    await claim_policy_as_istio_admin(server)
+    async with running(server) as r:
+        await r.idle()
+        assert r.actions("apply", AP) == ["failure"]
+        live = await r.writer.get(AP)
+        assert live["spec"]["rules"] == [{"from": [{"source": {"namespaces": ["kubeflow"]}}]}]
+        events = (await r.writer.list_objects(resource_for("v1", "Event"))).items
+        refused = [e for e in events if e["involvedObject"]["name"] == AP.name and e["type"] == "Warning"
+                   and "istio-admin" in e["message"]]
+        assert refused, [e["message"] for e in events]
+        # No retry storm: more passes, still one attempt (the cooldown holds it).
+        for _ in range(3):
+            r.rec.queue.add("pass")
             await r.idle()
-            assert r.actions("apply", AP) == ["failure"]
-            live = await r.writer.get(AP)
-            assert live["spec"]["rules"] == [{"from": [{"source": {"namespaces": ["kubeflow"]}}]}]
-            events = (await r.writer.list_objects(resource_for("v1", "Event"))).items
-            refused = [e for e in events if e["involvedObject"]["name"] == AP.name and e["type"] == "Warning"
-                       and "istio-admin" in e["message"]]
-            assert refused, [e["message"] for e in events]
-            # No retry storm: more passes, still one attempt (the cooldown holds it).
-            for _ in range(3):
-                r.rec.queue.add("pass")
-                await r.idle()
-            assert r.actions("apply", AP) == ["failure"]
+        assert r.actions("apply", AP) == ["failure"]
 
 
 async def test_force_conflicts_opt_in_takes_the_fields_back(server: ApiServer) -> None:
-    async with kube_for(server.url, field_manager="istio-admin") as admin:
-        await admin.apply({"apiVersion": "security.istio.io/v1", "kind": "AuthorizationPolicy",
-                           "metadata": {"name": AP.name, "namespace": AP.namespace},
-                           "spec": {"action": "ALLOW", "selector": {"matchLabels": {"app": "seaweedfs"}},
-                                    "rules": [{"from": [{"source": {"namespaces": ["kubeflow"]}}]}]}},
-                          dry_run=False)
+    await claim_policy_as_istio_admin(server)
     async with running(server, force_conflicts=True) as r:
         await r.idle()
         assert r.actions("apply", AP) == ["success"]

@@ -479,6 +479,18 @@ async def test_missing_log_does_not_lose_the_diagnosis(cluster: Cluster) -> None
     assert "log of storage-initializer unavailable: 500 Internal Server Error" in obs.evidence
 
 
+async def probe_at(url: str, *, timeout: float = 5.0, release: asyncio.Event | None = None) -> Observation:
+    """One probe run against the API at ``url`` with a client of its own; then ``release`` a
+    hanging stand-in so its handler ends before the server stops."""
+    api = client.ApiClient(configuration=client.Configuration(host=url))
+    try:
+        return await PredictorProbe(api=api, namespace=NS, name=NAME, timeout=timeout)()
+    finally:
+        if release is not None:
+            release.set()
+        await api.close()
+
+
 async def test_hanging_log_endpoint_keeps_the_diagnosis(cluster: Cluster) -> None:
     await cluster.isvc(status={"conditions": [{"type": "Ready", "status": "False"}]})
     await cluster.pod(init=[{"name": "storage-initializer",
@@ -487,12 +499,7 @@ async def test_hanging_log_endpoint_keeps_the_diagnosis(cluster: Cluster) -> Non
                              "state": {"waiting": {"reason": "PodInitializing"}}}])
     release = asyncio.Event()
     async with serve(log_hanging_proxy(cluster.server.url, release)) as url:
-        api = client.ApiClient(configuration=client.Configuration(host=url))
-        try:
-            obs = await PredictorProbe(api=api, namespace=NS, name=NAME, timeout=1.0)()
-        finally:
-            release.set()
-            await api.close()
+        obs = await probe_at(url, timeout=1.0, release=release)
     assert obs.outcome == PredictorOutcome.POD_FAILING
     assert (obs.details["container"], obs.details["reason"]) == ("storage-initializer", "Init:Error")
     assert obs.details["log_tail"] == []
@@ -519,11 +526,7 @@ async def test_api_errors_are_probe_errors(cluster: Cluster, status: int, resour
 
 
 async def test_api_server_down_is_a_probe_error() -> None:
-    api = client.ApiClient(configuration=client.Configuration(host=f"http://127.0.0.1:{free_port()}"))
-    try:
-        obs = await PredictorProbe(api=api, namespace=NS, name=NAME)()
-    finally:
-        await api.close()
+    obs = await probe_at(f"http://127.0.0.1:{free_port()}")
     assert obs.outcome == PredictorOutcome.PROBE_ERROR
     refused = "Kubernetes API unreachable: connection refused"
     assert any(e.startswith(refused) for e in obs.evidence), obs.evidence
@@ -532,12 +535,7 @@ async def test_api_server_down_is_a_probe_error() -> None:
 async def test_api_server_that_hangs_hits_the_hard_timeout() -> None:
     release = asyncio.Event()
     async with serve(hanging_app(release)) as url:
-        api = client.ApiClient(configuration=client.Configuration(host=url))
-        try:
-            obs = await PredictorProbe(api=api, namespace=NS, name=NAME, timeout=0.3)()
-        finally:
-            release.set()
-            await api.close()
+        obs = await probe_at(url, timeout=0.3, release=release)
     assert obs.outcome == PredictorOutcome.PROBE_ERROR
     assert obs.evidence == ("no answer within 0.3 s while reading the InferenceService",)
 

@@ -25,35 +25,12 @@ from probes.storage import StorageOutcome, StorageProbe, parse_storage_uri, stor
 from sandbox.mesh import Mesh
 from sandbox.s3 import S3Credentials, S3Server
 from tests.conftest import free_port
+from tests.integration.seed_mesh import BUCKET, IRIS, PIPELINE, PIPELINE_ONLY
+from tests.kserve_config import inferenceservice_config
 
-BUCKET = "mlpipeline"
 FOLDER = "private-artifacts/user-example-com/v2/artifacts/iris"
 KEY = f"{FOLDER}/model"
-IRIS = "cluster.local/ns/user-example-com/sa/iris-sa"
-PIPELINE = "cluster.local/ns/kubeflow/sa/ml-pipeline"
-SEL = {"matchLabels": {"app": "seaweedfs"}}
-PIPELINE_ONLY = {
-    "metadata": {"name": "seaweedfs-service", "namespace": "kubeflow"},
-    "spec": {
-        "action": "ALLOW",
-        "selector": SEL,
-        "rules": [{"from": [{"source": {"principals": [PIPELINE]}}]}],
-    },
-}
-CONFIGMAP = {
-    "metadata": {"name": "inferenceservice-config", "namespace": "kubeflow"},
-    "data": {
-        "credentials": json.dumps(
-            {
-                "storageSecretNameAnnotation": "serving.kserve.io/storageSecretName",
-                "s3": {
-                    "s3AccessKeyIDName": "AWS_ACCESS_KEY_ID",
-                    "s3SecretAccessKeyName": "AWS_SECRET_ACCESS_KEY",
-                },
-            }
-        )
-    },
-}
+CONFIGMAP = inferenceservice_config("kubeflow")
 
 
 @dataclass

@@ -14,25 +14,10 @@ from botocore.exceptions import ClientError, EndpointConnectionError
 
 from sandbox.mesh import Mesh
 from sandbox.s3 import S3Credentials, S3Server
+from tests.integration.seed_mesh import BUCKET, FIX, IRIS, PIPELINE, PIPELINE_ONLY, SEL
 
-BUCKET = "mlpipeline"
 KEY = "private-artifacts/user-example-com/v2/artifacts/iris/model"
 MODEL = b"xgboost-model-bytes" * 100
-IRIS = "cluster.local/ns/user-example-com/sa/iris-sa"
-PIPELINE = "cluster.local/ns/kubeflow/sa/ml-pipeline"
-SEL = {"matchLabels": {"app": "seaweedfs"}}
-PIPELINE_ONLY = {
-    "metadata": {"name": "seaweedfs-service", "namespace": "kubeflow"},
-    "spec": {
-        "action": "ALLOW",
-        "selector": SEL,
-        "rules": [{"from": [{"source": {"principals": [PIPELINE]}}]}],
-    },
-}
-FIX = {
-    "metadata": {"name": "minio-user-namespace-access", "namespace": "kubeflow"},
-    "spec": {"action": "ALLOW", "selector": SEL, "rules": [{"from": [{"source": {"principals": [IRIS]}}]}]},
-}
 
 
 class Policies:

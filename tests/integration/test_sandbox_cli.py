@@ -21,20 +21,24 @@ START_TIMEOUT = 60.0
 STOP_TIMEOUT = 20.0
 
 
-async def _start(tmp_path: Path) -> tuple[asyncio.subprocess.Process, list[str]]:
-    proc = await asyncio.create_subprocess_exec(
+async def _sandbox_command(*args: str) -> asyncio.subprocess.Process:
+    """``python -m daemon sandbox ARGS`` from the repository root, its output piped."""
+    return await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
         "daemon",
         "sandbox",
-        "--kubeconfig",
-        str(tmp_path / "kc.yaml"),
-        "--warden-config",
-        str(tmp_path / "warden.yaml"),
+        *args,
         cwd=ROOT,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
         stdin=asyncio.subprocess.DEVNULL,
+    )
+
+
+async def _start(tmp_path: Path) -> tuple[asyncio.subprocess.Process, list[str]]:
+    proc = await _sandbox_command(
+        "--kubeconfig", str(tmp_path / "kc.yaml"), "--warden-config", str(tmp_path / "warden.yaml")
     )
     assert proc.stdout is not None
     lines: list[str] = []
@@ -115,20 +119,7 @@ async def test_sandbox_command_serves_a_usable_kubeconfig_and_exits_cleanly(tmp_
 
 async def test_sandbox_command_that_cannot_start_says_why_and_writes_nothing(tmp_path: Path) -> None:
     # 203.0.113.0/24 is TEST-NET-3: no interface here has it, so binding fails at once.
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "daemon",
-        "sandbox",
-        "--host",
-        "203.0.113.7",
-        "--kubeconfig",
-        str(tmp_path / "kc.yaml"),
-        cwd=ROOT,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-        stdin=asyncio.subprocess.DEVNULL,
-    )
+    proc = await _sandbox_command("--host", "203.0.113.7", "--kubeconfig", str(tmp_path / "kc.yaml"))
     _, err = await asyncio.wait_for(proc.communicate(), START_TIMEOUT)
     assert proc.returncode == 1
     text = err.decode()

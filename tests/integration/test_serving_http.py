@@ -275,3 +275,28 @@ async def test_wait_for_model_stays_unready_then_serves_the_real_model(trained: 
             await asyncio.sleep(0.02)
         assert await c.get(f"/v1/models/{NAME}") == (200, {"name": NAME, "ready": True})
         assert await c.post(V1, {"instances": [SETOSA]}) == (200, {"predictions": [0]})
+
+
+async def test_predict_proba_env_switch_like_kserve_sklearnserver(trained: TrainResult,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PREDICT_PROBA", "true")
+    async for c in _serve(model_name=NAME, model_dir=trained.model_path.parent):
+        status, body = await c.post(V1, {"instances": [SETOSA]})
+        assert status == 200 and len(body["predictions"][0]) == 3
+
+
+async def test_pickled_sklearn_estimator_over_v1_and_v2(tmp_path: Path) -> None:
+    import joblib
+    from sklearn.datasets import load_iris
+    from sklearn.linear_model import LogisticRegression
+
+    x, y = load_iris(return_X_y=True)
+    joblib.dump(LogisticRegression(max_iter=500).fit(x, y), tmp_path / "model")  # extensionless pickle
+    async for c in _serve(model_name=NAME, model_dir=tmp_path):
+        assert await c.post(V1, {"instances": [SETOSA]}) == (200, {"predictions": [0]})
+        status, body = await c.post(V2, _v2() | {"outputs": [{"name": "predict"}, {"name": "predict_proba"}]})
+        assert status == 200
+        pred, proba = body["outputs"]
+        assert pred["data"] == [0] and proba["shape"] == [1, 3] and proba["datatype"] == "FP32"
+        status, meta = await c.get(f"/v2/models/{NAME}")
+        assert meta["platform"] == "estimator:sklearn.LogisticRegression"

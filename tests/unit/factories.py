@@ -19,14 +19,15 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from daemon.desired import DesiredState, index_by_ref, load_desired
-from daemon.diagnose import diagnose
+from daemon.desired import DesiredState, copy_manifest, index_by_ref, load_desired
+from daemon.diagnosis import diagnose
 from daemon.diff import Drift, diff
 from daemon.findings import Finding
 from daemon.objects import ObjectRef
 from daemon.settings import Settings, load_settings
 from daemon.world import World
 from probes.observation import Observation
+from tests.kserve_config import inferenceservice_config
 
 NOW = 1_764_441_000.0  # 2025-11-29T18:30Z, the seed's afternoon
 NS = "user-example-com"
@@ -58,14 +59,6 @@ def settings() -> Settings:
     if _SETTINGS is None:
         _SETTINGS = load_settings(None, environ={})
     return _SETTINGS
-
-
-def _thaw(m: Any) -> Any:
-    if isinstance(m, Mapping):
-        return {k: _thaw(v) for k, v in m.items()}
-    if isinstance(m, list | tuple):
-        return [_thaw(v) for v in m]
-    return m
 
 
 def _server_side(obj: dict[str, Any], rv: int) -> dict[str, Any]:
@@ -232,24 +225,7 @@ def healthy() -> Cluster:
         }
     )
     c.put({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "kubeflow"}})
-    c.put(
-        {
-            "apiVersion": "v1",
-            "kind": "ConfigMap",
-            "metadata": {"name": "inferenceservice-config", "namespace": "kserve"},
-            "data": {
-                "credentials": json.dumps(
-                    {
-                        "storageSecretNameAnnotation": "serving.kserve.io/storageSecretName",
-                        "s3": {
-                            "s3AccessKeyIDName": "AWS_ACCESS_KEY_ID",
-                            "s3SecretAccessKeyName": "AWS_SECRET_ACCESS_KEY",
-                        },
-                    }
-                )
-            },
-        }
-    )
+    c.put(inferenceservice_config("kserve"))
     c.put(
         {
             "apiVersion": "v1",
@@ -315,7 +291,7 @@ def healthy() -> Cluster:
     )
     for m in desired_state().manifests_for(world_for_render):
         rv += 1
-        o = _server_side(_thaw(m), rv)
+        o = _server_side(copy_manifest(m), rv)
         if o["kind"] == "Secret":
             # The live derived secret holds the real (base64) values, copied from the source.
             o["data"] = {"AWS_ACCESS_KEY_ID": b64(ACCESS_KEY), "AWS_SECRET_ACCESS_KEY": b64(SECRET_KEY)}

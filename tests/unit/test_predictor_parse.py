@@ -6,16 +6,9 @@ from typing import Any
 
 import pytest
 
-from probes.predictor import (
-    REDACTED,
-    find_failure,
-    parse_conditions,
-    parse_v1_predictions,
-    parse_v2_predictions,
-    pod_info,
-    scrub,
-    tail,
-)
+from probes.log_tail import REDACTED, scrub, tail
+from probes.pod_status import find_failure, parse_conditions, pod_info
+from probes.predictions import parse_v1_predictions, parse_v2_predictions
 
 
 def _pod(*, init: list[dict[str, Any]] | None = None, main: list[dict[str, Any]] | None = None,

@@ -19,23 +19,9 @@ ISVC_URL = "/apis/serving.kserve.io/v1beta1/namespaces/default/inferenceservices
 
 
 @pytest.fixture
-async def server() -> AsyncIterator[ApiServer]:
-    s = ApiServer()
-    await s.start()
-    yield s
-    await s.stop()
-
-
-@pytest.fixture
 async def http() -> AsyncIterator[aiohttp.ClientSession]:
     async with aiohttp.ClientSession() as session:
         yield session
-
-
-@pytest.fixture
-async def api(server: ApiServer) -> AsyncIterator[client.ApiClient]:
-    async with client.ApiClient(client.Configuration(host=server.url)) as c:
-        yield c
 
 
 async def call(

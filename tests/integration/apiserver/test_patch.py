@@ -9,8 +9,6 @@ calls use ``_preload_content=False`` and read the raw response.
 
 from __future__ import annotations
 
-import json
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -18,29 +16,10 @@ from kubernetes_asyncio import client
 from kubernetes_asyncio.client.rest import ApiException
 
 from sandbox.apiserver import ApiServer
+from tests.integration.apiserver.status import status_of
 
 G, V, P = "serving.kserve.io", "v1beta1", "inferenceservices"
 APPLY = "application/apply-patch+yaml"
-
-
-@pytest.fixture
-async def server() -> AsyncIterator[ApiServer]:
-    s = ApiServer()
-    await s.start()
-    yield s
-    await s.stop()
-
-
-@pytest.fixture
-async def api(server: ApiServer) -> AsyncIterator[client.ApiClient]:
-    async with client.ApiClient(client.Configuration(host=server.url)) as c:
-        yield c
-
-
-def status_of(exc: pytest.ExceptionInfo[ApiException]) -> dict[str, Any]:
-    body = json.loads(exc.value.body)
-    assert body["kind"] == "Status" and body["code"] == exc.value.status
-    return dict(body)
 
 
 def isvc(spec: dict[str, Any], **meta: Any) -> dict[str, Any]:

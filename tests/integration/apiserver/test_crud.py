@@ -9,8 +9,6 @@ test needs the body of a 201 from ``patch_*`` (SSA create) it uses ``_preload_co
 from __future__ import annotations
 
 import base64
-import json
-from collections.abc import AsyncIterator
 
 import aiohttp
 import pytest
@@ -18,28 +16,9 @@ from kubernetes_asyncio import client
 from kubernetes_asyncio.client.rest import ApiException
 
 from sandbox.apiserver import ApiServer
+from tests.integration.apiserver.status import status_of
 
 ISVC = ("serving.kserve.io", "v1beta1", "inferenceservices")
-
-
-def status_of(exc: pytest.ExceptionInfo[ApiException]) -> dict[str, object]:
-    body = json.loads(exc.value.body)
-    assert body["kind"] == "Status" and body["code"] == exc.value.status
-    return dict(body)
-
-
-@pytest.fixture
-async def server() -> AsyncIterator[ApiServer]:
-    s = ApiServer()
-    await s.start()
-    yield s
-    await s.stop()
-
-
-@pytest.fixture
-async def api(server: ApiServer) -> AsyncIterator[client.ApiClient]:
-    async with client.ApiClient(client.Configuration(host=server.url)) as c:
-        yield c
 
 
 def isvc(name: str, fmt: str = "sklearn", labels: dict[str, str] | None = None) -> dict[str, object]:

@@ -25,12 +25,6 @@ async def server() -> AsyncIterator[ApiServer]:
     await s.stop()
 
 
-@pytest.fixture
-async def api(server: ApiServer) -> AsyncIterator[client.ApiClient]:
-    async with client.ApiClient(client.Configuration(host=server.url)) as c:
-        yield c
-
-
 async def collect(api: client.ApiClient, n: int, **kwargs: Any) -> list[tuple[str, str]]:
     """The first ``n`` (type, name) events of a configmap watch in ``default``."""
     core = client.CoreV1Api(api)

@@ -7,7 +7,6 @@ and real ``meta.k8s.io/v1`` Tables (with the CRDs' printer columns), and kubectl
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -30,14 +29,6 @@ spec:
         name: sklearn
       storageUri: s3://mlpipeline/models/iris
 """
-
-
-@pytest.fixture
-async def server() -> AsyncIterator[ApiServer]:
-    s = ApiServer()
-    await s.start()
-    yield s
-    await s.stop()
 
 
 @pytest.fixture

@@ -1,0 +1,62 @@
+"""Reading a model server's answer to the canary: the predicted classes, V1 or V2 protocol.
+
+A V1 answer is ``{"predictions": [...]}``; an Open Inference Protocol (V2) answer has
+``outputs`` (``predict`` preferred, else the first), reshaped when it holds class
+probabilities. A prediction counts as a class if it is an integer (or an integral float or
+string), or a probability vector whose largest entry names it; anything else is a
+``ValueError`` with an excerpt of the answer, never a guess.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any
+
+BODY_EXCERPT = 300
+"""How much of an unexpected answer becomes evidence."""
+
+
+def _as_class(value: Any) -> int | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float) and math.isfinite(value) and value == int(value):
+        return int(value)
+    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+        return int(value.strip())
+    if isinstance(value, list) and value and all(isinstance(v, int | float) for v in value):
+        # Class probabilities (predict_proba): the predicted class is the most likely one.
+        return max(range(len(value)), key=lambda i: value[i])
+    return None
+
+
+def parse_v1_predictions(body: Any) -> list[int]:
+    """Classes from a V1 answer ``{"predictions": [...]}``; ValueError if it is not one."""
+    if not isinstance(body, dict) or not isinstance(body.get("predictions"), list):
+        raise ValueError("answer has no 'predictions' list")
+    classes = [_as_class(p) for p in body["predictions"]]
+    if any(c is None for c in classes):
+        raise ValueError(f"predictions are not classes: {json.dumps(body['predictions'])[:BODY_EXCERPT]}")
+    return [c for c in classes if c is not None]
+
+
+def parse_v2_predictions(body: Any, *, output: str = "predict") -> list[int]:
+    """Classes from an Open Inference Protocol answer (output ``predict``, else the first)."""
+    outputs = body.get("outputs") if isinstance(body, dict) else None
+    if not isinstance(outputs, list) or not outputs or not all(isinstance(o, dict) for o in outputs):
+        raise ValueError("answer has no 'outputs' list")
+    chosen = next((o for o in outputs if o.get("name") == output), outputs[0])
+    data = chosen.get("data")
+    if not isinstance(data, list):
+        raise ValueError(f"output {chosen.get('name')!r} has no 'data' list")
+    shape = chosen.get("shape")
+    if isinstance(shape, list) and len(shape) == 2 and isinstance(shape[1], int) and shape[1] > 1:
+        width = shape[1]
+        data = [data[i:i + width] for i in range(0, len(data), width)]
+    classes = [_as_class(v) for v in data]
+    if any(c is None for c in classes):
+        excerpt = json.dumps(data)[:BODY_EXCERPT]
+        raise ValueError(f"output {chosen.get('name')!r} holds no classes: {excerpt}")
+    return [c for c in classes if c is not None]
