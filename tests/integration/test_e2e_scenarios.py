@@ -212,7 +212,8 @@ class Rig:
 
     async def stop_daemon(self) -> None:
         if self.daemon.proc is not None and self.daemon.proc.returncode is None:
-            assert await self.daemon.stop() == 0, "the daemon did not exit cleanly on SIGTERM"
+            code = await self.daemon.stop()
+            assert code == 0, f"{self.daemon.name} exited {code} on SIGTERM; its log ends: {self.daemon.raw[-8:]}"
 
     @property
     def is_default(self) -> bool:
