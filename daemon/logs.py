@@ -78,9 +78,23 @@ def configure(*, fmt: str = "json", level: str = "info", stream: TextIO | None =
         logger_factory=structlog.PrintLoggerFactory(file=out),
         cache_logger_on_first_use=False,
     )
-    # Libraries log through stdlib; keep them quiet unless asked.
-    logging.basicConfig(level=max(lvl, logging.WARNING), stream=out,
-                        format="%(levelname)s %(name)s %(message)s")
+    # Libraries log through stdlib; keep them quiet unless asked, and pass what they do print
+    # (a botocore or aiohttp warning, a traceback) through the same redactor.
+    handler = logging.StreamHandler(out)
+    handler.setFormatter(_ScrubbingFormatter("%(levelname)s %(name)s %(message)s", redactor=redactor))
+    logging.basicConfig(level=max(lvl, logging.WARNING), handlers=[handler])
+
+
+class _ScrubbingFormatter(logging.Formatter):
+    """stdlib's formatter, its whole output (message, args, traceback) scrubbed by the redactor."""
+
+    def __init__(self, fmt: str, *, redactor: Redactor | None) -> None:
+        super().__init__(fmt)
+        self._redactor = redactor
+
+    def format(self, record: logging.LogRecord) -> str:
+        text = super().format(record)
+        return self._redactor.scrub(text) if self._redactor is not None else text
 
 
 class _NamedLogger:

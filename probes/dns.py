@@ -9,7 +9,10 @@ cache:
   no resolver object, so no cache, no search list, no retry to another server; each query
   opens its own UDP socket (as Go's resolver in the sidecar does) and closes it;
 * ``queries`` sequential queries per name per run (sequential so they do not queue
-  behind each other and inflate each other's latency);
+  behind each other and inflate each other's latency); the run of a name stops at its first
+  timed-out query (``stop_on_timeout``, on by default), since the verdict is already
+  ``timeout`` and more waiting only delays the restart decision — pass False to measure
+  loss ratios;
 * latency per query is ``perf_counter`` around the exchange; p50/p95 are linear
   interpolations over the answered queries; timeouts are counted separately
   (``timeouts``, ``loss_ratio``) and never folded into latency.
@@ -107,6 +110,7 @@ class DnsProbe:
         queries: int = 5,
         timeout: float = 1.0,
         slow_threshold: float = 0.2,
+        stop_on_timeout: bool = True,
     ) -> None:
         if not names:
             raise ValueError("DnsProbe needs at least one name")
@@ -118,6 +122,7 @@ class DnsProbe:
         self.queries = queries
         self.timeout = timeout
         self.slow_threshold = slow_threshold
+        self.stop_on_timeout = stop_on_timeout
         self.target = ",".join(self.names)
 
     def __repr__(self) -> str:
@@ -149,6 +154,10 @@ class DnsProbe:
                 )
             except dns.exception.Timeout:
                 result.timeouts += 1
+                if self.stop_on_timeout:
+                    # One unanswered query already makes the run a ``timeout``: waiting out
+                    # the others would only delay the CoreDNS decision by (queries-1)×timeout.
+                    break
                 continue
             result.latencies.append(time.perf_counter() - t0)
             rcode = dns.rcode.to_text(response.rcode())

@@ -1,7 +1,8 @@
 """A local stand-in cluster on loopback: Kubernetes API, S3, DNS and simulated controllers.
 
-:class:`Sandbox` wires the parts, each on a free loopback port, each speaking its real wire
-protocol so that the daemon, the tests and ``kubectl`` use their ordinary clients:
+:class:`Sandbox` (in :mod:`sandbox.cluster`) wires the parts, each on a free loopback port, each
+speaking its real wire protocol so that the daemon, the tests and ``kubectl`` use their ordinary
+clients:
 
 * :mod:`sandbox.apiserver` — the Kubernetes API (kubeconfig at :attr:`Sandbox.kubeconfig_path`);
 * :mod:`sandbox.s3` — moto with authentication on: bucket ``mlpipeline``, and the model the
@@ -33,272 +34,32 @@ API (every client is admin).
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import shutil
-import tempfile
-import threading
-from pathlib import Path
-from types import TracebackType
-from typing import Any
+import importlib
+from typing import TYPE_CHECKING, Any
 
-import yaml
-from kubernetes_asyncio.client import ApiClient, Configuration, CustomObjectsApi
+if TYPE_CHECKING:
+    from sandbox.cluster import Sandbox, trained_model
+    from sandbox.inject import FAILURES
 
-from sandbox import inject as _inject
-from sandbox import world
-from sandbox.apiserver import ApiServer
-from sandbox.controllers.coredns import CoreDnsController
-from sandbox.controllers.kserve import KServeController
-from sandbox.controllers.kubelet import Kubelet
-from sandbox.dns import DnsServer
-from sandbox.kubeconfig import write_kubeconfig
-from sandbox.mesh import Mesh
-from sandbox.s3 import S3Credentials, S3Server
+__all__ = ["FAILURES", "Sandbox", "trained_model"]
 
-__all__ = ["Sandbox"]
-
-_MODEL_CACHE: dict[str, bytes] = {}
-# A thread lock, not an asyncio one: tests run each on its own event loop.
-_MODEL_LOCK = threading.Lock()
+# PEP 562: the package's names are imported on first use. An eager import here would load every
+# part (moto, boto, xgboost: ~200 MB) for anyone who imports just ``sandbox.apiserver``.
+_LAZY: dict[str, str] = {
+    "Sandbox": "sandbox.cluster",
+    "trained_model": "sandbox.cluster",
+    "FAILURES": "sandbox.inject",
+}
 
 
-def _train_once() -> bytes:
-    with _MODEL_LOCK:
-        if "model" not in _MODEL_CACHE:
-            from serving.train import train
-
-            tmp = Path(tempfile.mkdtemp(prefix="kserve-warden-model-"))
-            try:
-                _MODEL_CACHE["model"] = train(out=tmp, name="model").model_path.read_bytes()
-            finally:
-                shutil.rmtree(tmp, ignore_errors=True)
-        return _MODEL_CACHE["model"]
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value  # later lookups skip __getattr__
+    return value
 
 
-async def trained_model() -> bytes:
-    """The iris model (XGBoost JSON) from ``serving.train``; trained once per process, kept in memory."""
-    return await asyncio.to_thread(_train_once)
-
-
-class Sandbox:
-    FAILURES: tuple[str, ...] = _inject.FAILURES
-
-    def __init__(
-        self, *, host: str = "127.0.0.1", controllers: bool = True, workdir: Path | None = None
-    ) -> None:
-        self.host = host
-        self.controllers_enabled = controllers
-        self._own_workdir = workdir is None
-        self.workdir = (
-            Path(workdir) if workdir is not None else Path(tempfile.mkdtemp(prefix="kserve-warden-sandbox-"))
-        )
-        self.apiserver = ApiServer(host=host)
-        self.s3 = S3Server(host=host)
-        self.dns = DnsServer(host=host)
-        self.mesh: Mesh | None = None
-        self.api: ApiClient | None = None
-        self.kserve: KServeController | None = None
-        self.kubelet: Kubelet | None = None
-        self.coredns: CoreDnsController | None = None
-        self._tasks: list[asyncio.Task[None]] = []
-        self._creds: S3Credentials | None = None
-        self._injector: _inject.Injector | None = None
-        self._daemon_sidecar = ""
-        self._started = False
-
-    def __repr__(self) -> str:
-        return f"Sandbox(api={self.api_url if self._started else None!r}, workdir={str(self.workdir)!r})"
-
-    # -- endpoints -------------------------------------------------------------------------------
-
-    @property
-    def api_url(self) -> str:
-        return self.apiserver.url
-
-    @property
-    def kubeconfig_path(self) -> Path:
-        return self.workdir / "kubeconfig"
-
-    @property
-    def dns_address(self) -> tuple[str, int]:
-        return self.dns.address
-
-    @property
-    def s3_url(self) -> str:
-        return self.s3.url
-
-    def new_api_client(self) -> ApiClient:
-        """A kubernetes_asyncio client for the sandbox API (the caller closes it)."""
-        cfg = Configuration(host=self.api_url)
-        return ApiClient(configuration=cfg)
-
-    # -- lifecycle -------------------------------------------------------------------------------
-
-    async def __aenter__(self) -> Sandbox:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        await self.stop()
-
-    async def start(self) -> None:
-        self.workdir.mkdir(parents=True, exist_ok=True)
-        try:
-            model = await trained_model()
-            await self.apiserver.start()
-            await self.s3.start()
-            await self.dns.start()
-            self._creds = await asyncio.to_thread(
-                self.s3.seed, bucket=world.BUCKET, objects={world.MODEL_KEY: model}
-            )
-            self.api = self.new_api_client()
-            api = self.api
-            self.mesh = Mesh(upstream=self.s3.url, policies=self._policies, host=self.host)
-            await self.mesh.start()
-            self._daemon_sidecar = await self.mesh.sidecar(principal=world.DAEMON_PRINCIPAL)
-            await world.apply_all(
-                api,
-                world.seed_objects(
-                    access_key_id=self._creds.access_key_id, secret_access_key=self._creds.secret_access_key
-                ),
-            )
-            self.apiserver.mark_seeded()
-            write_kubeconfig(self.kubeconfig_path, server=self.api_url, namespace=world.USER_NS)
-            self._injector = _inject.Injector(api=api, dns=self.dns, bucket=self.s3)
-            if self.controllers_enabled:
-                self._start_controllers(api)
-            self._started = True
-        except BaseException:
-            await self.stop()
-            raise
-
-    def _start_controllers(self, api: ApiClient) -> None:
-        mesh = self.mesh
-        assert mesh is not None
-
-        async def sidecar_for(principal: str | None) -> str:
-            return await mesh.sidecar(principal=principal)
-
-        self.kserve = KServeController(api)
-        self.kubelet = Kubelet(api, workdir=self.workdir, dns=self.dns.address, sidecar_for=sidecar_for)
-        self.coredns = CoreDnsController(api, dns=self.dns)
-        for name, coro in (
-            ("kserve", self.kserve.run()),
-            ("kubelet", self.kubelet.run()),
-            ("coredns", self.coredns.run()),
-        ):
-            self._tasks.append(asyncio.create_task(coro, name=f"sandbox-{name}"))
-
-    async def _policies(self) -> list[dict[str, Any]]:
-        assert self.api is not None
-        body = await CustomObjectsApi(self.api).list_cluster_custom_object(
-            "security.istio.io", "v1", "authorizationpolicies"
-        )
-        return list(body.get("items") or [])
-
-    async def stop(self) -> None:
-        tasks, self._tasks = self._tasks, []
-        for t in tasks:
-            t.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        if self.mesh is not None:
-            await self.mesh.stop()
-            self.mesh = None
-        if self.api is not None:
-            await self.api.close()
-            self.api = None
-        with contextlib.suppress(Exception):
-            await self.dns.stop()
-        with contextlib.suppress(Exception):
-            await self.s3.stop()
-        with contextlib.suppress(Exception):
-            await self.apiserver.stop()
-        self._started = False
-        if self._own_workdir:
-            shutil.rmtree(self.workdir, ignore_errors=True)
-        else:
-            shutil.rmtree(self.workdir / "pods", ignore_errors=True)
-
-    # -- the daemon's view -----------------------------------------------------------------------
-
-    async def daemon_sidecar(self) -> str:
-        """``host:port`` of the daemon's egress sidecar (its S3 probe's endpoint override)."""
-        if self.mesh is None:
-            raise RuntimeError("Sandbox is not started")
-        return await self.mesh.sidecar(principal=world.DAEMON_PRINCIPAL)
-
-    def warden_config(self) -> dict[str, Any]:
-        """Settings for ``kserve-warden run`` against this sandbox (``config/warden.yaml`` schema)."""
-        if not self._daemon_sidecar:
-            raise RuntimeError("Sandbox is not started")
-        host, port = self.dns.address
-        return {
-            "namespaces": [world.USER_NS, "kubeflow"],
-            "models": [
-                {
-                    "namespace": world.USER_NS,
-                    "name": "iris-model",
-                    "protocol": "v1",
-                    "canary": {"instances": [[5.1, 3.5, 1.4, 0.2]], "expected": [0]},
-                }
-            ],
-            # Short periods: the sandbox is for seeing the daemon work in seconds.
-            "probes": {
-                "dns": {
-                    "nameserver": host,
-                    "port": port,
-                    "period_seconds": 1.0,
-                    "timeout_seconds": 0.5,
-                    "names": ["istiod.istio-system.svc.cluster.local"],
-                    "queries": 3,
-                    "latency_threshold_seconds": 0.3,
-                },
-                "storage": {
-                    "period_seconds": 2.0,
-                    "timeout_seconds": 2.0,
-                    "endpoint_overrides": {world.S3_ENDPOINT: self._daemon_sidecar},
-                },
-                "predictor": {"period_seconds": 1.0, "timeout_seconds": 1.0},
-            },
-            "mesh": {
-                "root_namespace": "istio-system",
-                "storage_namespace": "kubeflow",
-                "storage_labels": {"app": "seaweedfs"},
-            },
-            "remediation": {"cooldown_seconds": 2.0, "dns_hysteresis": 2, "verify_after_seconds": 20.0},
-            "leader_election": {"lease_namespace": "kserve-warden"},
-            "server": {"host": "127.0.0.1"},
-            "coredns": {"namespace": "kube-system", "deployment": "coredns"},
-            "kserve_config": {"namespace": "kserve", "name": "inferenceservice-config"},
-        }
-
-    def write_warden_config(self, path: Path) -> None:
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        head = "# kserve-warden settings for the sandbox (written by `kserve-warden sandbox`).\n"
-        path.write_text(head + yaml.safe_dump(self.warden_config(), sort_keys=False), encoding="utf-8")
-
-    # -- worlds and failures ---------------------------------------------------------------------
-
-    async def apply_healthy_world(self) -> None:
-        """Apply the seed's final working state (what the daemon would apply)."""
-        assert self.api is not None and self._creds is not None, "Sandbox is not started"
-        await world.apply_all(
-            self.api,
-            world.healthy_objects(
-                access_key_id=self._creds.access_key_id, secret_access_key=self._creds.secret_access_key
-            ),
-        )
-
-    async def inject(self, name: str) -> None:
-        if self._injector is None:
-            raise RuntimeError("Sandbox is not started")
-        await self._injector.inject(name)
-
-    async def undo(self, name: str) -> None:
-        if self._injector is None:
-            raise RuntimeError("Sandbox is not started")
-        await self._injector.undo(name)
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))

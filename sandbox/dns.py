@@ -41,6 +41,10 @@ DEFAULT_RECORDS: Mapping[str, str] = {
 }
 
 
+_BIND_ATTEMPTS = 20
+"""Ephemeral UDP ports tried before giving up on a TCP listener on the same number."""
+
+
 def _norm(name: str) -> str:
     return name.lower().rstrip(".")
 
@@ -117,6 +121,17 @@ class DnsServer:
     # -- lifecycle -------------------------------------------------------------------
 
     async def start(self) -> None:
+        # An ephemeral UDP port can be in use for TCP (another process's outgoing connection
+        # holds the same number), so with port 0 try a few until both bind; a fixed port that
+        # is taken for TCP keeps UDP alone.
+        attempts = _BIND_ATTEMPTS if self._port == 0 else 1
+        for attempt in range(1, attempts + 1):
+            if await self._bind(udp_alone=attempt == attempts):
+                return
+
+    async def _bind(self, *, udp_alone: bool) -> bool:
+        """Bind UDP, then TCP on the same number; False (UDP closed again) when TCP failed and
+        ``udp_alone`` is not allowed."""
         loop = asyncio.get_running_loop()
         transport, _ = await loop.create_datagram_endpoint(
             lambda: _Udp(self), local_addr=(self._host, self._port)
@@ -125,11 +140,16 @@ class DnsServer:
         host, port = transport.get_extra_info("sockname")[:2]
         self.address = (str(host), int(port))
         # TCP on the same port number (DNS over TCP, RFC 7766), for truncated answers and
-        # clients that prefer it. If the port is taken for TCP, UDP alone still serves.
+        # clients that prefer it.
         try:
             self._tcp = await asyncio.start_server(self._serve_tcp, self.address[0], self.address[1])
         except OSError:
             self._tcp = None
+            if not udp_alone:
+                transport.close()
+                self._udp = None
+                return False
+        return True
 
     async def stop(self) -> None:
         for handle in self._pending:

@@ -84,23 +84,61 @@ def _cell(col: PrinterColumn, obj: Any) -> Any:
     return v if isinstance(v, str | int | float | bool) else str(v)
 
 
+def _init_reason(obj: JSON) -> tuple[str, int] | None:
+    """kubectl's STATUS while a pod initializes (``Init:Error``, ``Init:0/1``…) and the init
+    containers' restarts; None once every init container has succeeded (or is a started sidecar)."""
+    init_specs = (obj.get("spec") or {}).get("initContainers") or []
+    statuses = (obj.get("status") or {}).get("initContainerStatuses") or []
+    restarts = 0
+    for i, c in enumerate(statuses):
+        restarts += int(c.get("restartCount", 0))
+        state = c.get("state") or {}
+        t, w = state.get("terminated"), state.get("waiting")
+        sidecar = i < len(init_specs) and init_specs[i].get("restartPolicy") == "Always"
+        if (t is not None and t.get("exitCode", 0) == 0) or (sidecar and c.get("started")):
+            continue
+        if t is not None:
+            if t.get("reason"):
+                return "Init:" + t["reason"], restarts
+            if t.get("signal"):
+                return f"Init:Signal:{t['signal']}", restarts
+            return f"Init:ExitCode:{t.get('exitCode', 0)}", restarts
+        if w is not None and w.get("reason") and w["reason"] != "PodInitializing":
+            return "Init:" + w["reason"], restarts
+        return f"Init:{i}/{len(init_specs) or len(statuses)}", restarts
+    return None
+
+
 def _pod_cells(obj: JSON) -> list[Any]:
+    # As kubectl's printPod: a failing or unfinished init container's reason wins over the main
+    # containers' (which wait with reason PodInitializing meanwhile), unless the pod's
+    # Initialized condition is already True.
     spec = obj.get("spec") or {}
     status = obj.get("status") or {}
     cs = status.get("containerStatuses") or []
     ready = sum(1 for c in cs if c.get("ready"))
     reason = status.get("reason") or status.get("phase") or ""
-    for c in status.get("initContainerStatuses") or []:
-        state = c.get("state") or {}
-        if (t := state.get("terminated")) and t.get("exitCode", 0) != 0:
-            reason = "Init:" + (t.get("reason") or "Error")
-        elif (w := state.get("waiting")) and w.get("reason") and w["reason"] != "PodInitializing":
-            reason = "Init:" + w["reason"]
-    for c in cs:
-        w = (c.get("state") or {}).get("waiting")
-        if w and w.get("reason"):
-            reason = w["reason"]
-    restarts = sum(int(c.get("restartCount", 0)) for c in cs)
+    initialized = any(
+        c.get("type") == "Initialized" and c.get("status") == "True" for c in status.get("conditions") or []
+    )
+    initializing = _init_reason(obj)
+    if initializing is not None and not initialized:
+        reason, restarts = initializing
+    else:
+        restarts = 0
+        for c in reversed(cs):
+            restarts += int(c.get("restartCount", 0))
+            state = c.get("state") or {}
+            w, t = state.get("waiting"), state.get("terminated")
+            if w and w.get("reason"):
+                reason = w["reason"]
+            elif t and t.get("reason"):
+                reason = t["reason"]
+            elif t is not None:
+                reason = f"Signal:{t['signal']}" if t.get("signal") else f"ExitCode:{t.get('exitCode', 0)}"
+    deleting = (obj.get("metadata") or {}).get("deletionTimestamp")
+    if deleting and status.get("phase") not in ("Succeeded", "Failed"):
+        reason = "Terminating"
     return [f"{ready}/{len(spec.get('containers') or [])}", reason, restarts]
 
 

@@ -69,6 +69,20 @@ async def eventually(cond: Callable[[], Awaitable[bool] | bool], *, timeout: flo
         await asyncio.sleep(interval)
 
 
+async def leaked_tasks(before: set[asyncio.Task[Any]]) -> list[str]:
+    """Names of the tasks started since ``before`` that are still running, cancelled and awaited.
+
+    For module-scoped fixtures: the suite's autouse leak check runs on each test's own event
+    loop, so it does not see tasks on a module's loop (``loop_scope="module"``).
+    """
+    await asyncio.sleep(0)  # let tasks cancelled just now finish
+    alive = [t for t in asyncio.all_tasks() - before if t is not asyncio.current_task() and not t.done()]
+    for t in alive:
+        t.cancel()
+    await asyncio.gather(*alive, return_exceptions=True)
+    return [t.get_name() for t in alive]
+
+
 async def stop_task(task: asyncio.Task[Any] | None) -> None:
     if task is None:
         return
@@ -161,6 +175,7 @@ async def runtime_exists(api: client.ApiClient) -> bool:
 
 
 async def events(api: client.ApiClient) -> list[dict[str, Any]]:
-    resp = await client.CoreV1Api(api).list_event_for_all_namespaces(_preload_content=False)
+    # The raw response (_preload_content=False): the typed models drop fields a test reads.
+    resp: Any = await client.CoreV1Api(api).list_event_for_all_namespaces(_preload_content=False)
     body = json.loads(await resp.read())
     return list(body.get("items") or [])

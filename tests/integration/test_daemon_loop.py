@@ -186,15 +186,13 @@ async def test_heals_a_deleted_runtime_with_one_action(server: ApiServer) -> Non
     async with running(server, settings=make_settings(**FAST)) as r:
         await r.idle()
         assert r.actions("apply", SR) == ["success"]
-        t0 = time.monotonic()
+        # How fast the heal is belongs to bench/heal_latency.py; here: that it happens, once.
         await r.writer.custom.delete_namespaced_custom_object("serving.kserve.io", "v1alpha1", NS,
                                                              "servingruntimes", SR.name)
         await eventually(lambda: len(r.actions("apply", SR)) == 2, what="ServingRuntime re-applied")
-        healed_in = time.monotonic() - t0
         assert await exists(r.writer, SR)
         await r.idle()
         assert r.actions("apply", SR) == ["success", "success"]
-        assert healed_in < 5
         assert sample(r.registry, "warden_findings", code="drift", severity="warning") == 0
         events = (await r.writer.list_objects(resource_for("v1", "Event"))).items
         warned = [e for e in events if e["involvedObject"]["name"] == SR.name and e["type"] == "Warning"]
@@ -367,11 +365,10 @@ async def test_shutdown_lets_in_flight_work_finish_within_the_deadline(server: A
 
 
 async def test_shutdown_deadline_cancels_work_that_takes_too_long(server: ApiServer) -> None:
-    async with slow_proxy(server.url, delay=3.0, slow=slow_runtime_patch) as url, \
+    async with slow_proxy(server.url, delay=1.0, slow=slow_runtime_patch) as url, \
             running(server, act_via=url) as r:
         await eventually(lambda: ("apply", str(SR)) in r.rec.in_flight, what="the runtime apply in flight")
-        loop = asyncio.get_running_loop()
-        t0 = loop.time()
+        # The outcome, not the clock: had shutdown waited for the 1 s PATCH, the apply would
+        # have been recorded as a success.
         assert await r.rec.shutdown(deadline=0.3) is False
-        assert loop.time() - t0 < 2.0
         assert r.actions("apply", SR) == []

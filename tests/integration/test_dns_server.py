@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-import time
+import contextlib
 from collections.abc import AsyncIterator
+from typing import Any
 
 import dns.asyncquery
 import dns.exception
@@ -81,14 +82,30 @@ async def test_servfail_mode(server: DnsServer) -> None:
 
 
 async def test_delay_is_added_without_blocking_other_queries(server: DnsServer) -> None:
-    server.delay = 0.2
-    t0 = time.perf_counter()
-    answers = await asyncio.gather(*(ask(server, "istiod.istio-system.svc") for _ in range(5)))
-    elapsed = time.perf_counter() - t0
-    assert all(addresses(a) == [ISTIOD_IP] for a in answers)
-    # Five delayed answers concurrently: each at least the delay, together far less than 5x.
-    assert elapsed >= 0.2
-    assert elapsed < 0.2 * 5
+    # Ordering, not the clock: a delayed query is still unanswered when a later, undelayed
+    # one has been answered, so the delay neither blocks the server nor is skipped.
+    server.delay = 0.5
+    slow = asyncio.create_task(ask(server, "istiod.istio-system.svc", timeout=5.0))
+    try:
+        await _received(server, 1)
+        server.delay = 0.0
+        fast = await ask(server, "istiod.istio-system.svc")
+        assert addresses(fast) == [ISTIOD_IP]
+        assert not slow.done(), "the delayed answer came before the undelayed one"
+        assert addresses(await slow) == [ISTIOD_IP]
+    finally:
+        slow.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await slow
+
+
+async def _received(server: DnsServer, n: int) -> None:
+    # The server counts what it receives; it has no event to await, so poll (bounded) briefly.
+    for _ in range(1000):
+        if server.queries >= n:
+            return
+        await asyncio.sleep(0.005)
+    raise AssertionError(f"the DNS server received {server.queries} queries, not {n}")
 
 
 async def test_degraded_times_out_then_recovers(server: DnsServer) -> None:
@@ -106,19 +123,50 @@ async def test_loss_is_seeded_and_deterministic() -> None:
         s.loss = 0.5
         await s.start()
         try:
-            run: list[bool] = []
-            for _ in range(12):
-                try:
-                    await ask(s, "istiod.istio-system.svc", timeout=0.4)
-                    run.append(True)
-                except dns.exception.Timeout:
-                    run.append(False)
-            outcomes.append(run)
-            assert s.queries == 12
+            outcomes.append(await _answered(s, 12))
+            assert s.queries == 12 + 1
         finally:
             await s.stop()
     assert outcomes[0] == outcomes[1]
     assert 0 < outcomes[0].count(False) < 12
+
+
+async def _answered(server: DnsServer, n: int) -> list[bool]:
+    """Which of ``n`` queries sent back to back (one socket, so in order) were answered.
+
+    Instead of a client timeout per lost query: once the server has drawn for all ``n``,
+    loss is turned off and a last query is sent; answers leave in order, so when the last
+    one's arrives, every answer that is coming has come.
+    """
+    loop = asyncio.get_running_loop()
+    answered: set[int] = set()
+    last = loop.create_future()
+    sentinel = 0xFFFF
+
+    class Client(asyncio.DatagramProtocol):
+        def datagram_received(self, data: bytes, addr: tuple[str | Any, int]) -> None:
+            msg_id = dns.message.from_wire(data).id
+            if msg_id == sentinel:
+                last.set_result(None)
+            else:
+                answered.add(msg_id)
+
+    def query(msg_id: int) -> bytes:
+        q = dns.message.make_query("istiod.istio-system.svc", "A")
+        q.id = msg_id
+        return q.to_wire()
+
+    transport, _ = await loop.create_datagram_endpoint(Client, remote_addr=server.address)
+    try:
+        for i in range(1, n + 1):
+            transport.sendto(query(i))
+        await _received(server, n)
+        server.loss = 0.0
+        transport.sendto(query(sentinel))
+        await asyncio.wait_for(last, 5.0)
+    finally:
+        transport.close()
+    return [i in answered for i in range(1, n + 1)]
 
 
 async def test_garbage_is_ignored_and_stop_cancels_pending_answers(server: DnsServer) -> None:

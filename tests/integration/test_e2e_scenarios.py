@@ -17,7 +17,7 @@ module's daemon and start their own through :meth:`Rig.replace_daemon`; the next
 
 from __future__ import annotations
 
-import json
+import asyncio
 import math
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -34,7 +34,7 @@ from kubernetes_asyncio import client
 
 from daemon.demo_scenarios import SCENARIOS
 from sandbox import Sandbox
-from tests.integration.daemon_fixtures import NS, Daemon, eventually
+from tests.integration.daemon_fixtures import NS, Daemon, events, eventually, leaked_tasks
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(180), pytest.mark.asyncio(loop_scope="module")]
 
@@ -48,6 +48,7 @@ RESTARTS = "warden.kserve.io/restarts"
 LAST_RESTART = "warden.kserve.io/last-restart"
 CANARY = {"instances": [[5.1, 3.5, 1.4, 0.2]]}  # setosa: the real iris model answers class 0
 WAIT = 30.0
+MERGE_PATCH: dict[str, Any] = {"_content_type": "application/merge-patch+json"}
 DNS_WAIT = 45.0
 
 
@@ -92,8 +93,7 @@ async def canary_ok(api: client.ApiClient) -> bool:
 async def warden_events(api: client.ApiClient, *, reason: str | None = None,
                         since: float = 0.0) -> list[dict[str, Any]]:
     """kserve-warden's Events (with this reason), last seen at or after ``since`` (Unix time)."""
-    resp = await client.CoreV1Api(api).list_event_for_all_namespaces(_preload_content=False)
-    items = json.loads(await resp.read()).get("items") or []
+    items = await events(api)
     # Event times have whole seconds: compare against the second ``since`` fell in.
     floor = math.floor(since)
     return [e for e in items
@@ -212,8 +212,9 @@ class Rig:
 
     async def stop_daemon(self) -> None:
         if self.daemon.proc is not None and self.daemon.proc.returncode is None:
-            code = await self.daemon.stop()
-            assert code == 0, f"{self.daemon.name} exited {code} on SIGTERM; its log ends: {self.daemon.raw[-8:]}"
+            d = self.daemon
+            code = await d.stop()
+            assert code == 0, f"{d.name} exited {code} on SIGTERM; its log ends: {d.raw[-8:]}"
 
     @property
     def is_default(self) -> bool:
@@ -238,6 +239,7 @@ async def converged(rig: Rig) -> bool:
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def rig(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Rig]:
     work = tmp_path_factory.mktemp("e2e")
+    before = asyncio.all_tasks()
     async with Sandbox(workdir=work / "sandbox") as sb:
         # A CoreDNS budget large enough that the tests' restarts never meet it (the flapping
         # test uses its own small one); everything else as `kserve-warden sandbox` writes it.
@@ -252,6 +254,7 @@ async def rig(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Rig]:
         finally:
             await r.stop_daemon()
             await api.close()
+    assert await leaked_tasks(before) == [], "tasks outlived the sandbox and the daemon"
 
 
 @dataclass
@@ -419,7 +422,8 @@ async def test_flapping_dns_never_restarts_coredns_beyond_the_budget(rig: Rig, f
     await rig.stop_daemon()
     # A clean history: the budget counts restarts recorded on the Deployment (earlier tests made some).
     await client.AppsV1Api(rig.api).patch_namespaced_deployment(
-        "coredns", "kube-system", {"metadata": {"annotations": {RESTARTS: None, LAST_RESTART: None}}})
+        "coredns", "kube-system", {"metadata": {"annotations": {RESTARTS: None, LAST_RESTART: None}}},
+        **MERGE_PATCH)
     d = await rig.replace_daemon(config=cfg)
     dns = rig.sb.dns
     faults.injected.append("dns-timeout")  # undone at teardown whatever happens
@@ -428,7 +432,8 @@ async def test_flapping_dns_never_restarts_coredns_beyond_the_budget(rig: Rig, f
         return len(d.logged("acted", action="restart-coredns"))
 
     async def blip() -> None:
-        """Degraded for one bad probe only: below the hysteresis, nothing to restart."""
+        """Degraded until the daemon sees one bad probe, then healthy again (usually below the
+        hysteresis; a query in flight at the switch can make it two, and a restart)."""
         mark = len(d.lines)
         dns.degraded = True
         await found(d, ("dns-latency-high",), since=mark)

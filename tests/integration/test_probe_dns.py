@@ -31,7 +31,7 @@ async def server() -> AsyncIterator[DnsServer]:
         await s.stop()
 
 
-def probe(server: DnsServer, *, names: tuple[str, ...] = (ISTIOD,), **kw: float) -> DnsProbe:
+def probe(server: DnsServer, *, names: tuple[str, ...] = (ISTIOD,), **kw: float | bool) -> DnsProbe:
     host, port = server.address
     return DnsProbe(names=names, nameserver=host, port=port, **kw)  # type: ignore[arg-type]
 
@@ -59,9 +59,13 @@ async def test_timeout_when_coredns_is_degraded(server: DnsServer) -> None:
     server.degraded = True
     obs = await probe(server, queries=3, timeout=0.2)()
     assert obs.outcome == DnsOutcome.TIMEOUT
-    assert obs.evidence == (f"lookup {ISTIOD}: i/o timeout (3/3 timed out)",)
-    assert obs.values["timeouts"] == 3 and obs.values["loss_ratio"] == 1.0
+    # The run stops at the first unanswered query: the verdict is already known.
+    assert obs.evidence == (f"lookup {ISTIOD}: i/o timeout (1/1 timed out)",)
+    assert obs.values["timeouts"] == 1 and obs.values["loss_ratio"] == 1.0
     assert "p50_seconds" not in obs.values
+    full = await probe(server, queries=3, timeout=0.2, stop_on_timeout=False)()
+    assert full.evidence == (f"lookup {ISTIOD}: i/o timeout (3/3 timed out)",)
+    assert full.values["timeouts"] == 3 and full.values["loss_ratio"] == 1.0
 
 
 async def test_partial_loss_counts_timeouts() -> None:
@@ -74,7 +78,7 @@ async def test_partial_loss_counts_timeouts() -> None:
     s.loss = loss
     await s.start()
     try:
-        obs = await probe(s, queries=n, timeout=0.4)()
+        obs = await probe(s, queries=n, timeout=0.4, stop_on_timeout=False)()
     finally:
         await s.stop()
     assert obs.outcome == DnsOutcome.TIMEOUT
@@ -202,7 +206,7 @@ async def test_against_real_dnsmasq(dnsmasq: tuple[str, int]) -> None:
     obs = await DnsProbe(names=[ISTIOD], nameserver=host, port=port, queries=5)()
     assert obs.outcome == DnsOutcome.OK, obs.evidence
     assert obs.details["names"][ISTIOD]["addresses"] == ["10.0.0.1"]
-    assert obs.values["p50_seconds"] < 0.1
+    assert 0 < obs.values["p50_seconds"] <= obs.values["p95_seconds"] <= obs.values["max_seconds"]
     missing = await DnsProbe(names=["nope.istio-system.svc"], nameserver=host, port=port, queries=2)()
     assert missing.outcome == DnsOutcome.NXDOMAIN
     assert missing.evidence == ("lookup nope.istio-system.svc: no such host, NXDOMAIN (2/2)",)

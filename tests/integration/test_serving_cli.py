@@ -48,7 +48,9 @@ def start() -> Iterator[Any]:
 
     def _start(*args: str) -> tuple[subprocess.Popen[str], str]:
         port = free_port()
-        p = subprocess.Popen([sys.executable, "-m", "serving", *args, "--http_port", str(port)], cwd=ROOT,
+        # Loopback only (the CLI's default host is 0.0.0.0, for a pod).
+        p = subprocess.Popen([sys.executable, "-m", "serving", *args, "--http_port", str(port),
+                              "--host", "127.0.0.1"], cwd=ROOT,
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         procs.append(p)
         base = f"http://127.0.0.1:{port}"

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import io
 import json
+import subprocess
+import sys
 
 from daemon import logs
 
@@ -35,3 +37,30 @@ def test_console_format_renders_text() -> None:
     logs.get_logger("t").info("hello", name="iris")
     assert "hello" in out.getvalue() and "name" in out.getvalue()
     assert not out.getvalue().startswith("{")
+
+
+LIBRARY_LOG = """
+import io, logging
+from daemon import logs
+out = io.StringIO()
+red = logs.Redactor()
+red.add("KQgORRVCRvRZa6pTsd6CtFmyTn7SONi1f66A0Ch/kg")
+logs.configure(fmt="json", stream=out, redactor=red)
+logging.getLogger("botocore.hooks").warning("retrying with %s", "KQgORRVCRvRZa6pTsd6CtFmyTn7SONi1f66A0Ch/kg")
+try:
+    raise ValueError("bad key KQgORRVCRvRZa6pTsd6CtFmyTn7SONi1f66A0Ch/kg")
+except ValueError:
+    logging.getLogger("aiohttp.client").exception("failed")
+logging.getLogger("kubernetes_asyncio").info("quiet below WARNING")
+print(out.getvalue(), end="")
+"""
+
+
+def test_library_logs_through_stdlib_are_redacted_too() -> None:
+    # A fresh interpreter: pytest's own handlers on the root logger would make basicConfig a no-op.
+    out = subprocess.run([sys.executable, "-c", LIBRARY_LOG], capture_output=True, text=True, timeout=60,
+                         check=True).stdout
+    assert "KQgORRVC" not in out
+    assert "WARNING botocore.hooks retrying with <redacted>" in out
+    assert "ERROR aiohttp.client failed" in out and "ValueError: bad key <redacted>" in out
+    assert "quiet below WARNING" not in out

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
+from typing import Any
 
 import pytest
 from kubernetes_asyncio import client, config
@@ -185,3 +186,50 @@ async def test_kubectl_tables_for_events_and_describe(server: ApiServer, kubecon
     # describe finds the events by involvedObject field selectors.
     code, out, err = await kubectl(kubeconfig, "describe", "isvc", "iris")
     assert code == 0 and "no runtime found to support predictor" in out, err
+
+
+def _predictor_pod(name: str, init_state: dict[str, Any], restarts: int) -> dict[str, Any]:
+    """A predictor pod whose storage-initializer is in ``init_state``; kserve-container waits
+    with reason PodInitializing meanwhile, as the kubelet reports it."""
+    return {
+        "metadata": {"name": name},
+        "spec": {"initContainers": [{"name": "storage-initializer", "image": "kserve/storage-initializer"}],
+                 "containers": [{"name": "kserve-container", "image": "kserve/sklearnserver"}]},
+        "status": {
+            "phase": "Pending",
+            "conditions": [{"type": "Initialized", "status": "False", "reason": "ContainersNotInitialized"}],
+            "initContainerStatuses": [{"name": "storage-initializer", "image": "kserve/storage-initializer",
+                                       "imageID": "", "ready": False, "restartCount": restarts,
+                                       "state": init_state}],
+            "containerStatuses": [{"name": "kserve-container", "image": "kserve/sklearnserver", "imageID": "",
+                                   "ready": False, "restartCount": 0,
+                                   "state": {"waiting": {"reason": "PodInitializing"}}}],
+        },
+    }
+
+
+async def test_kubectl_shows_the_failing_init_container_not_pod_initializing(
+        server: ApiServer, kubeconfig: Path) -> None:
+    ns = "user-example-com"
+    async with client.ApiClient(client.Configuration(host=server.url)) as api:
+        core = client.CoreV1Api(api)
+        namespace: Any = {"metadata": {"name": ns}}
+        await core.create_namespace(namespace)
+        cases: list[tuple[str, dict[str, Any], int]] = [
+            ("failed", {"terminated": {"exitCode": 1, "reason": "Error"}}, 0),
+            ("backoff", {"waiting": {"reason": "CrashLoopBackOff", "message": "back-off 10s"}}, 3),
+            ("running", {"running": {"startedAt": "2026-01-01T00:00:00Z"}}, 0),
+        ]
+        for name, state, restarts in cases:
+            pod = _predictor_pod(name, state, restarts)
+            created: Any = {k: pod[k] for k in ("metadata", "spec")}
+            await core.create_namespaced_pod(ns, created)
+            await core.patch_namespaced_pod_status(name, ns, {"status": pod["status"]})
+    code, out, err = await kubectl(kubeconfig, "get", "pods", "-n", ns, "--no-headers")
+    assert code == 0, err
+    rows = {cols[0]: cols[1:4] for cols in (ln.split() for ln in out.splitlines())}
+    assert rows == {
+        "failed": ["0/1", "Init:Error", "0"],
+        "backoff": ["0/1", "Init:CrashLoopBackOff", "3"],
+        "running": ["0/1", "Init:0/1", "0"],
+    }
