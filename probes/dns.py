@@ -156,7 +156,7 @@ class DnsProbe:
                 result.timeouts += 1
                 if self.stop_on_timeout:
                     # One unanswered query already makes the run a ``timeout``: waiting out
-                    # the others would only delay the CoreDNS decision by (queries-1)×timeout.
+                    # the others would only delay the CoreDNS decision by (queries-1) x timeout.
                     break
                 continue
             result.latencies.append(time.perf_counter() - t0)
