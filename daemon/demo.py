@@ -319,8 +319,9 @@ class Demo:
             await sb.undo(sc.name)
             await self._wait(f"{sc.name}: waiting for recovery", healed, HEAL_TIMEOUT)
         acted = daemon.all(mark, event="acted")
+        # Only the guards on this scenario's own finding: the others are its symptoms.
         held = [d for d in daemon.all(mark, event="decision")
-                if d.get("verdict") not in ("allowed", "dry-run")]
+                if d.get("verdict") not in ("allowed", "dry-run") and d.get("finding") in sc.findings]
         out.action = ", ".join(dict.fromkeys(f"{a.get('action')} {a.get('target')}" for a in acted)) or (
             "none (human)" if not sc.auto_heal else None)
         for a in acted:
