@@ -8,7 +8,7 @@ PY     := $(VENV)/bin/python
 .PHONY: setup system-deps demo test lint typecheck unit bench clean
 
 $(VENV)/.installed: pyproject.toml
-	$(PYTHON) -m venv $(VENV)
+	PYTHON=$(PYTHON) bash scripts/venv.sh $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e '.[test]'
 	touch $@

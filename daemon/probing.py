@@ -3,7 +3,9 @@
 Three kinds of probe run on timers (periods from ``probes.*.period_seconds``):
 
 * ``dns`` — one probe of the cluster resolver (istiod's name), built once;
-* ``predictor`` — one per model: status, pods, logs, canary prediction, built once;
+* ``predictor`` — one per model: status, pods, logs, canary prediction, built once; it reads
+  the InferenceService and its pods from the informer's caches
+  (:class:`~daemon.probe_sources.InformerPredictorSource`), not with a GET and a LIST per run;
 * ``storage`` — one per model, **built for each run**: which credentials KServe would mount
   depends on the live InferenceService, ServiceAccount, KServe ConfigMap and secrets, and the
   probe must use the model's *real* credentials. Those are read through the API for that run
@@ -29,6 +31,7 @@ from daemon.errors import KubeError
 from daemon.informer import Informer
 from daemon.kube import Kube
 from daemon.logs import Redactor, get_logger
+from daemon.probe_sources import InformerPredictorSource
 from daemon.settings import ModelSettings, Settings
 from probes.observation import Observation, probe_error
 
@@ -123,14 +126,17 @@ class ProbeSet:
 
     def _predictor_probe(self, m: ModelSettings) -> RunProbe:
         from probes.predictor import PredictorProbe
+        from probes.predictor_source import ApiPredictorSource
 
         pp = self.settings.probes.predictor
+        # Status and pods from the watch caches: no GET/LIST per run (see daemon.probe_sources).
+        source = InformerPredictorSource(informer=self.informer, fallback=ApiPredictorSource(self.api))
         probe: RunProbe = PredictorProbe(
             api=self.api, namespace=m.namespace, name=m.name,
             canary_instances=[list(i) for i in m.canary.instances],
             expected=[int(e) for e in m.canary.expected if isinstance(e, int | float)],
             protocol=m.protocol, timeout=pp.timeout_seconds, slow_threshold=pp.slow_threshold_seconds,
-            redact=self.redactor.scrub if self.redactor is not None else None)
+            redact=self.redactor.scrub if self.redactor is not None else None, source=source)
         return probe
 
     def _storage_run(self, m: ModelSettings) -> Callable[[], Awaitable[Observation]]:

@@ -2,6 +2,11 @@
 
 One run looks at what an operator would look at by hand, in the order they would:
 
+Steps 1 and 2 read through a :class:`~probes.predictor_source.PredictorSource`: by default
+over the API (a GET and a LIST per run); the daemon passes one backed by its watch caches, so
+its steady-state runs make no API request at all (only a failing container's log tail is
+fetched over the API: ``pods/log`` cannot be watched).
+
 1. The InferenceService's status (``Ready``, ``PredictorReady``, ``IngressReady`` with their
    reasons, ``status.modelStatus.lastFailureInfo``, the URLs). A missing object is
    ``not-ready`` with reason ``NotFound``.
@@ -37,10 +42,10 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any, cast
+from typing import Any
 
 import aiohttp
-from kubernetes_asyncio.client import ApiClient, ApiException, CoreV1Api, CustomObjectsApi
+from kubernetes_asyncio.client import ApiClient, ApiException, CoreV1Api
 
 from probes.log_tail import scrub, tail
 from probes.observation import Observation, probe_error
@@ -54,12 +59,9 @@ from probes.pod_status import (
     pod_info,
 )
 from probes.predictions import BODY_EXCERPT, parse_v1_predictions, parse_v2_predictions
+from probes.predictor_source import ISVC_LABEL, ApiPredictorSource, PredictorSource
 
 PROBE_NAME = "predictor"
-ISVC_LABEL = "serving.kserve.io/inferenceservice"
-KSERVE_GROUP = "serving.kserve.io"
-KSERVE_VERSION = "v1beta1"
-ISVC_PLURAL = "inferenceservices"
 
 SETOSA = [5.1, 3.5, 1.4, 0.2]
 
@@ -130,6 +132,7 @@ class PredictorProbe:
         log_tail_bytes: int = 4096,
         redact: Callable[[str], str] | None = None,
         url_override: str | None = None,
+        source: PredictorSource | None = None,
     ) -> None:
         instances = [list(i) for i in (canary_instances if canary_instances is not None else [SETOSA])]
         wanted = list(expected if expected is not None else [0])
@@ -145,6 +148,7 @@ class PredictorProbe:
         if timeout <= 0 or slow_threshold <= 0:
             raise ValueError("timeout and slow_threshold must be positive")
         self._api = api
+        self._source: PredictorSource = source if source is not None else ApiPredictorSource(api)
         self._namespace = namespace
         self._name = name
         self._instances = instances
@@ -216,20 +220,18 @@ class PredictorProbe:
     async def _run(self, run: _Run) -> Observation:
         t0 = time.perf_counter()
         try:
-            isvc = await CustomObjectsApi(self._api).get_namespaced_custom_object(
-                KSERVE_GROUP, KSERVE_VERSION, self._namespace, ISVC_PLURAL, self._name
-            )
+            isvc = await self._source.inferenceservice(self._namespace, self._name)
         except ApiException as exc:
-            if exc.status == 404:
-                run.details |= {"conditions": {}, "reason": "NotFound", "failure_reason": None, "pods": []}
-                run.evidence.append(f"InferenceService {self.target} not found (404)")
-                return self._obs(run, PredictorOutcome.NOT_READY)
             return self._api_error(run, exc, f"GET inferenceservice {self.target}")
         except aiohttp.ClientError as exc:
             run.evidence.append(f"Kubernetes API unreachable: {_connect_error_text(exc)}")
             return self._obs(run, PredictorOutcome.PROBE_ERROR)
+        if isvc is None:
+            run.details |= {"conditions": {}, "reason": "NotFound", "failure_reason": None, "pods": []}
+            run.evidence.append(f"InferenceService {self.target} not found ({self._source.not_found_note})")
+            return self._obs(run, PredictorOutcome.NOT_READY)
 
-        status: Mapping[str, Any] = (isvc.get("status") or {}) if isinstance(isvc, dict) else {}
+        status: Mapping[str, Any] = isvc.get("status") or {}
         conditions = parse_conditions(status)
         failure_info = (status.get("modelStatus") or {}).get("lastFailureInfo") or {}
         failure_reason = failure_info.get("reason") or None
@@ -246,7 +248,7 @@ class PredictorProbe:
 
         run.phase = "listing predictor pods"
         try:
-            raw_pods = await self._list_pods()
+            raw_pods = await self._source.pods(self._namespace, self._name)
         except ApiException as exc:
             return self._api_error(run, exc, f"LIST pods in {self._namespace}")
         except aiohttp.ClientError as exc:
@@ -269,28 +271,6 @@ class PredictorProbe:
             run.evidence.append(f"InferenceService {self.target} is Ready but has no URL in its status")
             return self._obs(run, PredictorOutcome.UNREACHABLE)
         return await self._call_server(run, url)
-
-    async def _list_pods(self) -> list[dict[str, Any]]:
-        """The ISVC's pods as raw JSON.
-
-        Not through the client's models: they refuse a container status without ``image`` or
-        ``imageID`` (client-side validation), and a probe must describe a half-written status
-        rather than crash on it. Reading the JSON ourselves is also the cheaper path.
-        """
-        # With _preload_content=False the client hands back aiohttp's response (its stubs
-        # only know the parsed model) and leaves the status check to us.
-        resp = cast(aiohttp.ClientResponse, await CoreV1Api(self._api).list_namespaced_pod(
-            self._namespace, label_selector=f"{ISVC_LABEL}={self._name}", _preload_content=False
-        ))
-        try:
-            data = await resp.read()
-            if not 200 <= resp.status < 300:
-                raise ApiException(status=resp.status, reason=resp.reason)
-        finally:
-            resp.release()
-        body = json.loads(data)
-        items = body.get("items") if isinstance(body, dict) else None
-        return [p for p in items or [] if isinstance(p, dict)]
 
     async def _not_ready(
         self,

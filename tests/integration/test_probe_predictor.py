@@ -28,13 +28,19 @@ from aiohttp import web
 from kubernetes_asyncio import client
 from prometheus_client import CollectorRegistry
 
+from daemon.informer import Informer, run_until_synced
+from daemon.kube import Kube
+from daemon.logs import Redactor
+from daemon.probe_sources import InformerPredictorSource
 from probes.metrics import ProbeMetrics
 from probes.observation import Observation
 from probes.predictor import PredictorOutcome, PredictorProbe
+from probes.predictor_source import ApiPredictorSource
 from sandbox.apiserver import ApiServer
 from serving.app import build_app
 from serving.train import train
 from tests.conftest import free_port
+from tests.integration.daemon_fixtures import eventually, stop_task
 
 NS = "user-example-com"
 NAME = "iris-model"
@@ -566,3 +572,101 @@ async def test_observations_feed_the_probe_metrics(cluster: Cluster, model_serve
     assert registry.get_sample_value("warden_probe_duration_seconds_count", {"probe": "predictor"}) == 2.0
     assert registry.get_sample_value("warden_probe_last_run_timestamp_seconds",
                                      {"probe": "predictor"}) == obs.finished
+
+
+# -- reading from the daemon's watch caches ----------------------------------------------------------
+
+CACHED_KINDS = (("v1", "Pod"), ("serving.kserve.io/v1beta1", "InferenceService"))
+
+
+def reads(server: ApiServer) -> dict[str, int]:
+    """The GET/LIST requests the probe could make for its status and pods (watches excluded)."""
+    return {f"{verb} {res}": server.stats.count(verb, res)
+            for verb in ("get", "list") for res in (PLURAL, "pods")}
+
+
+@contextlib.asynccontextmanager
+async def informer_source(cluster: Cluster, *, start: bool = True) -> AsyncIterator[
+        tuple[Informer, InformerPredictorSource]]:
+    """The daemon's real Informer on the sandbox API, and the probe source it backs."""
+    inf = Informer(Kube(cluster.api, redactor=Redactor()), kinds=CACHED_KINDS, namespaces={NS},
+                   watch_timeout_seconds=30)
+    task = await run_until_synced(inf) if start else None
+    try:
+        yield inf, InformerPredictorSource(informer=inf, fallback=ApiPredictorSource(cluster.api))
+    finally:
+        await stop_task(task)
+
+
+async def test_cache_backed_runs_make_no_get_or_list(cluster: Cluster, model_server: str) -> None:
+    await cluster.isvc(status=ready_status(address=model_server))
+    await cluster.pod(main=[{"name": "kserve-container", "ready": True, "state": {"running": {}}}],
+                      phase="Running")
+    async with informer_source(cluster) as (inf, source):
+        probe = cluster.probe(source=source)
+        before = reads(cluster.server)
+        for _ in range(3):
+            obs = await probe()
+            assert obs.outcome == PredictorOutcome.READY and obs.ok, obs.evidence
+        assert obs.details["pods"][0]["name"] == POD and obs.details["pods"][0]["phase"] == "Running"
+        assert reads(cluster.server) == before  # three healthy runs: not one GET or LIST
+
+        # The model breaks: the cache follows by watch, and the probe sees it without a request
+        # except the failing container's log tail (pods/log cannot be watched).
+        co = client.CoreV1Api(cluster.api)
+        resp = await co.patch_namespaced_pod_status(POD, NS, {"status": {"containerStatuses": [
+            _status({"name": "kserve-container", "restarts": 4, "state": {"waiting": {
+                "reason": "CrashLoopBackOff", "message": "back-off 40s restarting failed container"}}})]}},
+            _content_type=MERGE, _preload_content=False)
+        assert resp.status == 200, await resp.text()
+        resp.release()
+        await client.CustomObjectsApi(cluster.api).patch_namespaced_custom_object_status(
+            GROUP, VERSION, NS, PLURAL, NAME,
+            {"status": {"conditions": [{"type": "Ready", "status": "False", "reason": "PredictorNotReady"}]}},
+            _content_type=MERGE)
+        cluster.log("kserve-container", "loading model\nValueError: model not found at /mnt/models\n")
+        before = reads(cluster.server)
+
+        def cached_crashloop() -> bool:
+            pod = inf.get("Pod", NS, POD) or {}
+            states = [c.get("state") or {} for c in (pod.get("status") or {}).get("containerStatuses") or []]
+            isvc = inf.get("InferenceService", NS, NAME) or {}
+            conds = (isvc.get("status") or {}).get("conditions") or []
+            return any("waiting" in s for s in states) and any(c.get("status") == "False" for c in conds)
+
+        await eventually(cached_crashloop, what="the watch caches to see the crash loop")
+        obs = await probe()
+        assert obs.outcome == PredictorOutcome.POD_FAILING, obs.evidence
+        assert (obs.details["container"], obs.details["reason"]) == ("kserve-container", "CrashLoopBackOff")
+        assert obs.details["log_tail"][-1] == "ValueError: model not found at /mnt/models"
+        assert reads(cluster.server) == before
+        assert cluster.server.stats.count("get", "pods/log") == 1
+
+
+async def test_cache_backed_missing_isvc_and_foreign_pods(cluster: Cluster) -> None:
+    # A pod of another ISVC in the same namespace is not ours; nor is the ISVC there at all.
+    other = "other-model"
+    await client.CoreV1Api(cluster.api).create_namespaced_pod(NS, {
+        "metadata": {"name": f"{other}-predictor-1", "labels": {"serving.kserve.io/inferenceservice": other}},
+        "spec": {"containers": [{"name": "kserve-container", "image": "img"}]},
+    })
+    async with informer_source(cluster) as (_, source):
+        before = reads(cluster.server)
+        obs = await cluster.probe(source=source)()
+        assert obs.outcome == PredictorOutcome.NOT_READY and obs.details["reason"] == "NotFound"
+        assert obs.evidence == (f"InferenceService {NS}/{NAME} not found (not in the watch cache)",)
+        assert await source.pods(NS, NAME) == []
+        assert [p["metadata"]["name"] for p in await source.pods(NS, other)] == [f"{other}-predictor-1"]
+        assert reads(cluster.server) == before
+
+
+async def test_unsynced_cache_falls_back_to_the_api(cluster: Cluster) -> None:
+    # Before the first list an empty cache would say "not found" for everything: ask the API.
+    await cluster.isvc(status={"conditions": [{"type": "Ready", "status": "False"}]})
+    async with informer_source(cluster, start=False) as (inf, source):
+        assert not inf.has_synced
+        obs = await cluster.probe(source=source)()
+        assert obs.outcome == PredictorOutcome.NOT_READY, obs.evidence
+        assert obs.details["conditions"]["Ready"]["status"] == "False"
+        assert cluster.server.stats.count("get", PLURAL) == 1
+        assert cluster.server.stats.count("list", "pods") == 1
