@@ -50,7 +50,7 @@ from kubernetes_asyncio import client  # noqa: E402
 from prometheus_client import CollectorRegistry  # noqa: E402
 
 from daemon import logs  # noqa: E402
-from daemon.demo import _metrics  # noqa: E402
+from daemon.demo import scrape_metrics  # noqa: E402
 from daemon.desired import load_desired  # noqa: E402
 from daemon.informer import Informer  # noqa: E402
 from daemon.kube import Kube  # noqa: E402
@@ -260,7 +260,7 @@ async def daemon_at_scale(n: int, *, window: float, heals: int) -> dict[str, Any
             async with aiohttp.ClientSession() as session:
                 async def scrape() -> dict[str, float]:
                     try:
-                        m = await _metrics(session, url)
+                        m = await scrape_metrics(session, url)
                     except (aiohttp.ClientError, TimeoutError):
                         return {}
                     return {name: v for (name, labels), v in m.items() if not labels}

@@ -44,7 +44,7 @@ sys.path.insert(0, str(ROOT))
 import aiohttp  # noqa: E402
 import yaml  # noqa: E402
 
-from daemon.demo import DaemonProcess, Demo, _active_findings, _free_port, _logged_at, _metrics  # noqa: E402
+from daemon.demo import DaemonProcess, Demo, active_findings, free_port, logged_at, scrape_metrics  # noqa: E402
 from daemon.demo_scenarios import Scenario, select  # noqa: E402
 from sandbox import Sandbox  # noqa: E402
 
@@ -78,13 +78,13 @@ class Bench:
         self._demo = Demo(scenarios=(), as_json=True, keep=False)
 
     async def canary_ok(self) -> bool:
-        return await self._demo._canary_ok(self.session, self.sb.api_url)
+        return await self._demo.canary_ok(self.session, self.sb.api_url)
 
     async def settled(self) -> bool:
         if self.sb.dns.degraded:
             return False
         try:
-            active = _active_findings(await _metrics(self.session, self.daemon.metrics_url))
+            active = active_findings(await scrape_metrics(self.session, self.daemon.metrics_url))
         except (aiohttp.ClientError, TimeoutError):
             return False
         return not active and await self.canary_ok()
@@ -124,7 +124,7 @@ class Bench:
         line = d.first(mark, event="finding", codes=sc.findings) or {}
         code = str(line.get("code"))
         out.codes.add(code)
-        out.detect.append(_logged_at(line, default=time.time()) - t_wall)
+        out.detect.append(logged_at(line, default=time.time()) - t_wall)
         if not sc.auto_heal:
             await self.sb.undo(sc.name)  # the person applies the stated remedy
             return
@@ -138,7 +138,7 @@ class Bench:
         out.heal.append(time.monotonic() - t_mono)
         restart = next((a for a in d.all(mark, event="acted") if a.get("action") == "restart-coredns"), None)
         if restart is not None:
-            out.decide.append(_logged_at(restart, default=time.time()) - t_wall)
+            out.decide.append(logged_at(restart, default=time.time()) - t_wall)
 
 
 def bench_config(sb: Sandbox, path: Path, *, rounds: int) -> dict[str, Any]:
@@ -198,7 +198,7 @@ async def main() -> int:
         cfg = bench_config(sb, tmp / "warden.yaml", rounds=args.rounds)
         dns_period = float(cfg["probes"]["dns"]["period_seconds"])
         daemon = DaemonProcess(config=tmp / "warden.yaml", kubeconfig=sb.kubeconfig_path,
-                               metrics_port=_free_port(), log_path=tmp / "daemon.log")
+                               metrics_port=free_port(), log_path=tmp / "daemon.log")
         await daemon.start()
         async with aiohttp.ClientSession() as session:
             b = Bench(sb=sb, daemon=daemon, session=session, dns_period=dns_period)

@@ -47,7 +47,7 @@ HEAL_TIMEOUT = 45.0
 POLL = 0.02
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
@@ -149,7 +149,7 @@ def _after(deadline: float) -> Any:
     return done
 
 
-def _logged_at(line: dict[str, Any], *, default: float) -> float:
+def logged_at(line: dict[str, Any], *, default: float) -> float:
     try:
         return datetime.fromisoformat(str(line["timestamp"]).replace("Z", "+00:00")).timestamp()
     except (KeyError, ValueError):
@@ -159,7 +159,7 @@ def _logged_at(line: dict[str, Any], *, default: float) -> float:
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 
 
-async def _metrics(session: aiohttp.ClientSession, url: str) -> Samples:
+async def scrape_metrics(session: aiohttp.ClientSession, url: str) -> Samples:
     async with session.get(url, timeout=aiohttp.ClientTimeout(total=2)) as r:
         text = await r.text()
     out: Samples = {}
@@ -169,7 +169,7 @@ async def _metrics(session: aiohttp.ClientSession, url: str) -> Samples:
     return out
 
 
-def _active_findings(m: Samples) -> dict[str, float]:
+def active_findings(m: Samples) -> dict[str, float]:
     codes: dict[str, float] = {}
     for (name, labels), v in m.items():
         if name == "warden_findings" and v > 0:
@@ -190,7 +190,7 @@ class Demo:
             self.progress.clear()
             print(text, flush=True)
 
-    async def _canary_ok(self, session: aiohttp.ClientSession, api_url: str) -> bool:
+    async def canary_ok(self, session: aiohttp.ClientSession, api_url: str) -> bool:
         try:
             async with session.get(api_url + ISVC_PATH, timeout=aiohttp.ClientTimeout(total=2)) as r:
                 if r.status != 200:
@@ -230,13 +230,13 @@ class Demo:
             await sb.start()
             cfg = tmp / "warden.yaml"
             sb.write_warden_config(cfg)
-            daemon = DaemonProcess(config=cfg, kubeconfig=sb.kubeconfig_path, metrics_port=_free_port(),
+            daemon = DaemonProcess(config=cfg, kubeconfig=sb.kubeconfig_path, metrics_port=free_port(),
                                    log_path=tmp / "daemon.log")
             await daemon.start()
             self.say(f"sandbox API {sb.api_url}; daemon started (metrics {daemon.metrics_url})")
             async with aiohttp.ClientSession() as session:
                 took = await self._wait("waiting for the daemon to converge the seed's starting world",
-                                        lambda: self._canary_ok(session, sb.api_url), CONVERGE_TIMEOUT)
+                                        lambda: self.canary_ok(session, sb.api_url), CONVERGE_TIMEOUT)
                 if took is None:
                     self.say("the daemon did not converge the starting world; see " + str(daemon.log_path))
                     return 1
@@ -289,7 +289,7 @@ class Demo:
         info = daemon.first(mark, event="finding", codes=sc.findings) or {}
         out.finding = str(info.get("code"))
         # When the daemon logged it, not when this loop noticed (the daemon's clock is ours).
-        out.detect_seconds = _logged_at(info, default=time.time()) - t0_wall
+        out.detect_seconds = logged_at(info, default=time.time()) - t0_wall
         out.explanation = str(info.get("explanation", ""))
         out.remedy = str(info.get("remedy", ""))
         out.evidence = [str(e) for e in info.get("evidence", [])][:4]
@@ -305,10 +305,10 @@ class Demo:
         async def healed() -> bool:
             if daemon.first(mark, event="finding cleared", codes=(out.finding or "",)) is None:
                 return False
-            active = _active_findings(await _metrics(session, daemon.metrics_url))
+            active = active_findings(await scrape_metrics(session, daemon.metrics_url))
             if any(code in active for code in sc.findings):
                 return False
-            return await self._canary_ok(session, sb.api_url)
+            return await self.canary_ok(session, sb.api_url)
 
         if sc.auto_heal:
             took = await self._wait(f"{sc.name}: waiting for the heal", healed, HEAL_TIMEOUT)
