@@ -349,7 +349,33 @@ def demo_command(args: argparse.Namespace) -> int:
     logs.configure(fmt=args.log_format, level=args.log_level)
     demo = Demo(scenarios=scenarios, as_json=bool(args.json), keep=bool(args.keep))
     try:
-        return asyncio.run(demo.run())
+        return asyncio.run(_run_until_signalled(demo))
     except KeyboardInterrupt:
         print("\ninterrupted; everything the demo started has been stopped", file=sys.stderr)
         return 130
+
+
+async def _run_until_signalled(demo: Demo) -> int:
+    """Run the demo; SIGTERM (like Ctrl-C) cancels it so its ``finally`` stops the daemon
+    subprocess and the sandbox and removes the temp dir — the default SIGTERM action would
+    kill this process and orphan the daemon, which runs in its own session."""
+    loop = asyncio.get_running_loop()
+    task = asyncio.current_task()
+    assert task is not None
+    terminated = False
+
+    def on_term() -> None:
+        nonlocal terminated
+        terminated = True
+        task.cancel()
+
+    loop.add_signal_handler(signal.SIGTERM, on_term)
+    try:
+        return await demo.run()
+    except asyncio.CancelledError:
+        if not terminated:
+            raise
+        print("\nterminated; everything the demo started has been stopped", file=sys.stderr)
+        return 143
+    finally:
+        loop.remove_signal_handler(signal.SIGTERM)
