@@ -32,7 +32,6 @@ import argparse
 import asyncio
 import os
 import resource
-import socket
 import statistics
 import sys
 import time
@@ -50,7 +49,7 @@ from kubernetes_asyncio import client  # noqa: E402
 from prometheus_client import CollectorRegistry  # noqa: E402
 
 from daemon import logs  # noqa: E402
-from daemon.demo import scrape_metrics  # noqa: E402
+from daemon.demo import free_port, scrape_metrics  # noqa: E402
 from daemon.desired import load_desired  # noqa: E402
 from daemon.informer import Informer  # noqa: E402
 from daemon.kube import Kube  # noqa: E402
@@ -207,12 +206,6 @@ def proc_usage(pid: int) -> tuple[float, float, float]:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     cpu = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
     return kb["VmRSS"] / 1024, kb["VmHWM"] / 1024, cpu
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 async def daemon_idle_rss(seconds: float = 8.0) -> float:

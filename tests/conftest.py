@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import os
 import shutil
 import socket
@@ -20,6 +21,11 @@ def free_port(host: str = "127.0.0.1", kind: int = socket.SOCK_STREAM) -> int:
     with socket.socket(socket.AF_INET, kind) as s:
         s.bind((host, 0))
         return int(s.getsockname()[1])
+
+
+def b64(text: str) -> str:
+    """Base64 of ``text``, the way Secret ``data`` values travel over the API."""
+    return base64.b64encode(text.encode()).decode()
 
 
 def find_tool(name: str) -> str:

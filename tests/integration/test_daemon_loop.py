@@ -35,7 +35,7 @@ from daemon.server import HealthState
 from daemon.settings import Settings, load_settings
 from probes.observation import Observation
 from sandbox.apiserver import ApiServer
-from tests.conftest import free_port
+from tests.conftest import b64, free_port
 from tests.integration.daemon_fixtures import api_server, eventually, kube_for
 
 NS = "user-example-com"
@@ -48,9 +48,6 @@ AP = ObjectRef(api_version="security.istio.io/v1", kind="AuthorizationPolicy", n
 SA = ObjectRef(api_version="v1", kind="ServiceAccount", namespace=NS, name="iris-sa")
 COREDNS = ObjectRef(api_version="apps/v1", kind="Deployment", namespace="kube-system", name="coredns")
 
-
-def b64(s: str) -> str:
-    return base64.b64encode(s.encode()).decode()
 
 
 def sample(reg: CollectorRegistry, name: str, **labels: str) -> float:

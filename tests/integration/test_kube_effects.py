@@ -14,15 +14,13 @@ from daemon.logs import Redactor
 from daemon.objects import ObjectRef
 from daemon.resources import resource_for
 from sandbox.apiserver import ApiServer
+from tests.conftest import b64
 from tests.integration.daemon_fixtures import api_server, kube_for
 
 NS = "user-example-com"
 ACCESS = "AKIAEXAMPLEACCESS01"
 SECRET = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"
 
-
-def b64(s: str) -> str:
-    return base64.b64encode(s.encode()).decode()
 
 
 def sa(annotations: dict[str, str] | None = None, **extra: Any) -> dict[str, Any]:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import base64
 import datetime
 import ipaddress
 import json
@@ -24,7 +23,7 @@ from probes.observation import Observation
 from probes.storage import StorageOutcome, StorageProbe, parse_storage_uri, storage_probe_for
 from sandbox.mesh import Mesh
 from sandbox.s3 import S3Credentials, S3Server
-from tests.conftest import free_port
+from tests.conftest import b64, free_port
 from tests.integration.seed_mesh import BUCKET, IRIS, PIPELINE, PIPELINE_ONLY
 from tests.kserve_config import inferenceservice_config
 
@@ -67,9 +66,6 @@ async def cluster() -> AsyncIterator[Cluster]:
         await mesh.stop()
         await s3.stop()
 
-
-def b64(s: str) -> str:
-    return base64.b64encode(s.encode()).decode()
 
 
 def resolution_for(

@@ -12,7 +12,6 @@ The secret values here are fake but real-looking, so tests can assert they never
 
 from __future__ import annotations
 
-import base64
 import copy
 import json
 from collections.abc import Iterable, Mapping
@@ -27,6 +26,7 @@ from daemon.objects import ObjectRef
 from daemon.settings import Settings, load_settings
 from daemon.world import World
 from probes.observation import Observation
+from tests.conftest import b64
 from tests.kserve_config import inferenceservice_config
 
 NOW = 1_764_441_000.0  # 2025-11-29T18:30Z, the seed's afternoon
@@ -38,9 +38,6 @@ SECRET_KEY = "KQgORRVCRvRZa6pTsd6CtFmyTn7SONi1f66A0Ch/kg"
 SECRET_VALUES = (ACCESS_KEY, SECRET_KEY, "harbor-robot-password-5e3f")
 PIPELINE_POLICY = "seaweedfs-service"
 
-
-def b64(text: str) -> str:
-    return base64.b64encode(text.encode()).decode()
 
 
 _DESIRED: DesiredState | None = None

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import json
 from dataclasses import dataclass, field
 from typing import Any
@@ -18,6 +17,7 @@ from probes.credentials import (
     credential_config,
     resolve,
 )
+from tests.conftest import b64
 
 NS = "user-example-com"
 ACCESS = "BY3N3TZ2XFGBI763IGEPD"
@@ -28,9 +28,6 @@ S3_ANN = {
     "serving.kserve.io/s3-region": "us-east-1",
 }
 
-
-def b64(s: str) -> str:
-    return base64.b64encode(s.encode()).decode()
 
 
 def secret(name: str, data: dict[str, str], annotations: dict[str, str] | None = None) -> dict[str, Any]:

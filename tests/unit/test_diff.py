@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import base64
 from typing import Any
 
 import pytest
 
 from daemon.diff import ABSENT, HASH_DIFFERS, diff
 from daemon.world import hash_secret
+from tests.conftest import b64
 
 
 def obj(kind: str = "ServiceAccount", **extra: Any) -> dict[str, Any]:
@@ -141,9 +141,6 @@ def test_long_values_are_truncated() -> None:
 
 SECRET_VALUE = "KQgORRVCRvRZa6pTsd6CtFmyTn7SONi1f66A0Ch/kg"
 
-
-def b64(v: str) -> str:
-    return base64.b64encode(v.encode()).decode()
 
 
 def secret(**data: str) -> dict[str, Any]:
