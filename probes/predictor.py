@@ -209,7 +209,11 @@ class PredictorProbe:
             return self._obs(run, PredictorOutcome.UNREACHABLE)
         return self._obs(run, PredictorOutcome.PROBE_ERROR)
 
-    def _api_error(self, run: _Run, exc: ApiException, what: str) -> Observation:
+    def _api_error(self, run: _Run, exc: ApiException | aiohttp.ClientError, what: str) -> Observation:
+        """A read from the Kubernetes API failed: an error status, or no answer at all."""
+        if isinstance(exc, aiohttp.ClientError):
+            run.evidence.append(f"Kubernetes API unreachable: {_connect_error_text(exc)}")
+            return self._obs(run, PredictorOutcome.PROBE_ERROR)
         status = int(exc.status or 0)
         run.details["api_status"] = status
         run.evidence.append(f"Kubernetes API answered {status} {exc.reason or ''} to {what}".rstrip())
@@ -221,11 +225,8 @@ class PredictorProbe:
         t0 = time.perf_counter()
         try:
             isvc = await self._source.inferenceservice(self._namespace, self._name)
-        except ApiException as exc:
+        except (ApiException, aiohttp.ClientError) as exc:
             return self._api_error(run, exc, f"GET inferenceservice {self.target}")
-        except aiohttp.ClientError as exc:
-            run.evidence.append(f"Kubernetes API unreachable: {_connect_error_text(exc)}")
-            return self._obs(run, PredictorOutcome.PROBE_ERROR)
         if isvc is None:
             run.details |= {"conditions": {}, "reason": "NotFound", "failure_reason": None, "pods": []}
             run.evidence.append(f"InferenceService {self.target} not found ({self._source.not_found_note})")
@@ -249,11 +250,8 @@ class PredictorProbe:
         run.phase = "listing predictor pods"
         try:
             raw_pods = await self._source.pods(self._namespace, self._name)
-        except ApiException as exc:
+        except (ApiException, aiohttp.ClientError) as exc:
             return self._api_error(run, exc, f"LIST pods in {self._namespace}")
-        except aiohttp.ClientError as exc:
-            run.evidence.append(f"Kubernetes API unreachable: {_connect_error_text(exc)}")
-            return self._obs(run, PredictorOutcome.PROBE_ERROR)
         pods = [pod_info(p) for p in raw_pods]
         for pod in pods:
             for container in pod["containers"]:
