@@ -137,8 +137,7 @@ class Reconciler:
     def __init__(self, *, settings: Settings, desired: DesiredState, kube: Kube, informer: Informer,
                  metrics: WardenMetrics, health: HealthState, ledger: Ledger, observations: ObservationStore,
                  clock: Callable[[], float] = time.time, dry_run: bool = False, leading: bool = False,
-                 rng: random.Random | None = None, emit_events: bool = True,
-                 force_conflicts: bool = False) -> None:
+                 rng: random.Random | None = None, emit_events: bool = True) -> None:
         self.settings = settings
         self.policy = replace(settings.remediation, dry_run=settings.remediation.dry_run or dry_run)
         self.desired = desired
@@ -163,7 +162,6 @@ class Reconciler:
         self._refused: dict[tuple[str, str], str] = {}
         """Actions the API refused for good (another manager's fields, 403, 422), by the target's
         resourceVersion then: not tried again until that object changes."""
-        self.force_conflicts = force_conflicts
         self._workers: list[asyncio.Task[None]] = []
         self._resync: asyncio.Task[None] | None = None
         self.kserve_config_ref = ObjectRef(api_version="v1", kind="ConfigMap",
@@ -403,7 +401,7 @@ class Reconciler:
             try:
                 out = await self.kube.apply(manifest, dry_run=dry)
             except ConflictError as err:
-                if not (self.force_conflicts and err.is_apply_conflict):
+                if not (self.policy.take_back_fields and err.is_apply_conflict):
                     raise
                 # Opted in (GitOps-style): take back the fields the desired state declares.
                 log.warning("taking fields back from another manager", target=str(t),

@@ -151,8 +151,7 @@ def build_daemon(*, inputs: Inputs, api: client.ApiClient, redactor: logs.Redact
     informer = Informer(kube, namespaces=watch_namespaces(settings, inputs.desired))
     store = ObservationStore()
     reconciler = Reconciler(settings=settings, desired=inputs.desired, kube=kube, informer=informer,
-                            metrics=metrics, health=health, ledger=Ledger(), observations=store, dry_run=dry,
-                            force_conflicts=settings.remediation.take_back_fields)
+                            metrics=metrics, health=health, ledger=Ledger(), observations=store, dry_run=dry)
     informer.subscribe(reconciler.on_change)
     probes = ProbeSet(settings=settings, kube=kube, informer=informer, api=api, store=store,
                       redactor=redactor, on_observation=reconciler.on_observation)

@@ -102,8 +102,7 @@ def make_settings(**remediation: Any) -> Settings:
 @contextlib.asynccontextmanager
 async def running(server: ApiServer, *, settings: Settings | None = None, dry_run: bool = False,
                   leading: bool = True, ledger: Ledger | None = None,
-                  desired: DesiredState | None = None, act_via: str | None = None,
-                  force_conflicts: bool = False) -> AsyncIterator[Running]:
+                  desired: DesiredState | None = None, act_via: str | None = None) -> AsyncIterator[Running]:
     """The daemon's objects in-process; ``act_via``: a URL the reconciler's writes go through."""
     settings = settings or make_settings()
     async with kube_for(server.url, field_manager="tester") as writer, \
@@ -118,8 +117,7 @@ async def running(server: ApiServer, *, settings: Settings | None = None, dry_ru
         ledger = ledger or Ledger()
         rec = Reconciler(settings=settings, desired=desired or load_desired(None), kube=acting,
                          informer=informer, metrics=metrics, health=HealthState(clock=time.time),
-                         ledger=ledger, observations=store, dry_run=dry_run, leading=leading,
-                         force_conflicts=force_conflicts)
+                         ledger=ledger, observations=store, dry_run=dry_run, leading=leading)
         informer.subscribe(rec.on_change)
         task = asyncio.create_task(informer.run())
         await informer.wait_synced()
@@ -257,7 +255,7 @@ async def claim_policy_as_istio_admin(server: ApiServer) -> None:
 
 async def test_conflict_with_another_manager_is_reported_not_forced(server: ApiServer) -> None:
     await claim_policy_as_istio_admin(server)
-    async with running(server) as r:
+    async with running(server, settings=make_settings(take_back_fields=False)) as r:
         await r.idle()
         assert r.actions("apply", AP) == ["failure"]
         live = await r.writer.get(AP)
@@ -273,9 +271,10 @@ async def test_conflict_with_another_manager_is_reported_not_forced(server: ApiS
         assert r.actions("apply", AP) == ["failure"]
 
 
-async def test_force_conflicts_opt_in_takes_the_fields_back(server: ApiServer) -> None:
+async def test_declared_fields_are_taken_back_by_default(server: ApiServer) -> None:
     await claim_policy_as_istio_admin(server)
-    async with running(server, force_conflicts=True) as r:
+    assert make_settings().remediation.take_back_fields
+    async with running(server) as r:
         await r.idle()
         assert r.actions("apply", AP) == ["success"]
         live = await r.writer.get(AP)
