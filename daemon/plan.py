@@ -23,14 +23,13 @@ dry-run, where nothing was written), the
 allow-list, hysteresis (CoreDNS restarts only after K consecutive bad probes), the
 per-target cooldown, the per-kind budget over its window, then dry-run.
 
-:func:`requeue` is the one place that turns decisions (and API failures) into "look again
-in N seconds", controller-runtime's ``Result{RequeueAfter}``.
+When to look again (a held-back decision's ``retry_at``, API failures) is decided by
+:func:`daemon.backoff.retry_delay`, the daemon's one requeue/back-off function.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from daemon.actions import Action, ActionKind, Decision, Verdict
@@ -227,41 +226,6 @@ def _guard(
     if policy.dry_run:
         return Verdict.DRY_RUN, f"dry-run: would {kind.value} {target} for {finding.code.value}", None
     return Verdict.ALLOWED, f"{kind.value} {target} for {finding.code.value}", None
-
-
-@dataclass(frozen=True, kw_only=True)
-class Result:
-    """controller-runtime's ``Result``: look again after ``requeue_after`` s (``None``: on events only)."""
-
-    requeue_after: float | None = None
-    reason: str = ""
-
-
-def requeue(
-    *,
-    decisions: Iterable[Decision],
-    now: float,
-    failures: int = 0,
-    jitter: float = 0.0,
-    base_seconds: float = 0.5,
-    cap_seconds: float = 300.0,
-) -> Result:
-    """When to reconcile again: the single place for requeue and backoff.
-
-    ``failures`` consecutive API failures → exponential backoff ``base * 2**(failures-1)``,
-    capped, stretched by ``jitter`` (0..1, drawn by the caller) by up to 50 %. Otherwise the
-    earliest moment a held-back decision may change (cooldown or budget end, verification due).
-    """
-    if failures > 0:
-        delay = min(cap_seconds, base_seconds * 2 ** (failures - 1))
-        return Result(
-            requeue_after=delay * (1 + 0.5 * max(0.0, min(1.0, jitter))),
-            reason=f"backoff after {failures} failure(s)",
-        )
-    times = [d.retry_at for d in decisions if d.retry_at is not None and d.retry_at > now]
-    if not times:
-        return Result()
-    return Result(requeue_after=min(times) - now, reason="held-back decision due")
 
 
 def with_escalations(

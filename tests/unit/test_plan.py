@@ -12,7 +12,7 @@ from daemon.actions import ActionKind, Decision, Verdict
 from daemon.findings import Code, Finding, Severity
 from daemon.ledger import Ledger
 from daemon.objects import ObjectRef
-from daemon.plan import actions_for, plan, requeue, with_escalations
+from daemon.plan import actions_for, plan, with_escalations
 from daemon.settings import Budget, RemediationPolicy
 from tests.unit import factories as cases
 from tests.unit import factories as fx
@@ -283,26 +283,3 @@ def test_two_findings_asking_the_same_action_plan_it_once() -> None:
     f2 = replace(dns_finding(), subject=ObjectRef(api_version="v1", kind="Pod", namespace="a", name="b"))
     ds = plan(findings=[f1, f2], ledger=Ledger(), policy=POLICY, desired={}, now=NOW)
     assert [d.action.kind for d in ds if d.action is not None] == [ActionKind.RESTART_COREDNS]
-
-
-# --- requeue ------------------------------------------------------------------------------
-
-
-def test_requeue_earliest_held_decision() -> None:
-    ds = [
-        Decision(action=None, verdict=Verdict.COOLDOWN, why="", finding_code="x", retry_at=NOW + 30),
-        Decision(action=None, verdict=Verdict.BUDGET, why="", finding_code="y", retry_at=NOW + 10),
-        Decision(action=None, verdict=Verdict.HUMAN, why="", finding_code="z"),
-    ]
-    assert requeue(decisions=ds, now=NOW).requeue_after == pytest.approx(10)
-    assert requeue(decisions=ds[2:], now=NOW).requeue_after is None
-
-
-@pytest.mark.parametrize(
-    ("failures", "jitter", "want"),
-    [(1, 0.0, 0.5), (2, 0.0, 1.0), (4, 0.0, 4.0), (3, 1.0, 3.0), (30, 0.0, 300.0)],
-)
-def test_requeue_backoff_after_failures(failures: int, jitter: float, want: float) -> None:
-    assert requeue(decisions=[], now=NOW, failures=failures, jitter=jitter).requeue_after == pytest.approx(
-        want
-    )
