@@ -1,6 +1,7 @@
 # kserve-warden — the two entry points of README.md, and their set-up.
 #   make demo   set up a virtualenv and run the demo on the local sandbox
-#   make test   set up, install the system tools the tests use, lint, type-check, test
+#   make test   set up, install the system tools the tests use, lint (ruff, import-linter's
+#               contracts in pyproject.toml), type-check, test
 PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
@@ -23,6 +24,7 @@ demo: setup
 
 lint: setup
 	$(PY) -m ruff check .
+	$(VENV)/bin/lint-imports
 
 typecheck: setup
 	$(PY) -m mypy

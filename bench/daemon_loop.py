@@ -3,7 +3,7 @@
 A benchmark, not a test: ``python bench/daemon_loop.py [--heals N] [--isvcs N]``.
 
 1. **Heal latency** (budget p50 ≤ 0.5 s, p99 ≤ 2 s): the full sandbox (API, S3, DNS,
-   controllers) and the daemon's own objects in this process (``daemon.runner.build_daemon``,
+   controllers) and the daemon's own objects in this process (``daemon.process.runner.build_daemon``,
    as ``kserve-warden run`` builds them; cooldown 0 so repeated injections are not held back).
    Each round deletes the ServingRuntime through the API and times until it exists again,
    observed by a watch on the benchmark's side (no polling).
@@ -48,20 +48,20 @@ sys.path.insert(0, str(ROOT))
 from kubernetes_asyncio import client  # noqa: E402
 from prometheus_client import CollectorRegistry  # noqa: E402
 
-from daemon import logs  # noqa: E402
-from daemon.demo import free_port, scrape_metrics  # noqa: E402
-from daemon.desired import load_desired  # noqa: E402
-from daemon.informer import Informer  # noqa: E402
-from daemon.kube import Kube  # noqa: E402
-from daemon.ledger import Ledger  # noqa: E402
-from daemon.loop import Reconciler  # noqa: E402
-from daemon.metrics import WardenMetrics  # noqa: E402
-from daemon.probing import ObservationStore  # noqa: E402
-from daemon.runner import Inputs, build_daemon  # noqa: E402
-from daemon.server import HealthState  # noqa: E402
-from daemon.settings import load_settings  # noqa: E402
+from daemon.core import logs  # noqa: E402
+from daemon.core.ledger import Ledger  # noqa: E402
+from daemon.kube.effects import Kube  # noqa: E402
+from daemon.kube.informer import Informer  # noqa: E402
+from daemon.process import logging_setup  # noqa: E402
+from daemon.process.config_files import load_desired, load_settings  # noqa: E402
+from daemon.process.loop import Reconciler  # noqa: E402
+from daemon.process.metrics import WardenMetrics  # noqa: E402
+from daemon.process.probing import ObservationStore  # noqa: E402
+from daemon.process.runner import Inputs, build_daemon  # noqa: E402
+from daemon.process.server import HealthState  # noqa: E402
 from sandbox import Sandbox  # noqa: E402
 from sandbox.apiserver import ApiServer  # noqa: E402
+from sandbox.demo.run import free_port, scrape_metrics  # noqa: E402
 
 SR = ("serving.kserve.io", "v1alpha1", "user-example-com", "servingruntimes", "iris-fastapi-runtime")
 
@@ -305,7 +305,7 @@ async def main() -> None:
     ap.add_argument("--window", type=float, default=60.0, help="steady-state window of section 4 (s)")
     ap.add_argument("--only", choices=("all", "inprocess", "subprocess"), default="all")
     args = ap.parse_args()
-    logs.configure(fmt="json", level="error")
+    logging_setup.configure(fmt="json", level="error")
     if args.only in ("all", "inprocess"):
         await in_process(args)
     if args.only in ("all", "subprocess"):

@@ -2,7 +2,7 @@
 
 A benchmark, not a test: ``python bench/heal_latency.py [--rounds 20] [--scenario NAME ...]``.
 
-One sandbox, one ``kserve-warden run`` subprocess (the demo's :class:`daemon.demo.DaemonProcess`,
+One sandbox, one ``kserve-warden run`` subprocess (the demo's :class:`sandbox.demo.run.DaemonProcess`,
 talking to the sandbox over its kubeconfig) with the sandbox's settings except the guards that
 exist to slow repeated actions down: ``cooldown_seconds: 0`` and budgets large enough for
 ``--rounds`` injections of everything (the tests cover the guards; this measures the loop).
@@ -44,9 +44,9 @@ sys.path.insert(0, str(ROOT))
 import aiohttp  # noqa: E402
 import yaml  # noqa: E402
 
-from daemon.demo import DaemonProcess, Demo, active_findings, free_port, logged_at, scrape_metrics  # noqa: E402
-from daemon.demo_scenarios import Scenario, select  # noqa: E402
 from sandbox import Sandbox  # noqa: E402
+from sandbox.demo.run import DaemonProcess, Demo, active_findings, free_port, logged_at, scrape_metrics  # noqa: E402
+from sandbox.demo.scenarios import Scenario, select  # noqa: E402
 
 SETTLE_TIMEOUT = 60.0
 STEP_TIMEOUT = 45.0

@@ -1,4 +1,4 @@
-"""``python -m daemon …``: the ``kserve-warden`` CLI (see :mod:`daemon.cli`).
+"""``python -m daemon …``: the ``kserve-warden`` CLI (see :mod:`daemon.process.cli`).
 
 Guarded so that importing this module (a docs build, a test walking every module) does not
 parse ``sys.argv`` and exit.
@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import sys
 
-from daemon.cli import main
+from daemon.process.cli import main
 
 __all__ = ["main"]
 

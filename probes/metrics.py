@@ -6,7 +6,7 @@ their own, so two daemons in one test process never collide). :meth:`ProbeMetric
 turns one :class:`Observation` into metric updates; the probes themselves know nothing of
 Prometheus, which keeps them plain async callables.
 
-Families (names fixed in ``daemon/metric_names.py``; alerts depend on them):
+Families (names fixed in ``daemon/process/metric_names.py``; alerts depend on them):
 
 - ``warden_probe_success{probe,target}``: 1 if the last run was fine, else 0.
 - ``warden_probe_duration_seconds{probe}``: histogram of run wall time.

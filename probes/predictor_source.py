@@ -6,7 +6,7 @@ the probe takes one as a keyword (``PredictorProbe(source=...)``).
 
 * :class:`ApiPredictorSource` — the default: a GET and a LIST over the Kubernetes API on every
   run. Right for a one-shot caller that keeps no caches (the probe's own tests, the bench).
-* The daemon passes a source backed by its watch caches (``daemon.probe_sources``), so a probe
+* The daemon passes a source backed by its watch caches (``daemon.process.probe_sources``), so a probe
   running every second costs no request at all: the caches already follow these objects by
   watch, and a polling LIST per run is exactly what the daemon's request budget forbids.
 

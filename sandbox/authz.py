@@ -27,7 +27,7 @@ using one of them is handled fail-closed, as istiod does for rules it cannot tra
 in an ALLOW policy such a rule never matches; in a DENY policy it matches on its other
 fields alone.
 
-Parallel to :mod:`daemon.authz` by design, not by accident: the sandbox is the stand-in the
+Parallel to :mod:`daemon.core.authz` by design, not by accident: the sandbox is the stand-in the
 daemon is tested against, and it may not import ``daemon`` or ``probes`` (enforced by
 ``tests/unit/test_import_direction.py``). A shared evaluator would make a bug in it invisible:
 both sides would agree on the wrong answer. So each side implements Istio's rules from the

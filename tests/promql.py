@@ -1,6 +1,6 @@
 """Metric and label names used by a PromQL expression: a small tokenizer, enough for our queries.
 
-Used by the alert-rule and dashboard tests to hold every query to ``daemon.metric_names``: a
+Used by the alert-rule and dashboard tests to hold every query to ``daemon.process.metric_names``: a
 metric renamed in the daemon and not in an alert (or the reverse) fails a test. Syntax itself
 is promtool's job (``promtool check rules``); this only has to find names reliably:
 

@@ -5,7 +5,7 @@ kustomize only reads files inside a kustomization's own directory, and each of t
 true home elsewhere, so they are generated here and committed (``kubectl apply -k`` needs them
 on disk); ``tests/unit/test_deploy_manifests.py`` runs ``--check`` and fails when one is stale:
 
-- ``base/rbac.yaml``: ClusterRole, Roles and bindings, from ``daemon/rbac.py`` (``REQUIRED``),
+- ``base/rbac.yaml``: ClusterRole, Roles and bindings, from ``daemon/kube/rbac.py`` (``REQUIRED``),
   the write Roles once per workload namespace (``namespaces`` of ``config/warden.yaml`` and the
   namespaces of ``config/desired``);
 - ``base/config/``: byte-for-byte copies of ``config/warden.yaml`` and ``config/desired/``;
@@ -32,7 +32,7 @@ REPO = Path(__file__).resolve().parents[2]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from daemon.rbac import CLUSTER, OWN_NAMESPACE, REQUIRED, WORKLOADS, Rule  # noqa: E402
+from daemon.kube.rbac import CLUSTER, OWN_NAMESPACE, REQUIRED, WORKLOADS, Rule  # noqa: E402
 
 NAME = "kserve-warden"
 CONFIGMAP = "kserve-warden-config"
@@ -204,7 +204,7 @@ def render(repo: Path = REPO) -> dict[Path, bytes]:
     mount_paths = list(sources)
     out: dict[Path, bytes] = {}
     rbac = rbac_docs(REQUIRED, workload_namespaces(repo))
-    header = HEADER.format(src="daemon/rbac.py and config/warden.yaml")
+    header = HEADER.format(src="daemon/kube/rbac.py and config/warden.yaml")
     out[deploy / "rbac.yaml"] = (header + dump(*rbac)).encode()
     for m, src in sources.items():
         out[deploy / "config" / m] = src.read_bytes()

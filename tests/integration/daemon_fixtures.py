@@ -23,8 +23,8 @@ import aiohttp
 from kubernetes_asyncio import client
 from prometheus_client.parser import text_string_to_metric_families
 
-from daemon.kube import Kube
-from daemon.logs import Redactor
+from daemon.core.logs import Redactor
+from daemon.kube.effects import Kube
 from sandbox.apiserver import ApiServer
 from tests.conftest import free_port
 

@@ -20,19 +20,20 @@ import pytest
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 
-from daemon.actions import ActionKind
-from daemon.desired import DesiredState, load_desired
-from daemon.informer import Informer
-from daemon.kube import RESTARTED_AT, Kube
-from daemon.ledger import Ledger
-from daemon.logs import Redactor
-from daemon.loop import LAST_RESTART_ANNOTATION, RESTARTS_ANNOTATION, Reconciler
-from daemon.metrics import WardenMetrics
-from daemon.objects import ObjectRef
-from daemon.probing import ObservationStore
-from daemon.resources import resource_for
-from daemon.server import HealthState
-from daemon.settings import Settings, load_settings
+from daemon.core.actions import ActionKind
+from daemon.core.desired import DesiredState
+from daemon.core.ledger import Ledger
+from daemon.core.logs import Redactor
+from daemon.core.objects import ObjectRef
+from daemon.core.resources import resource_for
+from daemon.core.settings import Settings
+from daemon.kube.effects import RESTARTED_AT, Kube
+from daemon.kube.informer import Informer
+from daemon.process.config_files import load_desired, load_settings
+from daemon.process.loop import LAST_RESTART_ANNOTATION, RESTARTS_ANNOTATION, Reconciler
+from daemon.process.metrics import WardenMetrics
+from daemon.process.probing import ObservationStore
+from daemon.process.server import HealthState
 from probes.observation import Observation
 from sandbox.apiserver import ApiServer
 from tests.conftest import b64, free_port

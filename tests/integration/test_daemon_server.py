@@ -16,10 +16,10 @@ import pytest
 from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 
-from daemon.findings import Code, Finding, Severity
-from daemon.metrics import WardenMetrics
-from daemon.objects import ObjectRef
-from daemon.server import HealthServer, HealthState
+from daemon.core.findings import Code, Finding, Severity
+from daemon.core.objects import ObjectRef
+from daemon.process.metrics import WardenMetrics
+from daemon.process.server import HealthServer, HealthState
 from probes.observation import Observation
 from tests.conftest import find_tool
 

@@ -32,8 +32,8 @@ import pytest_asyncio
 import yaml
 from kubernetes_asyncio import client
 
-from daemon.demo_scenarios import SCENARIOS
 from sandbox import Sandbox
+from sandbox.demo.scenarios import SCENARIOS
 from tests.integration.daemon_fixtures import NS, Daemon, events, eventually, leaked_tasks
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(180), pytest.mark.asyncio(loop_scope="module")]

@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 
-from daemon.informer import Informer, run_until_synced
-from daemon.kube import Kube
-from daemon.objects import ObjectRef
+from daemon.core.objects import ObjectRef
+from daemon.kube.effects import Kube
+from daemon.kube.informer import Informer, run_until_synced
 from sandbox.apiserver import ApiServer
 from tests.integration.daemon_fixtures import api_server, eventually, kube_for, stop_task
 

@@ -8,11 +8,17 @@ from typing import Any
 
 import pytest
 
-from daemon.errors import ConflictError, NotFoundError, ServerError, TooManyRequestsError, UnavailableError
-from daemon.kube import RESTARTED_AT, Kube
-from daemon.logs import Redactor
-from daemon.objects import ObjectRef
-from daemon.resources import resource_for
+from daemon.core.errors import (
+    ConflictError,
+    NotFoundError,
+    ServerError,
+    TooManyRequestsError,
+    UnavailableError,
+)
+from daemon.core.logs import Redactor
+from daemon.core.objects import ObjectRef
+from daemon.core.resources import resource_for
+from daemon.kube.effects import RESTARTED_AT, Kube
 from sandbox.apiserver import ApiServer
 from tests.conftest import b64
 from tests.integration.daemon_fixtures import api_server, kube_for

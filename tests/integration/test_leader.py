@@ -9,8 +9,8 @@ from collections.abc import AsyncIterator, Callable
 
 import pytest
 
-from daemon.kube import Kube
-from daemon.leader import LeaderElector, LeaseConfig, lease_holder
+from daemon.kube.effects import Kube
+from daemon.kube.leader import LeaderElector, LeaseConfig, lease_holder
 from sandbox.apiserver import ApiServer
 from tests.integration.daemon_fixtures import api_server, eventually, kube_for, stop_task
 

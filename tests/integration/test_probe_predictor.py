@@ -28,10 +28,10 @@ from aiohttp import web
 from kubernetes_asyncio import client
 from prometheus_client import CollectorRegistry
 
-from daemon.informer import Informer, run_until_synced
-from daemon.kube import Kube
-from daemon.logs import Redactor
-from daemon.probe_sources import InformerPredictorSource
+from daemon.core.logs import Redactor
+from daemon.kube.effects import Kube
+from daemon.kube.informer import Informer, run_until_synced
+from daemon.process.probe_sources import InformerPredictorSource
 from probes.metrics import ProbeMetrics
 from probes.observation import Observation
 from probes.predictor import PredictorOutcome, PredictorProbe

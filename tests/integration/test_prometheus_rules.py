@@ -7,7 +7,7 @@
 - mutation checks: remove the DNS fold from the predictor alert, and the suppression test
   fails (the tests would notice a regression, they do not merely run);
 - every metric and label an expression names is one the daemon exports
-  (``daemon.metric_names``); every finding code has an alert; every alert has a severity, a
+  (``daemon.process.metric_names``); every finding code has an alert; every alert has a severity, a
   summary, a description naming its finding code or runbook step, and a runbook anchor that
   exists in ``docs/runbook.md``;
 - the Alertmanager inhibit example only names alerts that exist.
@@ -24,8 +24,8 @@ from typing import Any
 import pytest
 import yaml
 
-from daemon.findings import Code
-from daemon.metric_names import METRIC_LABELS, base_metric, series_labels
+from daemon.core.findings import Code
+from daemon.process.metric_names import METRIC_LABELS, base_metric, series_labels
 from tests.conftest import ROOT, find_tool
 from tests.promql import TARGET_LABELS, names
 

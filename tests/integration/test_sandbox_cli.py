@@ -14,7 +14,7 @@ import yaml
 from kubernetes_asyncio import config
 from kubernetes_asyncio.client import CustomObjectsApi, VersionApi
 
-from daemon.settings import load_settings
+from daemon.process.config_files import load_settings
 from tests.conftest import ROOT
 
 START_TIMEOUT = 60.0

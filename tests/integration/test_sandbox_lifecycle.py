@@ -12,7 +12,7 @@ from aiobotocore.session import get_session
 from botocore.config import Config
 from kubernetes_asyncio.client import AppsV1Api, CoreV1Api, CustomObjectsApi
 
-from daemon.settings import load_settings
+from daemon.process.config_files import load_settings
 from sandbox import Sandbox
 from tests.integration.sandbox_wait import NS, condition, healthy_sandbox, isvc_until, ready_isvc, watch_until
 

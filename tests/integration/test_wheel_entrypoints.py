@@ -7,7 +7,8 @@ virtualenv (no system site-packages, not the project's venv, no pip of its own) 
 
 - ``kserve-warden --help``, ``kserve-warden run --help``, ``kserve-warden check --help`` answer,
   and ``kserve-warden check`` with a missing settings file exits 2 (bad input), proving the real
-  command path imports without the sandbox's packages;
+  command path imports without the sandbox's packages; ``kserve-warden sandbox`` and ``demo``
+  say in one line that they need the ``sandbox`` extra, and exit 2;
 - ``python -m serving.train --out DIR`` trains a model and ``python -m serving --model_dir DIR
   --model_name iris --http_port PORT`` (the serving image's entrypoint and KServe's flags) starts
   and answers ``/v2/health/ready`` and a V1 prediction, then exits 0 on SIGTERM;
@@ -105,7 +106,7 @@ def test_wheel_contents(installed: Installed) -> None:
     with zipfile.ZipFile(installed.wheel) as z:
         names = z.namelist()
         entry_points = next(n for n in names if n.endswith(".dist-info/entry_points.txt"))
-        assert "kserve-warden = daemon.cli:main" in z.read(entry_points).decode()
+        assert "kserve-warden = daemon.process.cli:main" in z.read(entry_points).decode()
         metadata = z.read(next(n for n in names if n.endswith(".dist-info/METADATA"))).decode()
         embedded = {n: z.read(n) for n in names if n.startswith("daemon/defaults/")}
     tops = {n.split("/", 1)[0] for n in names}
@@ -162,6 +163,15 @@ def test_kserve_warden_run_rejects_bad_settings(installed: Installed, tmp_path: 
     assert out.returncode == 2, out.stdout + out.stderr
     assert "cooldown_seconds" in out.stdout + out.stderr and "not_a_key" in out.stdout + out.stderr
     assert "Traceback" not in out.stderr
+
+
+@pytest.mark.parametrize("argv", [("sandbox",), ("demo", "--json")])
+def test_sandbox_commands_without_the_extra_say_so(installed: Installed, argv: tuple[str, ...]) -> None:
+    # The clean venv has no moto/dnslib (as after `pip install kserve-warden`): one line, exit 2.
+    out = installed.run(str(installed.bin / "kserve-warden"), *argv)
+    assert out.returncode == 2, out.stdout + out.stderr
+    assert out.stderr == "the sandbox needs the 'sandbox' extra: pip install 'kserve-warden[sandbox]'\n"
+    assert out.stdout == ""
 
 
 # -- the serving image's entrypoint: python -m serving ---------------------------------------------------

@@ -18,13 +18,14 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from daemon.desired import DesiredState, copy_manifest, index_by_ref, load_desired
-from daemon.diagnosis import diagnose
-from daemon.diff import Drift, diff
-from daemon.findings import Finding
-from daemon.objects import ObjectRef
-from daemon.settings import Settings, load_settings
-from daemon.world import World
+from daemon.core.desired import DesiredState, copy_manifest, index_by_ref
+from daemon.core.diagnosis import diagnose
+from daemon.core.diff import Drift, diff
+from daemon.core.findings import Finding
+from daemon.core.objects import ObjectRef
+from daemon.core.settings import Settings
+from daemon.core.world import World
+from daemon.process.config_files import load_desired, load_settings
 from probes.observation import Observation
 from tests.conftest import b64
 from tests.kserve_config import inferenceservice_config

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from daemon.authz import evaluate, match_value
+from daemon.core.authz import evaluate, match_value
 
 IRIS = "cluster.local/ns/user-example-com/sa/iris-sa"
 PIPELINE = "cluster.local/ns/kubeflow/sa/ml-pipeline"

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import json
 
-from daemon.actions import Action, ActionKind, Decision, Verdict
-from daemon.check import render_json, render_text
-from daemon.findings import Code, Finding, Severity
-from daemon.loop import Evaluation
-from daemon.objects import ObjectRef
-from daemon.world import World
+from daemon.core.actions import Action, ActionKind, Decision, Verdict
+from daemon.core.findings import Code, Finding, Severity
+from daemon.core.objects import ObjectRef
+from daemon.core.world import World
+from daemon.process.check import render_json, render_text
+from daemon.process.loop import Evaluation
 from probes.observation import Observation
 
 ISVC = ObjectRef(api_version="serving.kserve.io/v1beta1", kind="InferenceService",

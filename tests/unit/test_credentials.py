@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from daemon.world import hash_secret
+from daemon.core.world import hash_secret
 from probes.credentials import (
     HELM_ANNOTATION,
     KUSTOMIZE_ANNOTATION,

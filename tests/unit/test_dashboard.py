@@ -1,6 +1,6 @@
 """The Grafana dashboard is valid JSON whose queries use only what the daemon exports.
 
-Every panel query is (1) held to ``daemon.metric_names`` (metric and label names), and
+Every panel query is (1) held to ``daemon.process.metric_names`` (metric and label names), and
 (2) parsed by the real Prometheus parser: the queries, with Grafana's ``$__…`` variables
 replaced, become recording rules that ``promtool check rules`` must accept.
 """
@@ -15,7 +15,7 @@ from typing import Any
 
 import yaml
 
-from daemon.metric_names import base_metric, series_labels
+from daemon.process.metric_names import base_metric, series_labels
 from tests.conftest import ROOT, find_tool
 from tests.promql import TARGET_LABELS, names
 

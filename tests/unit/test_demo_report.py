@@ -6,9 +6,9 @@ import json
 
 import pytest
 
-from daemon.demo_report import Outcome, document, table
-from daemon.demo_scenarios import SCENARIOS, select
-from daemon.findings import Code
+from daemon.core.findings import Code
+from sandbox.demo.report import Outcome, document, table
+from sandbox.demo.scenarios import SCENARIOS, select
 
 SEED_FAILURES = ("no-serving-runtime", "storage-credentials", "dns-timeout", "mesh-policy",
                  "sidecar-disabled", "model-path", "image-pull")

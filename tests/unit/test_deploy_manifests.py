@@ -343,7 +343,7 @@ def test_the_daemon_loads_the_mounted_config(tmp_path: Path) -> None:
     """
     import argparse
 
-    from daemon.runner import load_inputs
+    from daemon.process.runner import load_inputs
 
     docs = kustomize(BUILDS[1])
     dep = one(docs, "Deployment")

@@ -7,17 +7,17 @@ from pathlib import Path
 
 import pytest
 
-from daemon.desired import (
+from daemon.core.desired import (
     DERIVED_FROM_ANNOTATION,
     DesiredError,
     KServeStorageConfig,
     copy_manifest,
     index_by_ref,
-    load_desired,
     parse_desired,
 )
-from daemon.objects import ObjectRef
-from daemon.world import World, secret_value_hash
+from daemon.core.objects import ObjectRef
+from daemon.core.world import World, secret_value_hash
+from daemon.process.config_files import load_desired
 from tests.unit import factories as fx
 
 ROOT = Path(__file__).resolve().parents[2]

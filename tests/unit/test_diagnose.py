@@ -15,8 +15,8 @@ from typing import Any
 
 import pytest
 
-from daemon.findings import Code, Finding, Severity
-from daemon.objects import ObjectRef
+from daemon.core.findings import Code, Finding, Severity
+from daemon.core.objects import ObjectRef
 from tests.unit import factories as fx
 from tests.unit.factories import (
     AP_REF,

@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
-from daemon.diff import ABSENT, HASH_DIFFERS, diff
-from daemon.world import hash_secret
+from daemon.core.diff import ABSENT, HASH_DIFFERS, diff
+from daemon.core.world import hash_secret
 from tests.conftest import b64
 
 

@@ -231,7 +231,7 @@ def test_entrypoints_are_exact(dockerfile: tuple[dict[str, str], list[Stage]], t
     assert ep is not None and ep.exec_form() == entrypoint
     # and the commands exist in the package: the console script, the runnable module
     scripts = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
-    assert scripts["kserve-warden"] == "daemon.cli:main"
+    assert scripts["kserve-warden"] == "daemon.process.cli:main"
     assert (ROOT / "serving/__main__.py").is_file()
 
 
@@ -305,6 +305,6 @@ def test_dockerignore_keeps_the_context_to_the_sources(
 def test_dockerignore_matcher() -> None:
     pats = ["*", "!daemon/", "**/__pycache__"]
     assert _ignored("README.md", pats)
-    assert not _ignored("daemon/cli.py", pats)
+    assert not _ignored("daemon/process/cli.py", pats)
     assert _ignored("daemon/__pycache__/x.pyc", pats)
     assert Path(DOCKERFILE).is_file()

@@ -7,12 +7,13 @@ import json
 import subprocess
 import sys
 
-from daemon import logs
+from daemon.core import logs
+from daemon.process import logging_setup
 
 
 def test_json_lines_have_fixed_keys_and_context() -> None:
     out = io.StringIO()
-    logs.configure(fmt="json", stream=out)
+    logging_setup.configure(fmt="json", stream=out)
     logs.get_logger("warden.test").info("applied", namespace="user-example-com", name="iris-sa")
     line = json.loads(out.getvalue().strip())
     assert {"timestamp", "level", "event", "logger", "namespace", "name"} <= line.keys()
@@ -23,7 +24,7 @@ def test_redactor_scrubs_nested_values() -> None:
     out = io.StringIO()
     red = logs.Redactor()
     red.add("KQgORRVCRvRZa6pTsd6CtFmyTn7SONi1f66A0Ch/kg")
-    logs.configure(fmt="json", stream=out, redactor=red)
+    logging_setup.configure(fmt="json", stream=out, redactor=red)
     logs.get_logger("t").warning("x KQgORRVCRvRZa6pTsd6CtFmyTn7SONi1f66A0Ch/kg",
                                  extra={"k": ["KQgORRVCRvRZa6pTsd6CtFmyTn7SONi1f66A0Ch/kg"]})
     text = out.getvalue()
@@ -33,7 +34,7 @@ def test_redactor_scrubs_nested_values() -> None:
 
 def test_console_format_renders_text() -> None:
     out = io.StringIO()
-    logs.configure(fmt="console", stream=out)
+    logging_setup.configure(fmt="console", stream=out)
     logs.get_logger("t").info("hello", name="iris")
     assert "hello" in out.getvalue() and "name" in out.getvalue()
     assert not out.getvalue().startswith("{")
@@ -41,11 +42,12 @@ def test_console_format_renders_text() -> None:
 
 LIBRARY_LOG = """
 import io, logging
-from daemon import logs
+from daemon.core import logs
+from daemon.process import logging_setup
 out = io.StringIO()
 red = logs.Redactor()
 red.add("KQgORRVCRvRZa6pTsd6CtFmyTn7SONi1f66A0Ch/kg")
-logs.configure(fmt="json", stream=out, redactor=red)
+logging_setup.configure(fmt="json", stream=out, redactor=red)
 logging.getLogger("botocore.hooks").warning("retrying with %s", "KQgORRVCRvRZa6pTsd6CtFmyTn7SONi1f66A0Ch/kg")
 try:
     raise ValueError("bad key KQgORRVCRvRZa6pTsd6CtFmyTn7SONi1f66A0Ch/kg")

@@ -1,4 +1,4 @@
-"""WardenMetrics exports exactly the metrics listed in daemon/metric_names.py, with their labels.
+"""WardenMetrics exports exactly the metrics listed in daemon/process/metric_names.py, with their labels.
 
 The registry is scraped the way Prometheus would (``generate_latest``, then the text parser),
 so a family registered under a different name, type or label set fails here, not in an alert.
@@ -11,10 +11,10 @@ import time
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from daemon.findings import Code, Finding, Severity
-from daemon.metric_names import EXPORTED_METRICS, METRICS, MetricType, series_labels
-from daemon.metrics import WardenMetrics
-from daemon.objects import ObjectRef
+from daemon.core.findings import Code, Finding, Severity
+from daemon.core.objects import ObjectRef
+from daemon.process.metric_names import EXPORTED_METRICS, METRICS, MetricType, series_labels
+from daemon.process.metrics import WardenMetrics
 from probes.observation import Observation
 
 ISVC = ObjectRef(api_version="serving.kserve.io/v1beta1", kind="InferenceService",

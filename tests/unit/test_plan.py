@@ -8,12 +8,12 @@ from typing import Any
 
 import pytest
 
-from daemon.actions import ActionKind, Decision, Verdict
-from daemon.findings import Code, Finding, Severity
-from daemon.ledger import Ledger
-from daemon.objects import ObjectRef
-from daemon.plan import actions_for, plan, with_escalations
-from daemon.settings import Budget, RemediationPolicy
+from daemon.core.actions import ActionKind, Decision, Verdict
+from daemon.core.findings import Code, Finding, Severity
+from daemon.core.ledger import Ledger
+from daemon.core.objects import ObjectRef
+from daemon.core.plan import actions_for, plan, with_escalations
+from daemon.core.settings import Budget, RemediationPolicy
 from tests.unit import factories as cases
 from tests.unit import factories as fx
 

@@ -1,9 +1,9 @@
-"""The daemon's RBAC is exactly ``daemon/rbac.py``, and the code asks for nothing outside it.
+"""The daemon's RBAC is exactly ``daemon/kube/rbac.py``, and the code asks for nothing outside it.
 
 Three checks, each a way the role and the code could drift apart:
 
 1. **Role ↔ table**: the ClusterRole/Roles in ``config/deploy/base/rbac.yaml`` grant exactly the
-   permissions ``daemon.rbac.REQUIRED`` expands to (no more: least privilege; no less: the daemon
+   permissions ``daemon.kube.rbac.REQUIRED`` expands to (no more: least privilege; no less: the daemon
    would get a 403 in production that no sandbox test shows).
 2. **Code → table** (static): an AST scan of ``daemon/`` and ``probes/`` for every
    kubernetes_asyncio API method the code references (``read_namespaced_secret``,
@@ -11,7 +11,7 @@ Three checks, each a way the role and the code could drift apart:
    mapped to (API group, resource, verb). Each must be granted by ``REQUIRED`` or declared in
    ``NOT_GRANTED`` (a generic per-kind code path the daemon never takes, refused on purpose).
    A custom-object call whose ``plural`` is not a literal stands for every custom resource in
-   ``daemon.resources.RESOURCES`` of that scope. A module that watches (``watch=True`` or
+   ``daemon.core.resources.RESOURCES`` of that scope. A module that watches (``watch=True`` or
    ``Watch().stream``) needs ``watch`` for every ``list`` it references.
 3. **Data → table**: every kind in the desired manifests can be server-side applied (create +
    patch + get) where it lives; CoreDNS can be patched by the name and namespace the settings
@@ -29,8 +29,8 @@ from typing import Any
 import pytest
 import yaml
 
-from daemon import rbac
-from daemon.rbac import CLUSTER, NOT_GRANTED, REQUIRED, WORKLOADS, Grant, Rule, allows, expand
+from daemon.kube import rbac
+from daemon.kube.rbac import CLUSTER, NOT_GRANTED, REQUIRED, WORKLOADS, Grant, Rule, allows, expand
 from tests.conftest import ROOT
 
 
@@ -191,7 +191,7 @@ def scan_source(source: str, *, filename: str, custom: tuple[CustomResource, ...
 
 
 def _custom_resources() -> tuple[CustomResource, ...]:
-    from daemon.resources import RESOURCES
+    from daemon.core.resources import RESOURCES
 
     typed_groups = {g for g, _ in KINDS.values()}
     return tuple(CustomResource(group=r.group, plural=r.plural, namespaced=r.namespaced)
@@ -290,7 +290,7 @@ def test_role_grants_exactly_the_table() -> None:
     docs = [d for d in yaml.safe_load_all((ROOT / "config/deploy/base/rbac.yaml").read_text()) if d]
     granted = _grants_from_manifests(docs)
     required = set(expand(REQUIRED, workloads=workloads()))
-    assert granted - required == set(), "the role grants more than daemon/rbac.py REQUIRED"
+    assert granted - required == set(), "the role grants more than daemon/kube/rbac.py REQUIRED"
     assert required - granted == set(), "the role lacks part of REQUIRED: run python config/deploy/build.py"
 
 
@@ -324,7 +324,7 @@ def test_code_uses_nothing_the_role_lacks() -> None:
     assert uses, "the scan found no API use at all: the scanner is broken"
     missing = sorted(u for u in uses if not _covered(u, REQUIRED) and not _covered(u, NOT_GRANTED))
     assert not missing, (
-        "the daemon's code uses permissions daemon/rbac.py does not list (add them to REQUIRED and run "
+        "the daemon's code uses permissions daemon/kube/rbac.py does not list (add them to REQUIRED and run "
         "config/deploy/build.py, or to NOT_GRANTED if that code path is never taken):\n"
         + "\n".join(f"  {u.verb} {u.api_group or 'core'}/{u.resource}  at {u.where}" for u in missing)
     )
@@ -349,8 +349,8 @@ def _desired_objects() -> list[dict[str, Any]]:
 
 
 def test_every_desired_kind_can_be_applied_where_it_lives() -> None:
-    from daemon.resources import UnknownKindError as UnknownResourceKind
-    from daemon.resources import resource_for
+    from daemon.core.resources import UnknownKindError as UnknownResourceKind
+    from daemon.core.resources import resource_for
 
     w = workloads()
     for obj in _desired_objects():

@@ -7,8 +7,8 @@ import random
 
 import pytest
 
-from daemon.backoff import BASE_SECONDS, CAP_SECONDS, CONFLICT_SECONDS, result_for, retry_delay
-from daemon.errors import (
+from daemon.core.backoff import BASE_SECONDS, CAP_SECONDS, CONFLICT_SECONDS, result_for, retry_delay
+from daemon.core.errors import (
     ConflictError,
     ForbiddenError,
     GoneError,
@@ -19,7 +19,7 @@ from daemon.errors import (
     UnavailableError,
     from_status,
 )
-from daemon.workqueue import QueueShutDown, WorkQueue
+from daemon.process.workqueue import QueueShutDown, WorkQueue
 
 
 @pytest.mark.parametrize(("error", "failures", "low", "high"), [

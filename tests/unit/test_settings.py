@@ -6,8 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from daemon.actions import ActionKind
-from daemon.settings import Budget, Settings, SettingsError, default_settings_text, load_settings
+from daemon.core.actions import ActionKind
+from daemon.core.settings import Budget, Settings, SettingsError
+from daemon.process.config_files import default_settings_text, load_settings
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 from prometheus_client import CollectorRegistry
 
-from daemon.findings import Code, Finding, Severity
-from daemon.metrics import WardenMetrics
-from daemon.objects import ObjectRef
+from daemon.core.findings import Code, Finding, Severity
+from daemon.core.objects import ObjectRef
+from daemon.process.metrics import WardenMetrics
 from probes.metrics import ProbeMetrics
 from probes.observation import Observation
 

@@ -1,0 +1,156 @@
+"""``Pass``: the state of one diagnosis pass, shared by every rule.
+
+Inputs, indexed once: desired objects and drift by ``(kind, namespace, name)``, the fresh
+probe observations (runs older than three periods of their probe are stale and dropped),
+the live KServe storage configuration. Outputs, accumulated: the drafts found so far and
+the drift they *claim*. A rule that explains a drifted object claims it (and usually turns
+it into an ``apply``/``derive`` action of its own finding); :mod:`daemon.core.diagnosis.drift`
+reports whatever drift nobody claimed, so no drift is reported twice or lost.
+
+The rules are plain functions ``rule(ctx, model, ...)`` in the modules named for what they
+diagnose; this class holds only what more than one of them needs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from daemon.core.desired import KServeStorageConfig
+from daemon.core.diagnosis.draft import Draft
+from daemon.core.diagnosis.fields import (
+    ISVC_API,
+    ISVC_LABEL,
+    ObjectKey,
+    meta,
+    object_key,
+    predictor_spec,
+    ref,
+    ref_key,
+)
+from daemon.core.diagnosis.model import Model
+from daemon.core.diff import Drift
+from daemon.core.findings import Code, Severity
+from daemon.core.objects import ObjectRef
+from daemon.core.settings import ModelSettings, Settings
+from daemon.core.world import World
+from probes.observation import Observation
+
+
+class Pass:
+    def __init__(
+        self,
+        *,
+        world: World,
+        desired: Sequence[Mapping[str, Any]],
+        drifts: Sequence[Drift],
+        observations: Sequence[Observation],
+        settings: Settings,
+        now: float,
+    ) -> None:
+        self.world, self.settings, self.now = world, settings, now
+        self.desired = {object_key(d): d for d in desired}
+        self.drifts = {ref_key(d.ref): d for d in drifts if d.drifted}
+        self.claimed: set[ObjectKey] = set()
+        self.drafts: list[Draft] = []
+        self.obs = self._fresh(observations)
+        kc = settings.kserve_config
+        self.kserve = KServeStorageConfig.from_configmap(world.get("ConfigMap", kc.namespace, kc.name))
+        self.dns_symptoms: list[str] = []
+        """Model symptoms slow DNS explains, folded into the DNS finding at the end of the pass."""
+
+    # -- observations --------------------------------------------------------------------
+
+    def _fresh(self, observations: Sequence[Observation]) -> list[Observation]:
+        periods = {
+            "dns": self.settings.probes.dns.period_seconds,
+            "storage": self.settings.probes.storage.period_seconds,
+            "predictor": self.settings.probes.predictor.period_seconds,
+        }
+        return sorted(
+            (o for o in observations if self.now - o.finished <= 3 * periods.get(o.probe, 60.0) + 1e-9),
+            key=lambda o: o.finished,
+        )
+
+    def latest(self, probe: str, model: ModelSettings) -> Observation | None:
+        mine = [o for o in self.obs if o.probe == probe and self._is_for(o, model)]
+        return mine[-1] if mine else None
+
+    def _is_for(self, o: Observation, model: ModelSettings) -> bool:
+        if (
+            o.target == model.key
+            or o.target.startswith(model.key + "/")
+            or o.details.get("inferenceservice") == model.key
+        ):
+            return True
+        # With a single model, a storage probe named after its URI still belongs to it.
+        return len(self.settings.models) == 1 and o.probe == "storage"
+
+    def model(self, cfg: ModelSettings) -> Model:
+        isvc = self.world.get("InferenceService", cfg.namespace, cfg.name)
+        spec_src = (
+            isvc if isvc is not None else self.desired.get(("InferenceService", cfg.namespace, cfg.name))
+        )
+        sa_name = str(predictor_spec(spec_src).get("serviceAccountName") or "default")
+        pods = [
+            p
+            for p in self.world.list("Pod", cfg.namespace)
+            if (meta(p).get("labels") or {}).get(ISVC_LABEL) == cfg.name
+        ]
+        return Model(
+            cfg=cfg,
+            ref=ref(ISVC_API, "InferenceService", cfg.namespace, cfg.name),
+            isvc=isvc,
+            sa_name=sa_name,
+            pods=pods,
+            predictor=self.latest("predictor", cfg),
+            storage=self.latest("storage", cfg),
+        )
+
+    # -- desired state and drift ---------------------------------------------------------
+
+    def claim(self, kind: str, namespace: str | None, name: str) -> Drift | None:
+        """The object's drift, if any, now explained by the caller (not reported as generic drift)."""
+        d = self.drifts.get((kind, namespace, name))
+        if d is not None:
+            self.claimed.add((kind, namespace, name))
+        return d
+
+    def desired_ref(self, kind: str, namespace: str | None, name: str) -> ObjectRef | None:
+        d = self.desired.get((kind, namespace, name))
+        return ObjectRef.of(dict(d)) if d is not None else None
+
+    def desired_of_kind(self, kind: str) -> list[tuple[ObjectKey, Mapping[str, Any]]]:
+        return [(k, d) for k, d in self.desired.items() if k[0] == kind]
+
+    # -- findings ------------------------------------------------------------------------
+
+    def add(self, d: Draft) -> Draft:
+        self.drafts.append(d)
+        return d
+
+    def explain(
+        self,
+        m: Model,
+        *,
+        code: Code,
+        evidence: list[str],
+        remedy: str,
+        subject: ObjectRef | None = None,
+        data: dict[str, Any] | None = None,
+    ) -> Draft:
+        """Add the critical root cause of ``m``'s symptoms: it lists them as ``caused`` and
+        marks the model explained. ``subject`` defaults to the InferenceService, ``data`` to
+        ``{"human": True}`` (a person must act)."""
+        m.explained = True
+        return self.add(
+            Draft(
+                code=code,
+                severity=Severity.CRITICAL,
+                subject=subject or m.ref,
+                evidence=evidence,
+                remedy=remedy,
+                data=data if data is not None else {"human": True},
+                caused=list(m.symptoms),
+            )
+        )

@@ -1,0 +1,76 @@
+"""The diagnosis pass: the order the rules run in, and why.
+
+DNS first, for the whole cluster: its finding collects the symptoms it explains while the
+models are diagnosed. Then, per model, the rules that can name a root cause, most specific
+and most static first: runtime, sidecar (before the mesh policy and the storage errors it
+explains), mesh policy, credentials, image pull, the stored model (and only if the model
+files are fine, a wrong model answer), an unreachable store (deferring to sidecar, policy
+and DNS). Then DNS correlation, then not-ready as the last word for an unexplained model.
+Last, across the cluster, whatever drift no rule claimed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from daemon.core.diagnosis.context import Pass
+from daemon.core.diagnosis.credentials import storage_credentials
+from daemon.core.diagnosis.dns import dns_latency, fold_into_dns
+from daemon.core.diagnosis.draft import Draft
+from daemon.core.diagnosis.drift import unclaimed_drift
+from daemon.core.diagnosis.image_pull import image_pull_unauthorized
+from daemon.core.diagnosis.mesh import policy_denies, sidecar_disabled
+from daemon.core.diagnosis.model import Model
+from daemon.core.diagnosis.model_files import model_files
+from daemon.core.diagnosis.predictor import not_declared, not_ready, wrong_model
+from daemon.core.diagnosis.runtime import no_serving_runtime
+from daemon.core.diagnosis.storage import storage_unreachable
+from daemon.core.diff import Drift
+from daemon.core.findings import Finding
+from daemon.core.settings import Settings
+from daemon.core.world import World
+from probes.observation import Observation
+
+
+def diagnose(
+    *,
+    world: World,
+    desired: Sequence[Mapping[str, Any]],
+    drifts: Sequence[Drift],
+    observations: Sequence[Observation],
+    settings: Settings,
+    now: float,
+) -> list[Finding]:
+    """One finding per root cause (see :mod:`daemon.core.diagnosis`)."""
+    ctx = Pass(
+        world=world, desired=desired, drifts=drifts, observations=observations, settings=settings, now=now
+    )
+    models = [ctx.model(m) for m in settings.models]
+    dns = dns_latency(ctx)
+    for m in models:
+        _diagnose_model(ctx, m, dns)
+    if dns is not None:
+        dns.caused.extend(ctx.dns_symptoms)
+        ctx.drafts.insert(0, dns)
+    unclaimed_drift(ctx)
+    return [d.build() for d in ctx.drafts]
+
+
+def _diagnose_model(ctx: Pass, m: Model, dns: Draft | None) -> None:
+    m.collect_symptoms()
+    if m.isvc is None:
+        if ("InferenceService", m.cfg.namespace, m.cfg.name) not in ctx.desired:
+            not_declared(ctx, m)  # configured to be watched, absent, and not ours to create
+        return  # otherwise its absence is drift (a generic ``drift`` finding)
+    no_serving_runtime(ctx, m)
+    sidecar = sidecar_disabled(ctx, m)
+    denied = policy_denies(ctx, m, sidecar)
+    storage_credentials(ctx, m)
+    image_pull_unauthorized(ctx, m)
+    if not model_files(ctx, m):
+        wrong_model(ctx, m)
+    storage_unreachable(ctx, m, dns=dns, sidecar=sidecar, denied=denied)
+    if dns is not None:
+        fold_into_dns(ctx, m, dns)
+    not_ready(ctx, m)

@@ -1,0 +1,66 @@
+"""The plain-English explanation of each finding code: one table, one sentence or three per code.
+
+Kept apart from the rules that produce the findings so the wording can be read (and reviewed)
+in one place; :class:`daemon.core.diagnosis.draft.Draft` looks its explanation up here, so a
+``Code`` without an entry fails the first time it is found (the unit tests produce every code).
+"""
+
+from __future__ import annotations
+
+from daemon.core.findings import Code
+
+EXPLAIN: dict[Code, str] = {
+    Code.NO_SERVING_RUNTIME: (
+        "KServe found no ServingRuntime that supports the model's format, so it never creates "
+        "the predictor ('no runtime found to support predictor with model type')."
+    ),
+    Code.STORAGE_CREDENTIALS_MISSING: (
+        "The storage-initializer gets no usable S3 credentials, so downloading the model fails "
+        "with NoCredentialsError (or the credentials it gets are rejected)."
+    ),
+    Code.STORAGE_SECRET_FORMAT: (
+        "The secret KServe would use for storage does not hold AWS_ACCESS_KEY_ID/"
+        "AWS_SECRET_ACCESS_KEY (e.g. MinIO's accesskey/secretkey). KServe skips such a secret "
+        "silently and the download fails with NoCredentialsError."
+    ),
+    Code.STORAGE_SECRET_ANNOTATION: (
+        "The annotation that names the storage secret is not the one this KServe reads, or "
+        "names the wrong secret. kustomize installs read serving.kserve.io/storageSecretName, "
+        "Helm installs serving.kserve.io/secretName (inferenceservice-config, "
+        "credentials.storageSecretNameAnnotation); the other key is ignored without a word."
+    ),
+    Code.STORAGE_UNREACHABLE: (
+        "The object store cannot be reached from the model's side, for a reason not explained "
+        "by DNS, the mesh policy or sidecar injection."
+    ),
+    Code.MESH_POLICY_DENIES: (
+        "An Istio AuthorizationPolicy on the object store does not admit the model's "
+        "ServiceAccount principal, so the storage-initializer is refused (RBAC: access denied, "
+        "or a connection error on the client)."
+    ),
+    Code.SIDECAR_DISABLED_POLICY_UNENFORCED: (
+        "Sidecar injection is disabled for the model, so its traffic carries no mesh identity: "
+        "the AuthorizationPolicy written to admit it cannot match it, and mTLS is off. "
+        "Disabling injection is not a fix for DNS trouble; fix DNS instead."
+    ),
+    Code.DNS_LATENCY_HIGH: (
+        "Cluster DNS is slow or failing for istiod; the istio-proxy sidecar cannot get its "
+        "certificate ('lookup istiod.istio-system.svc: i/o timeout'), so the pod never becomes "
+        "ready."
+    ),
+    Code.MODEL_NOT_FOUND: "The model file the server needs is not where the storageUri points.",
+    Code.MODEL_WRONG_FORMAT: (
+        "The files at the storageUri are not a model the runtime can load (or it failed to load them)."
+    ),
+    Code.WRONG_MODEL: (
+        "The predictor is up but answers the canary input wrongly: it is not serving the "
+        "trained model (the seed's silent dummy-model fallback)."
+    ),
+    Code.IMAGE_PULL_UNAUTHORIZED: (
+        "The registry refuses to serve the predictor image (401 Unauthorized): the pod has no "
+        "pull secret for it. Pods take imagePullSecrets from their ServiceAccount at creation, "
+        "so pods created before the fix stay stuck until recreated."
+    ),
+    Code.PREDICTOR_NOT_READY: "The predictor is not ready, for a reason not diagnosed more precisely.",
+    Code.DRIFT: "A desired object is missing or differs from its desired state.",
+}

@@ -1,0 +1,381 @@
+"""The daemon's settings: a typed schema, loaded and validated once at start-up.
+
+The schema *is* the frozen dataclasses below. :func:`parse_settings` takes a YAML text
+(merged over the embedded defaults, ``daemon/defaults/warden.yaml``), applies environment
+overrides, and converts the result field by field, walking the dataclasses' type hints
+(:mod:`daemon.core.typed_yaml`). Reading the files is the process's job
+(:func:`daemon.process.config_files.load_settings`).
+Every problem found on the way is collected, not raised at the first one: the operator
+gets *all* of them at once, one clear line each (``remediation.cooldown_seconds: must be
+>= 0, got -5``; ``probes.dns.perod_seconds: unknown key (did you mean 'period_seconds'?)``),
+as a :class:`SettingsError`. The CLI turns that into exit code 2, and nothing is applied.
+
+Pure: no I/O at all (the texts arrive already read). Things that need the machine (the
+nameserver from ``/etc/resolv.conf``) are left ``None`` for the caller.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+from daemon.core.actions import ActionKind
+from daemon.core.typed_yaml import convert, type_name
+
+
+class SettingsError(Exception):
+    """Invalid settings: one message per problem, all of them."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = list(problems)
+        super().__init__("invalid settings:\n" + "\n".join(f"  - {p}" for p in self.problems))
+
+
+# --- schema -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, kw_only=True)
+class Canary:
+    """A known input and the answer the real model gives (the dummy model's tell)."""
+
+    instances: tuple[tuple[float, ...], ...] = ((5.1, 3.5, 1.4, 0.2),)
+    expected: tuple[int | float | str, ...] = (0,)
+
+
+@dataclass(frozen=True, kw_only=True)
+class ModelSettings:
+    namespace: str
+    name: str
+    protocol: Literal["v1", "v2"] = "v1"
+    canary: Canary = field(default_factory=Canary)
+
+    @property
+    def key(self) -> str:
+        return f"{self.namespace}/{self.name}"
+
+
+@dataclass(frozen=True, kw_only=True)
+class DnsProbeSettings:
+    period_seconds: float = 10.0
+    timeout_seconds: float = 2.0
+    names: tuple[str, ...] = ("istiod.istio-system.svc.cluster.local",)
+    nameserver: str | None = None
+    """``None``: the caller reads the first nameserver of ``/etc/resolv.conf``."""
+    port: int = 53
+    queries: int = 5
+    latency_threshold_seconds: float = 0.5
+
+
+@dataclass(frozen=True, kw_only=True)
+class StorageProbeSettings:
+    period_seconds: float = 60.0
+    timeout_seconds: float = 10.0
+    endpoint_overrides: Mapping[str, str] = field(default_factory=dict)
+    """``host:port`` → ``host:port`` rewrites of the S3 endpoint (sandbox, tests)."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class PredictorProbeSettings:
+    period_seconds: float = 30.0
+    timeout_seconds: float = 10.0
+    slow_threshold_seconds: float = 2.0
+
+
+@dataclass(frozen=True, kw_only=True)
+class ProbeSettings:
+    dns: DnsProbeSettings = field(default_factory=DnsProbeSettings)
+    storage: StorageProbeSettings = field(default_factory=StorageProbeSettings)
+    predictor: PredictorProbeSettings = field(default_factory=PredictorProbeSettings)
+
+
+@dataclass(frozen=True, kw_only=True)
+class MeshSettings:
+    root_namespace: str = "istio-system"
+    storage_namespace: str = "kubeflow"
+    storage_labels: Mapping[str, str] = field(default_factory=lambda: {"app": "seaweedfs"})
+
+
+@dataclass(frozen=True, kw_only=True)
+class Budget:
+    max_actions: int
+    window_seconds: float
+
+
+def _default_budgets() -> dict[ActionKind, Budget]:
+    return {ActionKind.RESTART_COREDNS: Budget(max_actions=3, window_seconds=3600.0)}
+
+
+@dataclass(frozen=True, kw_only=True)
+class RemediationPolicy:
+    dry_run: bool = False
+    allowed_actions: frozenset[ActionKind] = frozenset(ActionKind)
+    cooldown_seconds: float = 30.0
+    budgets: Mapping[ActionKind, Budget] = field(default_factory=_default_budgets)
+    dns_hysteresis: int = 3
+    verify_after_seconds: float = 120.0
+    take_back_fields: bool = True
+    """When another manager has taken a field the desired state declares (a ``kubectl
+    annotate`` or ``edit``), re-apply with ``force`` to take that field back, as Argo CD's
+    self-heal does. Only fields the desired state sets are taken; other managers' other
+    fields stay theirs. False: report the conflict (Warning Event) and leave it."""
+
+    def allows(self, kind: ActionKind) -> bool:
+        return kind in self.allowed_actions
+
+
+@dataclass(frozen=True, kw_only=True)
+class KubeSettings:
+    field_manager: str = "kserve-warden"
+    resync_period_seconds: float = 300.0
+
+
+@dataclass(frozen=True, kw_only=True)
+class LeaderElectionSettings:
+    enabled: bool = True
+    lease_name: str = "kserve-warden"
+    lease_namespace: str = "kserve-warden"
+    lease_duration_seconds: float = 15.0
+    renew_deadline_seconds: float = 10.0
+    retry_period_seconds: float = 2.0
+
+
+@dataclass(frozen=True, kw_only=True)
+class ServerSettings:
+    # All interfaces: Prometheus scrapes the pod IP.
+    host: str = "0.0.0.0"
+    port: int = 9090
+
+
+@dataclass(frozen=True, kw_only=True)
+class LogSettings:
+    level: Literal["debug", "info", "warning", "error"] = "info"
+    format: Literal["json", "console"] = "json"
+
+
+@dataclass(frozen=True, kw_only=True)
+class DesiredSettings:
+    dir: Path | None = None
+    """``None``: the embedded manifests (``daemon/defaults/desired``)."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class DeploymentRef:
+    namespace: str = "kube-system"
+    deployment: str = "coredns"
+
+
+@dataclass(frozen=True, kw_only=True)
+class ConfigMapRef:
+    namespace: str = "kserve"
+    name: str = "inferenceservice-config"
+
+
+@dataclass(frozen=True, kw_only=True)
+class Settings:
+    namespaces: tuple[str, ...] = ("user-example-com", "kubeflow")
+    models: tuple[ModelSettings, ...] = ()
+    probes: ProbeSettings = field(default_factory=ProbeSettings)
+    mesh: MeshSettings = field(default_factory=MeshSettings)
+    remediation: RemediationPolicy = field(default_factory=RemediationPolicy)
+    kube: KubeSettings = field(default_factory=KubeSettings)
+    leader_election: LeaderElectionSettings = field(default_factory=LeaderElectionSettings)
+    server: ServerSettings = field(default_factory=ServerSettings)
+    log: LogSettings = field(default_factory=LogSettings)
+    desired: DesiredSettings = field(default_factory=DesiredSettings)
+    coredns: DeploymentRef = field(default_factory=DeploymentRef)
+    kserve_config: ConfigMapRef = field(default_factory=ConfigMapRef)
+
+
+# --- loading ------------------------------------------------------------------------------
+
+# Environment variable → (dotted settings path, kind of value).
+ENV_OVERRIDES: dict[str, tuple[str, str]] = {
+    "WARDEN_DRY_RUN": ("remediation.dry_run", "bool"),
+    "WARDEN_NAMESPACES": ("namespaces", "list"),
+    "WARDEN_LOG_LEVEL": ("log.level", "str"),
+    "WARDEN_LOG_FORMAT": ("log.format", "str"),
+    "WARDEN_METRICS_PORT": ("server.port", "int"),
+    "WARDEN_DNS_NAMESERVER": ("probes.dns.nameserver", "str"),
+    "WARDEN_DESIRED_DIR": ("desired.dir", "str"),
+    "WARDEN_LEADER_ELECTION": ("leader_election.enabled", "bool"),
+}
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off", ""}
+
+
+def parse_settings(default_text: str, user: tuple[Path, str] | None, *,
+                   environ: Mapping[str, str]) -> Settings:
+    """Parse the embedded defaults, merge ``user`` (its path and text) over them, override from
+    ``environ``, validate. The texts are already read (:mod:`daemon.process.config_files` reads them).
+
+    Raises :class:`SettingsError` with every problem found.
+    """
+    problems: list[str] = []
+    base = _parse_yaml(default_text, "<embedded warden.yaml>", problems)
+    path: Path | None = None
+    if user is not None:
+        path, text = user
+        raw = _merge(base, _parse_yaml(text, str(path), problems))
+    else:
+        raw = base
+    if problems:
+        raise SettingsError(problems)
+    raw = _apply_env(raw, environ, problems)
+    settings = convert(Settings, raw, "", problems)
+    if isinstance(settings, Settings):
+        problems.extend(_check_values(settings))
+    if problems:
+        raise SettingsError(problems)
+    assert isinstance(settings, Settings)
+    d = settings.desired.dir
+    if d is not None and not d.is_absolute() and path is not None and "WARDEN_DESIRED_DIR" not in environ:
+        # A relative desired dir in a settings file means "next to this file".
+        settings = replace(settings, desired=DesiredSettings(dir=path.parent / d))
+    return settings
+
+
+def _parse_yaml(text: str, where: str, problems: list[str]) -> dict[str, Any]:
+    try:
+        doc = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        at = f" (line {mark.line + 1}, column {mark.column + 1})" if mark is not None else ""
+        problems.append(f"{where}: not valid YAML{at}: {getattr(exc, 'problem', None) or exc}")
+        return {}
+    if doc is None:
+        return {}
+    if not isinstance(doc, dict):
+        problems.append(f"{where}: the top level must be a mapping, got {type_name(doc)}")
+        return {}
+    return doc
+
+
+def _merge(base: Mapping[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
+    """Deep merge: mappings merge key by key, everything else (lists too) is replaced."""
+    out = dict(base)
+    for k, v in over.items():
+        if isinstance(v, dict) and isinstance(out.get(k), dict):
+            out[k] = _merge(out[k], v)
+        else:
+            out[k] = v
+    return out
+
+
+def _apply_env(raw: dict[str, Any], environ: Mapping[str, str], problems: list[str]) -> dict[str, Any]:
+    out = _merge(raw, {})
+    for var, (dotted, kind) in ENV_OVERRIDES.items():
+        if var not in environ:
+            continue
+        text = environ[var].strip()
+        value: Any
+        if kind == "bool":
+            if text.lower() in _TRUE:
+                value = True
+            elif text.lower() in _FALSE:
+                value = False
+            else:
+                problems.append(f"${var}: expected a boolean (1/0, true/false, yes/no), got {text!r}")
+                continue
+        elif kind == "int":
+            try:
+                value = int(text)
+            except ValueError:
+                problems.append(f"${var}: expected an integer, got {text!r}")
+                continue
+        elif kind == "list":
+            value = [p.strip() for p in text.split(",") if p.strip()]
+        else:
+            value = text or None
+        node = out
+        *parents, leaf = dotted.split(".")
+        for p in parents:
+            child = node.get(p)
+            if not isinstance(child, dict):
+                child = {}
+            node[p] = child = dict(child)
+            node = child
+        node[leaf] = value
+    return out
+
+
+def _check_values(s: Settings) -> list[str]:
+    """Checks across fields: impossible values the types alone cannot express."""
+    p: list[str] = []
+
+    def positive(path: str, v: float) -> None:
+        if v <= 0:
+            p.append(f"{path}: must be > 0, got {v:g}")
+
+    def non_negative(path: str, v: float) -> None:
+        if v < 0:
+            p.append(f"{path}: must be >= 0, got {v:g}")
+
+    for name in ("dns", "storage", "predictor"):
+        probe = getattr(s.probes, name)
+        positive(f"probes.{name}.period_seconds", probe.period_seconds)
+        positive(f"probes.{name}.timeout_seconds", probe.timeout_seconds)
+        if probe.timeout_seconds > probe.period_seconds:
+            p.append(f"probes.{name}.timeout_seconds: must not exceed period_seconds "
+                     f"({probe.timeout_seconds:g} > {probe.period_seconds:g})")
+    dns = s.probes.dns
+    if not 1 <= dns.port <= 65535:
+        p.append(f"probes.dns.port: must be 1..65535, got {dns.port}")
+    if dns.queries < 1:
+        p.append(f"probes.dns.queries: must be >= 1, got {dns.queries}")
+    if not dns.names:
+        p.append("probes.dns.names: must list at least one name")
+    positive("probes.dns.latency_threshold_seconds", dns.latency_threshold_seconds)
+    positive("probes.predictor.slow_threshold_seconds", s.probes.predictor.slow_threshold_seconds)
+    for src, dst in s.probes.storage.endpoint_overrides.items():
+        for label, hp in (("key", src), ("value", dst)):
+            host, sep, port = hp.rpartition(":")
+            if not sep or not host or not port.isdigit():
+                p.append(f"probes.storage.endpoint_overrides: {label} {hp!r} must be host:port")
+
+    r = s.remediation
+    non_negative("remediation.cooldown_seconds", r.cooldown_seconds)
+    positive("remediation.verify_after_seconds", r.verify_after_seconds)
+    if r.dns_hysteresis < 1:
+        p.append(f"remediation.dns_hysteresis: must be >= 1, got {r.dns_hysteresis}")
+    for kind, b in r.budgets.items():
+        where = f"remediation.budgets.{kind.value}"
+        positive(f"{where}.window_seconds", b.window_seconds)
+        if b.max_actions < 0:
+            p.append(f"{where}.max_actions: must be >= 0, got {b.max_actions}")
+        elif b.max_actions == 0 and kind in r.allowed_actions:
+            p.append(f"{where}.max_actions: 0 while {kind.value!r} is in remediation.allowed_actions "
+                     "(it could never run: remove it from allowed_actions instead)")
+
+    le = s.leader_election
+    for name in ("lease_duration_seconds", "renew_deadline_seconds", "retry_period_seconds"):
+        positive(f"leader_election.{name}", getattr(le, name))
+    if le.renew_deadline_seconds >= le.lease_duration_seconds:
+        p.append("leader_election.renew_deadline_seconds: must be less than lease_duration_seconds "
+                 f"({le.renew_deadline_seconds:g} >= {le.lease_duration_seconds:g})")
+    if le.retry_period_seconds >= le.renew_deadline_seconds:
+        p.append("leader_election.retry_period_seconds: must be less than renew_deadline_seconds "
+                 f"({le.retry_period_seconds:g} >= {le.renew_deadline_seconds:g})")
+    positive("kube.resync_period_seconds", s.kube.resync_period_seconds)
+    if not 0 <= s.server.port <= 65535:
+        p.append(f"server.port: must be 0..65535, got {s.server.port}")
+
+    if not s.namespaces:
+        p.append("namespaces: must list at least one namespace")
+    seen: set[str] = set()
+    for i, m in enumerate(s.models):
+        if m.key in seen:
+            p.append(f"models[{i}]: {m.key} is listed twice")
+        seen.add(m.key)
+        if m.namespace not in s.namespaces:
+            p.append(f"models[{i}]: namespace {m.namespace!r} is not in namespaces (it would not be watched)")
+        if not m.canary.instances:
+            p.append(f"models[{i}].canary.instances: must hold at least one instance")
+        if len(m.canary.expected) != len(m.canary.instances):
+            p.append(f"models[{i}].canary.expected: {len(m.canary.expected)} answers for "
+                     f"{len(m.canary.instances)} instances")
+    return p

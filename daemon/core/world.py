@@ -1,0 +1,98 @@
+"""A frozen snapshot of the live cluster objects the pure logic reads.
+
+The effects layer keeps watch caches; at each reconcile it hands ``diagnose()`` a
+:class:`World`, so the pure functions never see a client, a socket or a clock.
+
+Secrets enter the World already *hashed*: every value in ``data`` is replaced by
+``sha256:<hex>`` (see :func:`hash_secret`). Pure code can compare and report on secrets
+(key names, "same value as the source") without ever holding a credential. Only the
+effects layer, when it derives the storage secret, reads real values, and it reads them
+straight from the API.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any
+
+from daemon.core.objects import KubeObject
+
+# The kinds the daemon watches, as (apiVersion, kind).
+WATCHED_KINDS: tuple[tuple[str, str], ...] = (
+    ("v1", "Namespace"),
+    ("v1", "ServiceAccount"),
+    ("v1", "Secret"),
+    ("v1", "ConfigMap"),
+    ("v1", "Pod"),
+    ("apps/v1", "Deployment"),
+    ("serving.kserve.io/v1beta1", "InferenceService"),
+    ("serving.kserve.io/v1alpha1", "ServingRuntime"),
+    ("serving.kserve.io/v1alpha1", "ClusterServingRuntime"),
+    ("security.istio.io/v1", "AuthorizationPolicy"),
+)
+
+
+def secret_value_hash(b64_value: str) -> str:
+    """``sha256:<hex>`` of a secret's decoded value (``data`` values are base64)."""
+    try:
+        raw = base64.b64decode(b64_value, validate=True)
+    except ValueError:
+        raw = b64_value.encode()
+    return "sha256:" + hashlib.sha256(raw).hexdigest()
+
+
+def hash_secret(obj: Mapping[str, Any]) -> dict[str, Any]:
+    """A copy of a Secret whose ``data``/``stringData`` values are hashes, never values."""
+    out = dict(obj)
+    data = dict(obj.get("data") or {})
+    for k, v in (obj.get("stringData") or {}).items():
+        data[k] = base64.b64encode(str(v).encode()).decode()
+    out["data"] = {k: secret_value_hash(str(v)) for k, v in data.items()}
+    out.pop("stringData", None)
+    meta = dict(out.get("metadata") or {})
+    # The last-applied annotation of kubectl may embed the values: drop it.
+    ann = {k: v for k, v in (meta.get("annotations") or {}).items()
+           if k != "kubectl.kubernetes.io/last-applied-configuration"}
+    if ann or "annotations" in meta:
+        meta["annotations"] = ann
+    out["metadata"] = meta
+    return out
+
+
+def _key(namespace: str | None, name: str) -> str:
+    return f"{namespace}/{name}" if namespace else name
+
+
+@dataclass(frozen=True)
+class World:
+    """Live objects by kind, then by ``namespace/name`` key (cluster-scoped: ``name``)."""
+
+    objects: Mapping[str, Mapping[str, KubeObject]] = field(default_factory=dict)
+
+    @classmethod
+    def build(cls, objs: Iterable[Mapping[str, Any]]) -> World:
+        by_kind: dict[str, dict[str, KubeObject]] = {}
+        for o in objs:
+            kind = str(o.get("kind", ""))
+            meta = o.get("metadata") or {}
+            if kind == "Secret":
+                o = hash_secret(o)
+            by_kind.setdefault(kind, {})[_key(meta.get("namespace"), str(meta.get("name", "")))] = o  # type: ignore[assignment]
+        return cls(MappingProxyType({k: MappingProxyType(v) for k, v in by_kind.items()}))
+
+    def get(self, kind: str, namespace: str | None, name: str) -> KubeObject | None:
+        return self.objects.get(kind, {}).get(_key(namespace, name))
+
+    def list(self, kind: str, namespace: str | None = None) -> list[KubeObject]:
+        items = self.objects.get(kind, {}).values()
+        if namespace is None:
+            return list(items)
+        return [o for o in items if (o.get("metadata") or {}).get("namespace") == namespace]
+
+    def __iter__(self) -> Iterator[KubeObject]:
+        for objs in self.objects.values():
+            yield from objs.values()

@@ -1,0 +1,96 @@
+"""``kserve-warden`` command line: argument parsing and dispatch, nothing at import time.
+
+Each sub-command lives in its own module and is imported lazily, so ``kserve-warden run``
+never imports the sandbox (the daemon's image does not need moto or dnslib) and
+``--help`` stays fast. ``sandbox`` and ``demo`` are the sandbox's own entry points
+(:mod:`sandbox.cli`, :mod:`sandbox.demo`): the only imports of ``sandbox`` from ``daemon``,
+inside :func:`main`, and the ones import-linter's contracts let through. Without the
+``sandbox`` extra installed they end in one line and exit 2, not a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from daemon.process.exitcodes import EXIT_BAD_INPUT
+
+# The top-level modules of the `sandbox` extra (pyproject.toml), and what to say without them.
+SANDBOX_EXTRA_MODULES = frozenset({"moto", "dnslib"})
+SANDBOX_EXTRA_MISSING = "the sandbox needs the 'sandbox' extra: pip install 'kserve-warden[sandbox]'"
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--log-format", choices=("json", "console"), default="json",
+                   help="log line format on stderr (default: json)")
+    p.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="kserve-warden",
+        description="Keep a KServe deployment applied, probed, diagnosed and safely healed.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run = sub.add_parser("run", help="run the daemon (in-cluster config, else kubeconfig)")
+    run.add_argument("--config", help="warden settings file (default: the embedded config)")
+    run.add_argument("--kubeconfig", help="kubeconfig file (default: in-cluster, then $KUBECONFIG)")
+    run.add_argument("--dry-run", action="store_true", help="decide and log, but write nothing")
+    run.add_argument("--once", action="store_true", help="one full pass, then exit")
+    _common(run)
+
+    check = sub.add_parser("check", help="one pass: observe, diagnose, print findings")
+    check.add_argument("--config", help="warden settings file (default: the embedded config)")
+    check.add_argument("--kubeconfig", help="kubeconfig file (default: in-cluster, then $KUBECONFIG)")
+    check.add_argument("--output", "-o", choices=("text", "json"), default="text")
+    _common(check)
+
+    sb = sub.add_parser("sandbox", help="start the local stand-in cluster and print its endpoints")
+    sb.add_argument("--kubeconfig", help="write a kubeconfig for the sandbox API here")
+    sb.add_argument("--warden-config", help="write a warden settings file for the sandbox here")
+    sb.add_argument("--host", default="127.0.0.1")
+    _common(sb)
+
+    demo = sub.add_parser("demo", help="replay the seed's failures against the sandbox, healed live")
+    demo.add_argument("--json", action="store_true", help="print one JSON document on stdout")
+    demo.add_argument("--scenario", action="append", default=[], metavar="NAME",
+                      help="run only this scenario (repeatable)")
+    demo.add_argument("--keep", action="store_true", help="leave the sandbox running afterwards")
+    _common(demo)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.command == "run":
+        from daemon.process.runner import run_command
+
+        return run_command(args)
+    if args.command == "check":
+        from daemon.process.check import check_command
+
+        return check_command(args)
+    if args.command in ("sandbox", "demo"):
+        return _sandbox_command(args)
+    raise AssertionError(f"unhandled command {args.command!r}")  # argparse guarantees one
+
+
+def _sandbox_command(args: argparse.Namespace) -> int:
+    """``sandbox`` or ``demo``, imported only now; one line and exit 2 without the extra."""
+    try:
+        if args.command == "sandbox":
+            from sandbox.cli import sandbox_command as command
+        else:
+            from sandbox.demo.run import demo_command as command
+    except ModuleNotFoundError as exc:
+        if (exc.name or "").partition(".")[0] not in SANDBOX_EXTRA_MODULES:
+            raise
+        print(SANDBOX_EXTRA_MISSING, file=sys.stderr)
+        return EXIT_BAD_INPUT
+    return command(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

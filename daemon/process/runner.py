@@ -1,0 +1,322 @@
+"""``kserve-warden run``: build everything in one place, run until SIGTERM, shut down cleanly.
+
+``run_command`` is ``main`` for the daemon. It configures logging once, validates the
+settings and the desired state (any problem: one line each on stderr, exit 2, nothing
+applied, nothing even connected), loads the Kubernetes client configuration (in-cluster,
+else ``--kubeconfig`` / ``$KUBECONFIG`` / ``~/.kube/config``), then builds every object —
+registry, metrics, health state, client, effects layer, informer, ledger, probes, reconciler,
+leader elector, HTTP server — and passes each one to what needs it. No module-level state.
+
+Shutdown on SIGTERM/SIGINT, in this order: stop acting (the reconciler drains in-flight work
+within a deadline), release the Lease so a standby takes over at once, stop probes and
+watches, stop the HTTP server, close the client.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import signal
+import socket
+import sys
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from kubernetes_asyncio import client, config
+from kubernetes_asyncio.config.config_exception import ConfigException
+from prometheus_client import CollectorRegistry
+
+from daemon.core import logs
+from daemon.core.desired import DesiredError, DesiredState
+from daemon.core.errors import KubeError
+from daemon.core.ledger import Ledger
+from daemon.core.settings import Settings, SettingsError
+from daemon.kube.effects import Kube
+from daemon.kube.informer import Informer
+from daemon.kube.leader import LeaderElector, LeaseConfig
+from daemon.process import logging_setup
+from daemon.process.config_files import load_desired, load_settings
+from daemon.process.exitcodes import EXIT_BAD_INPUT, EXIT_FINDINGS, EXIT_OK
+from daemon.process.loop import PASS, Reconciler
+from daemon.process.metrics import WardenMetrics
+from daemon.process.probing import ObservationStore, ProbeSet
+from daemon.process.server import HealthServer, HealthState
+
+log = logs.get_logger("runner")
+
+SHUTDOWN_DEADLINE_SECONDS = 10.0
+WORKERS = 4
+
+
+class BadInput(Exception):
+    """Configuration the daemon cannot start with: ``problems`` are printed one per line."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("\n".join(problems))
+        self.problems = problems
+
+
+@dataclass(frozen=True, kw_only=True)
+class Inputs:
+    settings: Settings
+    desired: DesiredState
+
+
+def load_inputs(args: argparse.Namespace, *, environ: Mapping[str, str]) -> Inputs:
+    """Settings and desired state, validated; :class:`BadInput` lists every problem."""
+    try:
+        path = Path(args.config) if getattr(args, "config", None) else None
+        settings = load_settings(path, environ=environ)
+    except SettingsError as err:
+        raise BadInput(err.problems) from err
+    try:
+        desired = load_desired(settings.desired.dir)
+    except DesiredError as err:
+        raise BadInput([f"desired state: {p}" for p in err.problems]) from err
+    return Inputs(settings=settings, desired=desired)
+
+
+async def api_client_for(kubeconfig: str | None) -> client.ApiClient:
+    """In-cluster config, else the kubeconfig (``--kubeconfig``, ``$KUBECONFIG``, ``~/.kube/config``)."""
+    cfg = client.Configuration()
+    try:
+        if kubeconfig:
+            await config.load_kube_config(config_file=kubeconfig, client_configuration=cfg)
+        else:
+            try:
+                config.load_incluster_config(client_configuration=cfg)  # type: ignore[no-untyped-call]
+            except ConfigException:
+                await config.load_kube_config(client_configuration=cfg)
+    except (ConfigException, OSError, ValueError, TypeError) as err:
+        where = kubeconfig or os.environ.get("KUBECONFIG") or "~/.kube/config"
+        raise BadInput([f"kubeconfig: cannot load a Kubernetes configuration (not in a cluster; {where}): "
+                        f"{err}"]) from err
+    return client.ApiClient(configuration=cfg)
+
+
+def watch_namespaces(settings: Settings, desired: DesiredState) -> frozenset[str]:
+    """Every namespace whose objects matter: settings, CoreDNS, KServe config, mesh, desired."""
+    names: set[str] = set(settings.namespaces)
+    names |= {settings.coredns.namespace, settings.kserve_config.namespace,
+              settings.mesh.storage_namespace, settings.mesh.root_namespace}
+    names |= {m.namespace for m in settings.models}
+    for m in desired.manifests:
+        ns = (m.get("metadata") or {}).get("namespace")
+        if ns:
+            names.add(str(ns))
+    for d in desired.derived:
+        names |= {d.namespace, d.source_namespace}
+    return frozenset(names)
+
+
+def identity() -> str:
+    """This replica's name in the Lease: the pod name when running in a cluster."""
+    return os.environ.get("POD_NAME") or f"{socket.gethostname()}-{os.getpid()}"
+
+
+def print_problems(problems: Iterable[str], *, command: str) -> None:
+    for p in problems:
+        print(f"kserve-warden {command}: {p}", file=sys.stderr)
+
+
+@dataclass
+class Daemon:
+    """Everything ``run`` builds, wired together (built by :func:`build_daemon`)."""
+
+    settings: Settings
+    api: client.ApiClient
+    kube: Kube
+    informer: Informer
+    reconciler: Reconciler
+    probes: ProbeSet
+    metrics: WardenMetrics
+    health: HealthState
+    registry: CollectorRegistry
+    elector: LeaderElector | None
+
+
+def build_daemon(*, inputs: Inputs, api: client.ApiClient, redactor: logs.Redactor, dry_run: bool,
+                 name: str | None = None) -> Daemon:
+    settings = inputs.settings
+    dry = dry_run or settings.remediation.dry_run
+    registry = CollectorRegistry()
+    metrics = WardenMetrics(registry, version=_version())
+    health = HealthState(clock=time.time)
+    me = name or identity()
+    kube = Kube(api, field_manager=settings.kube.field_manager, dry_run=dry, redactor=redactor, instance=me,
+                on_error=lambda err: metrics.api_error(code=err.status or "unavailable"))
+    informer = Informer(kube, namespaces=watch_namespaces(settings, inputs.desired))
+    store = ObservationStore()
+    reconciler = Reconciler(settings=settings, desired=inputs.desired, kube=kube, informer=informer,
+                            metrics=metrics, health=health, ledger=Ledger(), observations=store, dry_run=dry)
+    informer.subscribe(reconciler.on_change)
+    probes = ProbeSet(settings=settings, kube=kube, informer=informer, api=api, store=store,
+                      redactor=redactor, on_observation=reconciler.on_observation)
+    elector = None
+    le = settings.leader_election
+    # A dry-run replica writes nothing, the Lease included: it decides as if leading.
+    if le.enabled and not dry:
+        elector = LeaderElector(
+            kube, LeaseConfig(namespace=le.lease_namespace, name=le.lease_name, identity=me,
+                              lease_duration=le.lease_duration_seconds,
+                              renew_deadline=le.renew_deadline_seconds, retry_period=le.retry_period_seconds),
+            on_started_leading=lambda: reconciler.set_leading(True),
+            on_stopped_leading=lambda: reconciler.set_leading(False))
+    return Daemon(settings=settings, api=api, kube=kube, informer=informer, reconciler=reconciler,
+                  probes=probes, metrics=metrics, health=health, registry=registry, elector=elector)
+
+
+def _version() -> str:
+    try:
+        from importlib.metadata import version
+
+        return version("kserve-warden")
+    except Exception:  # not installed (a source checkout)
+        return "unknown"
+
+
+async def _cancel(*tasks: asyncio.Task[Any] | None) -> None:
+    live = [t for t in tasks if t is not None]
+    for t in live:
+        t.cancel()
+    for t in live:
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await t
+
+
+async def run_daemon(d: Daemon, *, stop: asyncio.Event, once: bool = False) -> int:
+    """Run until ``stop`` is set (or one pass with ``once``); always shuts down cleanly."""
+    settings = d.settings
+    server = HealthServer(host=settings.server.host, port=settings.server.port, registry=d.registry,
+                          health=d.health)
+    try:
+        await server.start()
+    except OSError as err:
+        raise BadInput([f"server: cannot listen on {settings.server.host}:{settings.server.port}: "
+                        f"{err.strerror or err}"]) from err
+    d.health.set_config_valid(True)
+    log.info("serving metrics and health", url=server.url, dry_run=d.kube.dry_run)
+    informer_task: asyncio.Task[None] | None = None
+    elector_task: asyncio.Task[None] | None = None
+    probes_task: asyncio.Task[None] | None = None
+    heartbeat_task: asyncio.Task[None] | None = None
+    rec = d.reconciler
+    try:
+        # The heartbeat starts first: an API server that is down delays readiness, but the
+        # daemon is alive (a liveness failure would only restart it into the same outage).
+        heartbeat_task = asyncio.create_task(rec.heartbeat(), name="heartbeat")
+        informer_task = asyncio.create_task(d.informer.run(), name="informer")
+        synced = asyncio.create_task(d.informer.wait_synced())
+        stopper = asyncio.create_task(stop.wait())
+        await asyncio.wait({synced, stopper, informer_task}, return_when=asyncio.FIRST_COMPLETED)
+        await _cancel(synced, stopper)
+        if informer_task.done():
+            informer_task.result()
+        if stop.is_set():
+            return EXIT_OK
+        d.health.set_synced(True)
+        log.info("caches synced", kinds=len(d.informer.resources), lists=d.informer.stats.lists)
+        rec.restore_ledger()
+        if once:
+            return await _once(d)
+        if d.elector is not None:
+            elector_task = asyncio.create_task(d.elector.run(), name="leader-election")
+        else:
+            rec.set_leading(True)
+        rec.start(workers=WORKERS)
+        probes_task = asyncio.create_task(d.probes.run(), name="probes")
+        stopper = asyncio.create_task(stop.wait())
+        await asyncio.wait({stopper, informer_task}, return_when=asyncio.FIRST_COMPLETED)
+        await _cancel(stopper)
+        if informer_task.done():
+            informer_task.result()
+        log.info("shutting down")
+        return EXIT_OK
+    finally:
+        # Stop acting first, then give the Lease away, then stop observing.
+        clean = await rec.shutdown(deadline=SHUTDOWN_DEADLINE_SECONDS)
+        await _cancel(elector_task)
+        if d.elector is not None:
+            await d.elector.release()
+        await _cancel(probes_task, heartbeat_task, informer_task)
+        await server.stop()
+        log.info("stopped", clean=clean)
+
+
+async def _once(d: Daemon) -> int:
+    """``--once``: probe once, one pass, act on what it allows, report what is left."""
+    rec = d.reconciler
+    leading = True
+    if d.elector is not None:
+        try:
+            leading = await d.elector.try_acquire_or_renew()
+        except KubeError as err:
+            log.error("cannot take the leader Lease; observing only", error=str(err))
+            leading = False
+    rec.set_leading(leading)
+    try:
+        await d.probes.run_once()
+        await rec.reconcile(PASS)
+        while len(rec.queue):
+            key = await rec.queue.get()
+            try:
+                await rec.reconcile(key)
+            finally:
+                rec.queue.done(key)
+        ev = rec.evaluate()
+        return EXIT_FINDINGS if ev.findings else EXIT_OK
+    finally:
+        if d.elector is not None and leading:
+            with contextlib.suppress(KubeError):
+                await d.elector.release()
+
+
+def configure_logging(args: argparse.Namespace, settings: Settings | None, redactor: logs.Redactor) -> None:
+    """Logging, once. A flag given on the command line wins; otherwise the settings file (and
+    its ``WARDEN_LOG_*`` environment overrides) decide. The flags' defaults are json/info."""
+    fmt, level = args.log_format, args.log_level
+    if settings is not None:
+        if fmt == "json":
+            fmt = settings.log.format
+        if level == "info":
+            level = settings.log.level
+    logging_setup.configure(fmt=fmt, level=level, redactor=redactor)
+
+
+def run_command(args: argparse.Namespace) -> int:
+    redactor = logs.Redactor()
+    try:
+        inputs = load_inputs(args, environ=os.environ)
+    except BadInput as err:
+        print_problems(err.problems, command="run")
+        return EXIT_BAD_INPUT
+    configure_logging(args, inputs.settings, redactor)
+    try:
+        return asyncio.run(_main(args, inputs, redactor))
+    except BadInput as err:
+        print_problems(err.problems, command="run")
+        return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        return 130
+
+
+async def _main(args: argparse.Namespace, inputs: Inputs, redactor: logs.Redactor) -> int:
+    api = await api_client_for(getattr(args, "kubeconfig", None))
+    try:
+        d = build_daemon(inputs=inputs, api=api, redactor=redactor, dry_run=bool(args.dry_run))
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        try:
+            return await run_daemon(d, stop=stop, once=bool(args.once))
+        finally:
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.remove_signal_handler(sig)
+    finally:
+        await api.close()
