@@ -83,8 +83,12 @@ def build_app(
     predict_proba: bool | None = None,
     nthread: int = 1,
     poll_seconds: float = 1.0,
+    grpc_port: int = 0,
+    grpc_host: str = "0.0.0.0",
+    reuse_port: bool = False,
 ) -> web.Application:
-    """The model server as an aiohttp app (see module docstring)."""
+    """The model server as an aiohttp app (see module docstring); with ``grpc_port`` (0 = none) it
+    also serves gRPC from the same loop and model while the app runs (:mod:`serving.grpc_server`)."""
     metrics = ServingMetrics(registry if registry is not None else CollectorRegistry())
     slot = ModelSlot(name=model_name, model_dir=Path(model_dir), metrics=metrics, nthread=nthread)
     if not wait_for_model:
@@ -102,6 +106,12 @@ def build_app(
         return resp
 
     app.router.add_get("/metrics", metrics_handler, name="metrics")
+
+    if grpc_port:
+        from serving import grpc_server  # imports grpc: only for servers that speak it
+
+        app.cleanup_ctx.append(grpc_server.lifecycle(slot, host=grpc_host, port=grpc_port,
+                                                     max_message_bytes=max_body_bytes, reuse_port=reuse_port))
 
     if wait_for_model:
         async def watcher(app: web.Application) -> AsyncIterator[None]:

@@ -9,8 +9,12 @@ spreads connections); this process supervises them, forwards SIGTERM/SIGINT, and
 the first non-zero child status. Each worker keeps its own metrics registry, so ``/metrics``
 shows the worker that answered the scrape.
 
-Flags KServe passes that this server does not use (``--grpc_port``, ...) are accepted and
-logged as ignored, so a ServingRuntime written for KServe's servers does not crash-loop.
+``--grpc_port`` (KServe's name; default 8081 like KServe's servers; 0 or ``--enable_grpc false``
+turns it off) serves the Open Inference Protocol over gRPC from the same process, event loop and
+model (:mod:`serving.grpc_server`); with ``--workers`` every worker shares it like the HTTP port.
+
+Flags KServe passes that this server does not use are accepted and logged as ignored, so a
+ServingRuntime written for KServe's servers does not crash-loop.
 """
 
 from __future__ import annotations
@@ -39,6 +43,10 @@ def parser() -> argparse.ArgumentParser:
                    help="directory holding the model (model, model.json, .ubj, .bst, .pkl, .joblib)")
     p.add_argument("--model_name", "--model-name", dest="model_name", default="model")
     p.add_argument("--http_port", "--http-port", dest="http_port", type=int, default=8080)
+    p.add_argument("--grpc_port", "--grpc-port", dest="grpc_port", type=int, default=8081,
+                   help="gRPC (Open Inference Protocol) port; 0 turns gRPC off")
+    p.add_argument("--enable_grpc", "--enable-grpc", dest="enable_grpc", type=_boolean, default=True,
+                   help="false turns gRPC off, as in KServe's servers")
     p.add_argument("--host", default="0.0.0.0")
     p.add_argument("--workers", type=int, default=1, help="server processes sharing the port (SO_REUSEPORT)")
     p.add_argument("--wait-for-model", "--wait_for_model", dest="wait_for_model", action="store_true",
@@ -54,6 +62,16 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--log-level", "--log_level", dest="log_level", default="info")
     p.add_argument("--reuse-port", dest="reuse_port", action="store_true", help=argparse.SUPPRESS)
     return p
+
+
+def _boolean(text: str) -> bool:
+    """KServe's spelling of booleans on its command line (strtobool's)."""
+    value = text.strip().lower()
+    if value in ("y", "yes", "t", "true", "on", "1"):
+        return True
+    if value in ("n", "no", "f", "false", "off", "0"):
+        return False
+    raise argparse.ArgumentTypeError(f"not a boolean: {text!r}")
 
 
 def _refuse(log: object, exc: ModelLoadError) -> int:
@@ -79,21 +97,28 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     from serving.app import build_app
 
+    grpc_port = args.grpc_port if args.enable_grpc else 0
     try:
         app = build_app(model_name=args.model_name, model_dir=args.model_dir,
                         max_body_bytes=args.max_body_bytes, wait_for_model=args.wait_for_model,
-                        predict_proba=args.predict_proba, nthread=args.nthread)
+                        predict_proba=args.predict_proba, nthread=args.nthread,
+                        grpc_port=grpc_port, grpc_host=args.host, reuse_port=args.reuse_port)
     except ModelLoadError as exc:
         return _refuse(log, exc)
-    log.info("serving", host=args.host, port=args.http_port, model_dir=str(args.model_dir),
+    log.info("serving", host=args.host, port=args.http_port, grpc_port=grpc_port or None,
+             model_dir=str(args.model_dir),
              waiting_for_model=args.wait_for_model)
     # Everything allocated so far (xgboost, numpy, sklearn, the model: ~110k objects) lives as
     # long as the process. Freezing it keeps the cyclic GC from re-scanning it in every full
     # collection — each one took ~28 ms and set the p99 under load (measured: 47 ms -> see
     # bench/README.md).
     gc.freeze()
-    web.run_app(app, host=args.host, port=args.http_port, reuse_port=args.reuse_port or None,
-                access_log=None, print=None, handle_signals=True)
+    try:
+        web.run_app(app, host=args.host, port=args.http_port, reuse_port=args.reuse_port or None,
+                    access_log=None, print=None, handle_signals=True)
+    except OSError as exc:  # a port in use, an address not on this host
+        log.error("cannot listen; stopping", reason=str(exc))
+        return 1
     log.info("stopped")
     return 0
 

@@ -13,8 +13,12 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import grpc
+import numpy as np
 import pytest
 
+from serving.grpc_gen import grpc_predict_v2_pb2 as pb
+from serving.grpc_gen.grpc_predict_v2_pb2_grpc import GRPCInferenceServiceStub
 from serving.train import TrainResult, train
 from tests.conftest import ROOT, free_port
 
@@ -48,6 +52,8 @@ def start() -> Iterator[Any]:
 
     def _start(*args: str) -> tuple[subprocess.Popen[str], str]:
         port = free_port()
+        if "--grpc_port" not in args:
+            args = (*args, "--grpc_port", "0")  # not the default 8081: tests share the machine
         # Loopback only (the CLI's default host is 0.0.0.0, for a pod).
         p = subprocess.Popen([sys.executable, "-m", "serving", *args, "--http_port", str(port),
                               "--host", "127.0.0.1"], cwd=ROOT,
@@ -92,8 +98,11 @@ def test_corrupt_model_refuses_to_start_and_lists_files(tmp_path: Path) -> None:
 
 
 def test_serves_extensionless_model_and_stops_cleanly(trained: TrainResult, start: Any) -> None:
+    grpc_port = free_port()
     proc, base = start("--model_dir", str(trained.model_path.parent), "--model_name", "iris",
-                       "--grpc_port", "9999")  # a KServe flag we do not use: warned about, not fatal
+                       "--grpc_port", str(grpc_port),
+                       "--enable_latency_logging", "false")  # a KServe flag we do not use: warned about
+    assert _grpc_predict(grpc_port) == [0]
     assert _http(base + "/v1/models/iris") == (200, {"name": "iris", "ready": True})
     assert _http(base + "/v1/models/iris:predict", {"instances": [SETOSA]}) == (200, {"predictions": [0]})
     status, body = _http(base + "/v2/models/iris/infer",
@@ -110,19 +119,66 @@ def test_serves_extensionless_model_and_stops_cleanly(trained: TrainResult, star
     assert all({"timestamp", "level", "event", "logger"} <= set(e) for e in events)
 
 
+def _grpc_predict(port: int, rows: list[list[float]] | None = None) -> list[int]:
+    x = np.array(rows or [SETOSA], dtype=np.float32)
+    with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+        resp = GRPCInferenceServiceStub(channel).ModelInfer(pb.ModelInferRequest(
+            model_name="iris", inputs=[pb.ModelInferRequest.InferInputTensor(name="x", datatype="FP32",
+                                                                             shape=x.shape)],
+            raw_input_contents=[x.tobytes()]), timeout=10)
+    return np.frombuffer(resp.raw_output_contents[0], dtype="<i8").tolist()
+
+
+def _grpc_refused(port: int) -> bool:
+    with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+        try:
+            GRPCInferenceServiceStub(channel).ServerLive(pb.ServerLiveRequest(), timeout=2)
+        except grpc.RpcError as exc:
+            return exc.code() == grpc.StatusCode.UNAVAILABLE
+    return False
+
+
+def test_grpc_off_with_zero_or_enable_grpc_false(trained: TrainResult, start: Any) -> None:
+    for off in (["--grpc_port", "0"], ["--grpc_port", str(free_port()), "--enable_grpc", "false"]):
+        proc, base = start("--model_dir", str(trained.model_path.parent), "--model_name", "iris", *off)
+        assert _http(base + "/v1/models/iris") == (200, {"name": "iris", "ready": True})
+        if off[1] != "0":
+            assert _grpc_refused(int(off[1]))
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=20)
+        assert proc.returncode == 0 and "grpc serving" not in err
+
+
+def test_busy_grpc_port_exits_1_with_the_reason(trained: TrainResult) -> None:
+    import socket
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        res = _run("--model_dir", str(trained.model_path.parent), "--model_name", "iris",
+                   "--host", "127.0.0.1", "--http_port", str(free_port()), "--grpc_port", str(port))
+    assert res.returncode == 1
+    events = [json.loads(ln) for ln in res.stderr.splitlines() if ln.startswith("{")]
+    err = next(e for e in events if e["event"] == "cannot listen; stopping")
+    assert f"cannot listen for gRPC on 127.0.0.1:{port}" in err["reason"]
+
+
 def test_wait_for_model_starts_unready(tmp_path: Path, start: Any) -> None:
     _, base = start("--model_dir", str(tmp_path), "--model_name", "iris", "--wait-for-model")
     assert _http(base + "/v1/models/iris") == (503, {"name": "iris", "ready": False})
 
 
 def test_workers_share_the_port(trained: TrainResult, start: Any) -> None:
+    grpc_port = free_port()
     proc, base = start("--model_dir", str(trained.model_path.parent), "--model_name", "iris",
-                       "--workers", "2")
+                       "--workers", "2", "--grpc_port", str(grpc_port))
     deadline = time.monotonic() + 30
     while _http(base + "/v1/models/iris")[0] != 200 and time.monotonic() < deadline:
         time.sleep(0.1)
     for _ in range(20):
         assert _http(base + "/v1/models/iris:predict", {"instances": [SETOSA]}) == (200, {"predictions": [0]})
+        assert _grpc_predict(grpc_port) == [0]  # both workers listen on the gRPC port too
     proc.send_signal(signal.SIGTERM)
     proc.communicate(timeout=30)
     assert proc.returncode == 0

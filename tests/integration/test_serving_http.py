@@ -120,7 +120,8 @@ async def test_v2_health_and_metadata(client: Client) -> None:
     assert await client.get("/v2/health/ready") == (200, {"ready": True})
     assert await client.get(f"/v2/models/{NAME}/ready") == (200, {"name": NAME, "ready": True})
     status, server = await client.get("/v2")
-    assert status == 200 and server["name"] and "version" in server and server["extensions"] == []
+    assert status == 200 and server["name"] and "version" in server
+    assert server["extensions"] == ["binary_tensor_data"]
     status, meta = await client.get(f"/v2/models/{NAME}")
     assert status == 200 and meta["name"] == NAME and meta["inputs"][0]["shape"] == [-1, 4]
     assert [o["name"] for o in meta["outputs"]] == ["predict", "predict_proba"]

@@ -22,11 +22,31 @@ def test_flag_spellings(argv: list[str]) -> None:
 
 
 def test_defaults_and_kserve_extras() -> None:
-    args, unknown = parser().parse_known_args(["--model_dir", "d", "--grpc_port", "8081", "--wait-for-model",
-                                               "--log-format", "console", "--workers", "3"])
+    argv = ["--model_dir", "d", "--enable_docs_url", "true", "--wait-for-model", "--log-format", "console",
+            "--workers", "3"]
+    args, unknown = parser().parse_known_args(argv)
     assert args.model_name == "model" and args.http_port == 8080 and args.host == "0.0.0.0"
+    assert args.grpc_port == 8081 and args.enable_grpc  # KServe's defaults
     assert args.wait_for_model and args.log_format == "console" and args.workers == 3
-    assert unknown == ["--grpc_port", "8081"]
+    assert unknown == ["--enable_docs_url", "true"]
+
+
+@pytest.mark.parametrize(("argv", "port", "enabled"), [
+    (["--grpc_port", "9000"], 9000, True),
+    (["--grpc-port=0"], 0, True),
+    (["--enable_grpc", "false"], 8081, False),
+    (["--enable-grpc=False"], 8081, False),
+    (["--enable_grpc", "1"], 8081, True),
+])
+def test_grpc_flags(argv: list[str], port: int, enabled: bool) -> None:
+    args, unknown = parser().parse_known_args(["--model_dir", "d", *argv])
+    assert (args.grpc_port, args.enable_grpc, unknown) == (port, enabled, [])
+
+
+def test_enable_grpc_takes_a_boolean() -> None:
+    with pytest.raises(SystemExit) as exc:
+        parser().parse_known_args(["--model_dir", "d", "--enable_grpc", "maybe"])
+    assert exc.value.code == 2
 
 
 def test_model_dir_is_required() -> None:
