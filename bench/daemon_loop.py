@@ -237,7 +237,7 @@ async def daemon_at_scale(n: int, *, window: float, heals: int) -> dict[str, Any
         finally:
             await seed.close()
         cfg = sb.warden_config()
-        cfg["namespaces"] = [*cfg["namespaces"], *namespaces]
+        cfg["secrets"] = {"namespaces": [*cfg["secrets"]["namespaces"], *namespaces]}
         # Repeated heals of one object must not meet the cooldown or the apply budget.
         cfg["remediation"] = {**cfg["remediation"], "cooldown_seconds": 0.0,
                               "budgets": {"apply": {"max_actions": 100_000, "window_seconds": 3600}}}

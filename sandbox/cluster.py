@@ -210,7 +210,7 @@ class Sandbox:
             raise RuntimeError("Sandbox is not started")
         host, port = self.dns.address
         return {
-            "namespaces": [world.USER_NS, "kubeflow"],
+            "secrets": {"namespaces": [world.USER_NS, "kubeflow"]},
             "models": [
                 {
                     "namespace": world.USER_NS,

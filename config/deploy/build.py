@@ -89,7 +89,7 @@ def policy_rules(rules: tuple[Rule, ...]) -> list[dict[str, Any]]:
 def workload_namespaces(repo: Path) -> list[str]:
     """Where the daemon may write: the namespaces it watches and those desired objects live in."""
     settings = yaml.safe_load((repo / "config" / "warden.yaml").read_text()) or {}
-    found = set(settings.get("namespaces") or [])
+    found = set((settings.get("secrets") or {}).get("namespaces") or []) - {"*"}
     found |= {m["namespace"] for m in settings.get("models") or [] if m.get("namespace")}
     storage_ns = (settings.get("mesh") or {}).get("storage_namespace")
     if storage_ns:

@@ -48,14 +48,47 @@ class Canary:
 
 @dataclass(frozen=True, kw_only=True)
 class ModelSettings:
+    """One InferenceService the daemon diagnoses, with its optional overrides.
+
+    Every InferenceService in scope gets one (:func:`daemon.core.discovery.discover`); the
+    ``models:`` list of the settings only *overrides* what is read from the object itself.
+    """
+
     namespace: str
     name: str
-    protocol: Literal["v1", "v2"] = "v1"
-    canary: Canary = field(default_factory=Canary)
+    protocol: Literal["v1", "v2"] | None = None
+    """``None``: from the InferenceService (``protocolVersion``), else ``v1``."""
+    canary: Canary | None = None
+    """``None``: readiness only (``GET /v1/models/NAME`` or ``/v2/models/NAME/ready``), no
+    inference. A canary is opt-in: here, or the ``kserve-warden.io/canary`` annotation."""
 
     @property
     def key(self) -> str:
         return f"{self.namespace}/{self.name}"
+
+
+@dataclass(frozen=True, kw_only=True)
+class ScopeSettings:
+    """Which InferenceServices are diagnosed. Empty: every one the daemon may read."""
+
+    namespaces: tuple[str, ...] = ()
+    """Only these namespaces (empty: all)."""
+    selector: str | None = None
+    """A label selector on InferenceServices (``team=a,tier!=dev``), applied by the API server."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class SecretAccessSettings:
+    """Where the daemon may read Secrets: an explicit opt-in (least privilege).
+
+    Empty: nowhere — credentials are then judged "not checked (no access to secrets in NS)",
+    except in namespaces the desired state writes to. ``["*"]``: every namespace.
+    """
+
+    namespaces: tuple[str, ...] = ()
+
+    def readable(self, namespace: str) -> bool:
+        return "*" in self.namespaces or namespace in self.namespaces
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -176,8 +209,10 @@ class ConfigMapRef:
 
 @dataclass(frozen=True, kw_only=True)
 class Settings:
-    namespaces: tuple[str, ...] = ("user-example-com", "kubeflow")
+    scope: ScopeSettings = field(default_factory=ScopeSettings)
+    secrets: SecretAccessSettings = field(default_factory=SecretAccessSettings)
     models: tuple[ModelSettings, ...] = ()
+    """Per-InferenceService overrides (protocol, canary); not a list of what is diagnosed."""
     probes: ProbeSettings = field(default_factory=ProbeSettings)
     mesh: MeshSettings = field(default_factory=MeshSettings)
     remediation: RemediationPolicy = field(default_factory=RemediationPolicy)
@@ -195,7 +230,9 @@ class Settings:
 # Environment variable → (dotted settings path, kind of value).
 ENV_OVERRIDES: dict[str, tuple[str, str]] = {
     "WARDEN_DRY_RUN": ("remediation.dry_run", "bool"),
-    "WARDEN_NAMESPACES": ("namespaces", "list"),
+    "WARDEN_NAMESPACES": ("scope.namespaces", "list"),
+    "WARDEN_SELECTOR": ("scope.selector", "str"),
+    "WARDEN_SECRET_NAMESPACES": ("secrets.namespaces", "list"),
     "WARDEN_LOG_LEVEL": ("log.level", "str"),
     "WARDEN_LOG_FORMAT": ("log.format", "str"),
     "WARDEN_METRICS_PORT": ("server.port", "int"),
@@ -364,15 +401,16 @@ def _check_values(s: Settings) -> list[str]:
     if not 0 <= s.server.port <= 65535:
         p.append(f"server.port: must be 0..65535, got {s.server.port}")
 
-    if not s.namespaces:
-        p.append("namespaces: must list at least one namespace")
     seen: set[str] = set()
     for i, m in enumerate(s.models):
         if m.key in seen:
             p.append(f"models[{i}]: {m.key} is listed twice")
         seen.add(m.key)
-        if m.namespace not in s.namespaces:
-            p.append(f"models[{i}]: namespace {m.namespace!r} is not in namespaces (it would not be watched)")
+        if s.scope.namespaces and m.namespace not in s.scope.namespaces:
+            p.append(f"models[{i}]: namespace {m.namespace!r} is not in scope.namespaces "
+                     "(it would not be watched)")
+        if m.canary is None:
+            continue
         if not m.canary.instances:
             p.append(f"models[{i}].canary.instances: must hold at least one instance")
         if len(m.canary.expected) != len(m.canary.instances):

@@ -109,6 +109,8 @@ class ProbeSet:
         out.append(Schedule(probe="dns", target=",".join(p.dns.names), period=p.dns.period_seconds,
                             timeout=p.dns.timeout_seconds * max(1, p.dns.queries) + 1, run=dns))
         for m in self.settings.models:
+            if m.canary is None:
+                continue
             out.append(Schedule(probe="predictor", target=m.key, period=p.predictor.period_seconds,
                                 timeout=p.predictor.timeout_seconds + 1, run=self._predictor_probe(m)))
             out.append(Schedule(probe="storage", target=m.key, period=p.storage.period_seconds,
@@ -125,6 +127,7 @@ class ProbeSet:
         return probe
 
     def _predictor_probe(self, m: ModelSettings) -> RunProbe:
+        assert m.canary is not None
         from probes.predictor import PredictorProbe
         from probes.predictor_source import ApiPredictorSource
 
@@ -135,7 +138,7 @@ class ProbeSet:
             api=self.api, namespace=m.namespace, name=m.name,
             canary_instances=[list(i) for i in m.canary.instances],
             expected=[int(e) for e in m.canary.expected if isinstance(e, int | float)],
-            protocol=m.protocol, timeout=pp.timeout_seconds, slow_threshold=pp.slow_threshold_seconds,
+            protocol=m.protocol or "v1", timeout=pp.timeout_seconds, slow_threshold=pp.slow_threshold_seconds,
             redact=self.redactor.scrub if self.redactor is not None else None, source=source)
         return probe
 

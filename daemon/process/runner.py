@@ -101,7 +101,7 @@ async def api_client_for(kubeconfig: str | None) -> client.ApiClient:
 
 def watch_namespaces(settings: Settings, desired: DesiredState) -> frozenset[str]:
     """Every namespace whose objects matter: settings, CoreDNS, KServe config, mesh, desired."""
-    names: set[str] = set(settings.namespaces)
+    names: set[str] = set(settings.scope.namespaces) | set(settings.secrets.namespaces) - {"*"}
     names |= {settings.coredns.namespace, settings.kserve_config.namespace,
               settings.mesh.storage_namespace, settings.mesh.root_namespace}
     names |= {m.namespace for m in settings.models}

@@ -309,7 +309,7 @@ def test_rbac_binds_the_deployment_service_account_in_the_right_namespaces() -> 
     role_ns = sorted(d["metadata"]["namespace"] for d in docs if d["kind"] == "Role")
     settings = yaml.safe_load((ROOT / "config/warden.yaml").read_text())
     # the Lease, CoreDNS, and one write Role per workload namespace
-    assert role_ns == sorted({"kserve-warden", "kube-system", *settings["namespaces"]})
+    assert role_ns == sorted({"kserve-warden", "kube-system", *settings["secrets"]["namespaces"]})
     binding_ns = sorted(d["metadata"]["namespace"] for d in docs if d["kind"] == "RoleBinding")
     assert binding_ns == role_ns
     cluster_role = one(docs, "ClusterRole")

@@ -390,7 +390,7 @@ def test_settings_targets_are_permitted() -> None:
     for m in s["models"]:  # the models' namespaces are written to (apply, derive, delete-pod, events)
         for verb, res in (("patch", "serviceaccounts"), ("create", "secrets"), ("delete", "pods")):
             assert allows(verb, api_group="", resource=res, namespace=m["namespace"], workloads=workloads())
-    for ns in s["namespaces"]:
+    for ns in s["secrets"]["namespaces"]:
         for res in ("pods", "serviceaccounts", "secrets", "events"):
             assert allows("watch", api_group="", resource=res, namespace=ns)
         assert allows("create", api_group="", resource="events", namespace=ns, workloads=workloads())

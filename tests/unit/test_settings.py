@@ -80,7 +80,7 @@ def test_environment_overrides() -> None:
         },
     )
     assert s.remediation.dry_run is True
-    assert s.namespaces == ("user-example-com", "kubeflow", "other")
+    assert s.scope.namespaces == ("user-example-com", "kubeflow", "other")
     assert s.log.level == "debug" and s.server.port == 9191
     assert s.probes.dns.nameserver == "10.96.0.10"
     assert s.leader_election.enabled is False
@@ -169,8 +169,8 @@ BAD = [
     ("model missing name", "models:\n- {namespace: user-example-com}\n", "models[0].name: required"),
     (
         "model outside watched namespaces",
-        "models:\n- {namespace: elsewhere, name: m}\n",
-        "models[0]: namespace 'elsewhere' is not in namespaces",
+        "scope: {namespaces: [user-example-com]}\nmodels:\n- {namespace: elsewhere, name: m}\n",
+        "models[0]: namespace 'elsewhere' is not in scope.namespaces",
     ),
     (
         "canary answers mismatch",

@@ -27,6 +27,7 @@ from daemon.core.diagnosis.predictor import not_declared, not_ready, wrong_model
 from daemon.core.diagnosis.runtime import no_serving_runtime
 from daemon.core.diagnosis.storage import storage_unreachable
 from daemon.core.diff import Drift
+from daemon.core.discovery import discover
 from daemon.core.findings import Finding
 from daemon.core.settings import Settings
 from daemon.core.world import World
@@ -46,7 +47,7 @@ def diagnose(
     ctx = Pass(
         world=world, desired=desired, drifts=drifts, observations=observations, settings=settings, now=now
     )
-    models = [ctx.model(m) for m in settings.models]
+    models = [ctx.model(m) for m in discover(world=world, desired=desired, settings=settings).models]
     dns = dns_latency(ctx)
     for m in models:
         _diagnose_model(ctx, m, dns)
