@@ -5,6 +5,12 @@ A V1 answer is ``{"predictions": [...]}``; an Open Inference Protocol (V2) answe
 probabilities. A prediction counts as a class if it is an integer (or an integral float or
 string), or a probability vector whose largest entry names it; anything else is a
 ``ValueError`` with an excerpt of the answer, never a guess.
+
+A canary's expected answers are any JSON values, so the probe compares raw predictions
+(:func:`v1_values`, :func:`v2_values`) with :func:`prediction_matches`: an integer expected
+value is a class (read with the rule above), a float matches within a relative 1e-3, and
+anything else (strings, lists, objects) must be equal, numbers inside them within the same
+tolerance.
 """
 
 from __future__ import annotations
@@ -60,3 +66,53 @@ def parse_v2_predictions(body: Any, *, output: str = "predict") -> list[int]:
         excerpt = json.dumps(data)[:BODY_EXCERPT]
         raise ValueError(f"output {chosen.get('name')!r} holds no classes: {excerpt}")
     return [c for c in classes if c is not None]
+
+
+def v1_values(body: Any) -> list[Any]:
+    """The raw ``predictions`` of a V1 answer; ValueError if it is not one."""
+    if not isinstance(body, dict) or not isinstance(body.get("predictions"), list):
+        raise ValueError("answer has no 'predictions' list")
+    return list(body["predictions"])
+
+
+def v2_values(body: Any, *, output: str = "predict") -> list[Any]:
+    """The raw data of an Open Inference Protocol answer's output, one entry per row."""
+    outputs = body.get("outputs") if isinstance(body, dict) else None
+    if not isinstance(outputs, list) or not outputs or not all(isinstance(o, dict) for o in outputs):
+        raise ValueError("answer has no 'outputs' list")
+    chosen = next((o for o in outputs if o.get("name") == output), outputs[0])
+    data = chosen.get("data")
+    if not isinstance(data, list):
+        raise ValueError(f"output {chosen.get('name')!r} has no 'data' list")
+    shape = chosen.get("shape")
+    if isinstance(shape, list) and len(shape) == 2 and isinstance(shape[1], int) and shape[1] > 1:
+        width = shape[1]
+        data = [data[i:i + width] for i in range(0, len(data), width)]
+    return list(data)
+
+
+def _close(got: Any, want: Any) -> bool:
+    if isinstance(want, bool) or isinstance(got, bool):
+        return got is want
+    if isinstance(want, int | float) and isinstance(got, int | float):
+        return math.isclose(float(got), float(want), rel_tol=1e-3, abs_tol=1e-9)
+    if isinstance(want, list) and isinstance(got, list):
+        return len(got) == len(want) and all(_close(g, w) for g, w in zip(got, want, strict=True))
+    if isinstance(want, dict) and isinstance(got, dict):
+        return got.keys() == want.keys() and all(_close(got[k], want[k]) for k in want)
+    return bool(got == want)
+
+
+def prediction_matches(got: Any, want: Any) -> bool:
+    """Whether one raw prediction is the expected answer (see the module docstring)."""
+    if isinstance(want, int) and not isinstance(want, bool):
+        return _as_class(got) == want
+    return _close(got, want)
+
+
+def shown(got: Any, want: Any) -> Any:
+    """How a prediction is reported next to its expected value: as a class when one is expected."""
+    if isinstance(want, int) and not isinstance(want, bool):
+        cls = _as_class(got)
+        return got if cls is None else cls
+    return got

@@ -16,13 +16,25 @@ fetched over the API: ``pods/log`` cannot be watched).
    storage-initializer's ``NoCredentialsError``, ``CrashLoopBackOff``, an istio-proxy that
    is not ready) and, when the container has run, the tail of its log (bounded in lines
    and bytes, secrets redacted) becomes evidence.
-3. When the service is Ready, its address answers over HTTP: the readiness endpoint
-   (V1 ``GET /v1/models/NAME``, V2 ``GET /v2/models/NAME/ready``) and then a **canary
-   prediction** with a known input and its known class. A server that is up but answers
-   the canary wrongly is ``wrong-model``: the seed's silent dummy model, which every
-   readiness check passed.
+3. When the service is Ready, its address answers over HTTP: the model's own readiness
+   endpoint (V1 ``GET /v1/models/NAME`` → ``{"name": ..., "ready": true}``, V2
+   ``GET /v2/models/NAME/ready`` → 200), with no inference. The address is the in-cluster
+   one (``status.address.url``, else ``status.url``, else ``status.components.predictor.url``).
+4. Only when a **canary** is configured (opt-in per InferenceService: the settings or the
+   ``kserve-warden.io/canary`` annotation): a prediction with a known input and its known
+   answer. Inputs and answers are any JSON values: V1 sends ``{"instances": [...]}``, V2 one
+   ``inputs`` tensor built from the rows (FP32 for numbers, BYTES for strings, BOOL for
+   booleans). An integer answer is compared as a class (a probability vector counts as its
+   most likely class), a float within a relative 1e-3, anything else by equality. A server
+   that is up but answers the canary wrongly is ``wrong-model``: the seed's silent dummy
+   model, which every readiness check passed.
 
-Outcomes are the :class:`PredictorOutcome` values; ``ok`` is true only for ``ready``.
+What it cannot judge it says so instead of failing: a ModelMesh predictor (served through
+the ModelMesh router, not a per-model endpoint) and a Ready InferenceService with no URL yet
+are ``not-checked`` after the status and pod reads, with the reason in ``details``.
+
+Outcomes are the :class:`PredictorOutcome` values; ``ok`` is true for ``ready`` and
+``not-checked`` (nothing wrong was seen: metrics and diagnosis must not count it as a failure).
 ``timeout`` is a hard limit on the whole run (API reads, log tail, HTTP), after which the
 run reports what it was waiting for. The probe never raises: anything unexpected becomes
 ``probe-error``. It opens one aiohttp session per run, only if it gets to the HTTP step,
@@ -58,12 +70,12 @@ from probes.pod_status import (
     parse_conditions,
     pod_info,
 )
-from probes.predictions import BODY_EXCERPT, parse_v1_predictions, parse_v2_predictions
+from probes.predictions import BODY_EXCERPT, prediction_matches, shown, v1_values, v2_values
 from probes.predictor_source import ISVC_LABEL, ApiPredictorSource, PredictorSource
 
 PROBE_NAME = "predictor"
 
-SETOSA = [5.1, 3.5, 1.4, 0.2]
+DEPLOYMENT_MODE_ANNOTATION = "serving.kserve.io/deploymentMode"
 
 _LOG_FETCH_CAP = 64 * 1024
 
@@ -75,11 +87,15 @@ class PredictorOutcome(StrEnum):
     UNREACHABLE = "unreachable"
     WRONG_MODEL = "wrong-model"
     SLOW = "slow"
+    NOT_CHECKED = "not-checked"
     PROBE_ERROR = "probe-error"
 
 
-def _compact(values: Sequence[float]) -> str:
-    return json.dumps(list(values), separators=(",", ":"))
+_OK_OUTCOMES = frozenset({PredictorOutcome.READY, PredictorOutcome.NOT_CHECKED})
+
+
+def _compact(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"))
 
 
 def _connect_error_text(exc: BaseException) -> str:
@@ -94,6 +110,14 @@ def _connect_error_text(exc: BaseException) -> str:
     if isinstance(exc, TimeoutError):
         return "timed out"
     return f"{type(exc).__name__}: {exc}"
+
+
+def _v2_datatype(flat: Sequence[Any]) -> str:
+    if flat and all(isinstance(v, bool) for v in flat):
+        return "BOOL"
+    if all(isinstance(v, int | float) and not isinstance(v, bool) for v in flat):
+        return "FP32"
+    return "BYTES"
 
 
 # -- one run ----------------------------------------------------------------------------------
@@ -115,7 +139,7 @@ class _Unreachable(Exception):
 
 
 class PredictorProbe:
-    """Probe one InferenceService: status, pods, logs, readiness and a canary prediction."""
+    """Probe one InferenceService: status, pods, logs, readiness and (opt-in) a canary."""
 
     def __init__(
         self,
@@ -123,8 +147,8 @@ class PredictorProbe:
         api: ApiClient,
         namespace: str,
         name: str,
-        canary_instances: list[list[float]] | None = None,
-        expected: list[int] | None = None,
+        canary_instances: Sequence[Any] | None = None,
+        expected: Sequence[Any] | None = None,
         protocol: str = "v1",
         timeout: float = 5.0,
         slow_threshold: float = 1.0,
@@ -134,15 +158,18 @@ class PredictorProbe:
         url_override: str | None = None,
         source: PredictorSource | None = None,
     ) -> None:
-        instances = [list(i) for i in (canary_instances if canary_instances is not None else [SETOSA])]
-        wanted = list(expected if expected is not None else [0])
-        if not instances or len(instances) != len(wanted):
-            raise ValueError(
-                f"canary needs one expected class per instance: {len(instances)} instance(s), "
-                f"{len(wanted)} expected"
-            )
-        if len({len(i) for i in instances}) != 1:
-            raise ValueError("canary instances must all have the same number of features")
+        # No canary: readiness only. A canary is opt-in, never a built-in guess (a default
+        # iris sample would call every non-iris model "wrong").
+        instances = [list(i) if isinstance(i, list | tuple) else i for i in canary_instances or []]
+        wanted = list(expected or [])
+        if canary_instances is not None or expected is not None:
+            if not instances or len(instances) != len(wanted):
+                raise ValueError(
+                    f"canary needs one expected answer per instance: {len(instances)} instance(s), "
+                    f"{len(wanted)} expected"
+                )
+            if protocol == "v2" and len({len(i) if isinstance(i, list) else -1 for i in instances}) != 1:
+                raise ValueError("canary instances must all have the same number of features")
         if protocol not in ("v1", "v2"):
             raise ValueError(f"protocol must be 'v1' or 'v2', got {protocol!r}")
         if timeout <= 0 or slow_threshold <= 0:
@@ -151,8 +178,8 @@ class PredictorProbe:
         self._source: PredictorSource = source if source is not None else ApiPredictorSource(api)
         self._namespace = namespace
         self._name = name
-        self._instances = instances
-        self._expected = wanted
+        self._instances: list[Any] = instances
+        self._expected: list[Any] = wanted
         self._protocol = protocol
         self._timeout = timeout
         self._slow = slow_threshold
@@ -187,7 +214,7 @@ class PredictorProbe:
             target=self.target,
             started=run.started,
             finished=time.time(),
-            ok=outcome is PredictorOutcome.READY,
+            ok=outcome in _OK_OUTCOMES,
             outcome=outcome.value,
             values=run.values,
             evidence=tuple(run.evidence),
@@ -237,7 +264,10 @@ class PredictorProbe:
         failure_info = (status.get("modelStatus") or {}).get("lastFailureInfo") or {}
         failure_reason = failure_info.get("reason") or None
         address = (status.get("address") or {}).get("url") or None
-        url = self._url_override or address or status.get("url") or None
+        component = ((status.get("components") or {}).get("predictor") or {}).get("url") or None
+        url = self._url_override or address or status.get("url") or component or None
+        meta = isvc.get("metadata") or {}
+        mode = str((meta.get("annotations") or {}).get(DEPLOYMENT_MODE_ANNOTATION) or "")
         for cond in conditions.values():
             cond["message"] = scrub(cond["message"], self._redact)
         run.details |= {
@@ -245,7 +275,10 @@ class PredictorProbe:
             "failure_reason": failure_reason,
             "url": url,
             "protocol": self._protocol,
+            "canary_configured": bool(self._instances),
         }
+        if mode:
+            run.details["deployment_mode"] = mode
 
         run.phase = "listing predictor pods"
         try:
@@ -264,10 +297,22 @@ class PredictorProbe:
         if not ready:
             return await self._not_ready(run, conditions, failure_info, pods)
 
+        if mode.lower() == "modelmesh" and not self._url_override:
+            # ModelMesh serves every model through its router (gRPC, its own REST proxy):
+            # there is no per-model /v1/models endpoint to call. Ready is what we saw.
+            run.details["reason"] = "ModelMesh"
+            run.evidence.append(
+                f"InferenceService {self.target} is Ready; ModelMesh predictor: no per-model "
+                "endpoint to probe (not checked over HTTP)"
+            )
+            return self._obs(run, PredictorOutcome.NOT_CHECKED)
         if not url:
             run.details["reason"] = "NoURL"
-            run.evidence.append(f"InferenceService {self.target} is Ready but has no URL in its status")
-            return self._obs(run, PredictorOutcome.UNREACHABLE)
+            run.evidence.append(
+                f"InferenceService {self.target} is Ready but has no URL in its status yet "
+                "(not checked over HTTP)"
+            )
+            return self._obs(run, PredictorOutcome.NOT_CHECKED)
         return await self._call_server(run, url)
 
     async def _not_ready(
@@ -335,14 +380,12 @@ class PredictorProbe:
 
     def _canary_body(self) -> dict[str, Any]:
         if self._protocol == "v2":
-            flat = [v for row in self._instances for v in row]
+            rows = self._instances
+            matrix = all(isinstance(r, list) for r in rows)
+            flat = [v for r in rows for v in r] if matrix else list(rows)
+            shape = [len(rows), len(rows[0])] if matrix else [len(rows)]
             return {
-                "inputs": [{
-                    "name": "input-0",
-                    "shape": [len(self._instances), len(self._instances[0])],
-                    "datatype": "FP32",
-                    "data": flat,
-                }],
+                "inputs": [{"name": "input-0", "shape": shape, "datatype": _v2_datatype(flat), "data": flat}],
                 "outputs": [{"name": "predict"}],
             }
         return {"instances": self._instances}
@@ -372,6 +415,8 @@ class PredictorProbe:
                     run.details["reason"] = "ModelNotReady" if status in (200, 503) else f"HTTP{status}"
                     run.evidence.append(f"GET {ready_path} → {status}: {self._excerpt(text)}")
                     return self._obs(run, PredictorOutcome.NOT_READY)
+                if not self._instances:
+                    return self._judge_ready(run, ready_path, seconds)
                 run.phase = f"calling {base}{infer_path}"
                 status, text, seconds = await self._request(session, "POST", base + infer_path,
                                                             self._canary_body())
@@ -394,6 +439,14 @@ class PredictorProbe:
         text = " ".join(text.split())
         return scrub(text[:BODY_EXCERPT], self._redact) or "(empty body)"
 
+    def _judge_ready(self, run: _Run, path: str, seconds: float) -> Observation:
+        run.evidence.append(f"GET {path} → 200 ready ({seconds * 1000:.1f} ms; no canary configured)")
+        if seconds > self._slow:
+            run.details["reason"] = "Slow"
+            run.evidence.append(f"readiness call took {seconds:.3f} s, threshold {self._slow:g} s")
+            return self._obs(run, PredictorOutcome.SLOW)
+        return self._obs(run, PredictorOutcome.READY)
+
     def _judge_canary(self, run: _Run, path: str, status: int, text: str) -> Observation:
         if status != 200:
             run.details["reason"] = "CanaryFailed"
@@ -401,7 +454,9 @@ class PredictorProbe:
             return self._obs(run, PredictorOutcome.NOT_READY)
         try:
             body = json.loads(text)
-            predicted = parse_v2_predictions(body) if self._protocol == "v2" else parse_v1_predictions(body)
+            raw = v2_values(body) if self._protocol == "v2" else v1_values(body)
+            predicted = [shown(got, want) for got, want in zip(raw, self._expected, strict=False)]
+            predicted += raw[len(self._expected):]
         except ValueError as exc:
             run.details |= {"reason": "CanaryUnreadable", "canary": {"error": str(exc)}}
             run.evidence.append(f"canary answer unreadable: {self._excerpt(str(exc))}")
@@ -417,17 +472,20 @@ class PredictorProbe:
             )
             return self._obs(run, PredictorOutcome.WRONG_MODEL)
         wrong = False
-        for instance, want, got in zip(self._instances, self._expected, predicted, strict=True):
-            if got != want:
+        for instance, want, got in zip(self._instances, self._expected, raw, strict=True):
+            if not prediction_matches(got, want):
                 wrong = True
-                run.evidence.append(f"canary {_compact(instance)} → predicted {got}, expected {want}")
+                run.evidence.append(
+                    f"canary {_compact(instance)} → predicted {_compact(shown(got, want))}, "
+                    f"expected {_compact(want)}"
+                )
         if wrong:
             run.details["reason"] = "CanaryMismatch"
             return self._obs(run, PredictorOutcome.WRONG_MODEL)
 
         canary_ms = run.values["canary_seconds"] * 1000
         run.evidence.append(
-            f"canary {_compact(self._instances[0])} → predicted {predicted[0]}, as expected"
+            f"canary {_compact(self._instances[0])} → predicted {_compact(predicted[0])}, as expected"
             f" ({canary_ms:.1f} ms)"
         )
         slowest = max(run.values.get("request_seconds", 0.0), run.values["canary_seconds"])

@@ -48,6 +48,7 @@ GROUP, VERSION, PLURAL = "serving.kserve.io", "v1beta1", "inferenceservices"
 MERGE = "application/merge-patch+json"
 SECRET = "minio-S3cr3t-Value-9f32"  # what the sandbox's MinIO secret would hold
 POD = f"{NAME}-predictor-00001-deployment-7d9c8"
+SETOSA = [5.1, 3.5, 1.4, 0.2]
 
 
 def redact(text: str) -> str:
@@ -62,11 +63,12 @@ class Cluster:
     server: ApiServer
     api: client.ApiClient
 
-    async def isvc(self, *, status: dict[str, Any] | None = None) -> None:
+    async def isvc(self, *, status: dict[str, Any] | None = None,
+                   annotations: dict[str, str] | None = None) -> None:
         co = client.CustomObjectsApi(self.api)
         await co.create_namespaced_custom_object(GROUP, VERSION, NS, PLURAL, {
             "apiVersion": f"{GROUP}/{VERSION}", "kind": "InferenceService",
-            "metadata": {"name": NAME, "namespace": NS},
+            "metadata": {"name": NAME, "namespace": NS, "annotations": annotations or {}},
             "spec": {"predictor": {"serviceAccountName": "iris-sa",
                                    "model": {"modelFormat": {"name": "sklearn"},
                                              "storageUri": "s3://mlpipeline/models/iris"}}},
@@ -102,7 +104,12 @@ class Cluster:
         self.server.set_pod_log(NS, pod, container, text)
 
     def probe(self, **kw: Any) -> PredictorProbe:
+        """A probe with the iris canary unless the test says otherwise (``canary_instances=None``:
+        readiness only)."""
         kw.setdefault("redact", redact)
+        kw.setdefault("canary_instances", [SETOSA])
+        if kw["canary_instances"] is not None:
+            kw.setdefault("expected", [0])
         return PredictorProbe(api=self.api, namespace=NS, name=NAME, **kw)
 
 
@@ -325,7 +332,8 @@ async def test_unreachable_server_that_never_answers(cluster: Cluster) -> None:
 async def test_url_override_and_no_url(cluster: Cluster, model_server: str) -> None:
     await cluster.isvc(status=ready_status(address=None))
     obs = await cluster.probe()()
-    assert obs.outcome == PredictorOutcome.UNREACHABLE
+    # Ready without a URL yet: nothing wrong was seen, so no failure is claimed.
+    assert obs.outcome == PredictorOutcome.NOT_CHECKED and obs.ok
     assert obs.details["reason"] == "NoURL"
     obs = await cluster.probe(url_override=model_server + "/")()
     assert obs.outcome == PredictorOutcome.READY
@@ -512,6 +520,105 @@ async def test_hanging_log_endpoint_keeps_the_diagnosis(cluster: Cluster) -> Non
     assert f"no answer within 1 s while reading the log of {POD}/storage-initializer" in obs.evidence
 
 
+# -- readiness only (no canary configured) ---------------------------------------------------------
+
+
+class _Counting:
+    """Counts the model server's requests by path (readiness-only runs must not infer)."""
+
+    def __init__(self, upstream: str) -> None:
+        self.upstream = upstream
+        self.paths: list[str] = []
+
+    def app(self) -> web.Application:
+        async def forward(request: web.Request) -> web.Response:
+            self.paths.append(f"{request.method} {request.path}")
+            async with aiohttp.ClientSession() as session, session.request(
+                request.method, self.upstream + request.path_qs, data=await request.read(),
+                headers={"Content-Type": request.headers.get("Content-Type", "application/json")},
+            ) as resp:
+                return web.Response(status=resp.status, body=await resp.read(),
+                                    content_type=resp.content_type)
+
+        app = web.Application()
+        app.router.add_route("*", "/{tail:.*}", forward)
+        return app
+
+
+@pytest.mark.parametrize(("protocol", "path"),
+                         [("v1", f"/v1/models/{NAME}"), ("v2", f"/v2/models/{NAME}/ready")])
+async def test_readiness_only_real_server_makes_no_inference(
+    cluster: Cluster, model_server: str, protocol: str, path: str
+) -> None:
+    counting = _Counting(model_server)
+    async with serve(counting.app()) as url:
+        await cluster.isvc(status=ready_status(address=url))
+        obs = await cluster.probe(protocol=protocol, canary_instances=None)()
+    assert obs.outcome == PredictorOutcome.READY and obs.ok, obs.evidence
+    assert counting.paths == [f"GET {path}"]
+    assert obs.details["canary_configured"] is False and "canary" not in obs.details
+    assert "canary_seconds" not in obs.values
+    assert any(e.startswith(f"GET {path} → 200 ready") for e in obs.evidence), obs.evidence
+
+
+@pytest.mark.parametrize("protocol", ["v1", "v2"])
+async def test_readiness_only_passes_the_dummy_model(cluster: Cluster, protocol: str) -> None:
+    # Without an opted-in canary the dummy model cannot be told apart: ready, not wrong-model.
+    async with serve(dummy_model_app()) as url:
+        await cluster.isvc(status=ready_status(address=url))
+        obs = await cluster.probe(protocol=protocol, canary_instances=None)()
+    assert obs.outcome == PredictorOutcome.READY, obs.evidence
+
+
+async def test_readiness_only_not_ready_model(cluster: Cluster, tmp_path: Path) -> None:
+    app = build_app(model_name=NAME, model_dir=tmp_path, wait_for_model=True, poll_seconds=60.0)
+    async with serve(app) as url:
+        await cluster.isvc(status=ready_status(address=url))
+        obs = await cluster.probe(protocol="v2", canary_instances=None)()
+    assert obs.outcome == PredictorOutcome.NOT_READY and not obs.ok
+    assert obs.details["reason"] == "ModelNotReady"
+
+
+async def test_components_predictor_url_is_the_last_fallback(cluster: Cluster, model_server: str) -> None:
+    status = ready_status(address=None)
+    status["components"] = {"predictor": {"url": model_server}}
+    await cluster.isvc(status=status)
+    obs = await cluster.probe(canary_instances=None)()
+    assert obs.outcome == PredictorOutcome.READY, obs.evidence
+    assert obs.details["url"] == model_server
+
+
+async def test_canary_with_json_values_strings(cluster: Cluster) -> None:
+    # Any JSON values: a text model answering labels.
+    async def predict(request: web.Request) -> web.Response:
+        body = await request.json()
+        return web.json_response({"predictions": [{"label": "positive", "score": 0.9}
+                                                  for _ in body["instances"]]})
+
+    async def ready(request: web.Request) -> web.Response:
+        return web.json_response({"name": NAME, "ready": True})
+
+    app = web.Application()
+    app.router.add_get(f"/v1/models/{NAME}", ready)
+    app.router.add_post(f"/v1/models/{NAME}:predict", predict)
+    async with serve(app) as url:
+        await cluster.isvc(status=ready_status(address=url))
+        ok = await cluster.probe(canary_instances=["great film"],
+                                 expected=[{"label": "positive", "score": 0.9001}])()
+        wrong = await cluster.probe(canary_instances=["great film"],
+                                    expected=[{"label": "negative", "score": 0.9}])()
+    assert ok.outcome == PredictorOutcome.READY, ok.evidence
+    assert wrong.outcome == PredictorOutcome.WRONG_MODEL, wrong.evidence
+
+
+async def test_modelmesh_predictor_is_not_checked_not_failed(cluster: Cluster) -> None:
+    await cluster.isvc(status=ready_status(address=None),
+                       annotations={"serving.kserve.io/deploymentMode": "ModelMesh"})
+    obs = await cluster.probe()()
+    assert obs.outcome == PredictorOutcome.NOT_CHECKED and obs.ok
+    assert obs.details["reason"] == "ModelMesh"
+
+
 # -- probe-error ------------------------------------------------------------------------------------
 
 
@@ -547,7 +654,7 @@ async def test_api_server_that_hangs_hits_the_hard_timeout() -> None:
 
 
 async def test_bad_settings_fail_at_construction(cluster: Cluster) -> None:
-    with pytest.raises(ValueError, match="one expected class per instance"):
+    with pytest.raises(ValueError, match="one expected answer per instance"):
         cluster.probe(canary_instances=[[1.0], [2.0]], expected=[0])
     with pytest.raises(ValueError, match="protocol must be"):
         cluster.probe(protocol="grpc")
