@@ -137,3 +137,21 @@ def expired(message: str) -> ApiError:
 
 def forbidden(message: str) -> ApiError:
     return ApiError(403, "Forbidden", message)
+
+
+def too_large_resource_version(requested: int, current: int) -> ApiError:
+    """What kube-apiserver's watch cache answers a resourceVersion newer than any it has seen
+    (``storage.NewTooLargeResourceVersionError``): after waiting (3 s there) for its cache to
+    catch up, ``504 Timeout`` with the cause ``ResourceVersionTooLarge`` and a 1 s retry hint.
+    Clients (client-go's reflector) relist from scratch on it: the history they resumed from is
+    not this server's (an etcd restore, a wiped API)."""
+    return ApiError(
+        504,
+        "Timeout",
+        f"Too large resource version: {requested}, current: {current}",
+        details={
+            "causes": [{"reason": "ResourceVersionTooLarge", "message": "Too large resource version"}],
+            "retryAfterSeconds": 1,
+        },
+        headers={"Retry-After": "1"},
+    )

@@ -3,7 +3,11 @@
 Without a resourceVersion (or with ``"0"``) a watch first sends ``ADDED`` for every current
 object, then changes. With one, it replays the history after it and goes on live; if the
 history no longer reaches back that far, the stream is a single ``ERROR`` event carrying a 410
-``Expired`` Status, then ends (HTTP 200, as the real watch cache answers). Selectors filter
+``Expired`` Status, then ends (HTTP 200, as the real watch cache answers). A resourceVersion
+*newer* than the store's (the client's history is not this server's: an etcd restore, or the
+sandbox wiped and restarted on the same port) gets what the real watch cache answers after
+waiting for its cache to catch up (``fresh_wait``, 3 s there): ``504 Timeout``, cause
+``ResourceVersionTooLarge`` ("Too large resource version: X, current: Y"). Selectors filter
 events the way the real server does: an object that starts matching arrives as ``ADDED``, one
 that stops matching leaves as ``DELETED``.
 
@@ -23,7 +27,7 @@ from aiohttp import web
 
 from sandbox.apiserver.registry import ResourceKind
 from sandbox.apiserver.selectors import FieldSelector, LabelSelector
-from sandbox.apiserver.status import expired
+from sandbox.apiserver.status import expired, too_large_resource_version
 from sandbox.apiserver.store import Event, Obj, Store, TooOld, Watcher
 
 DEFAULT_TIMEOUT = 1800.0
@@ -48,6 +52,8 @@ class WatchHub:
         self.store = store
         self.out = out
         self.bookmark_interval = 60.0
+        self.fresh_wait = 3.0
+        """How long a watch from a future resourceVersion waits for the store to reach it."""
         self._open: dict[Watcher, asyncio.Event] = {}
         self._waiters: list[tuple[int, asyncio.Future[None]]] = []
 
@@ -107,7 +113,17 @@ class WatchHub:
             + b"\n"
         )
 
+    async def _wait_fresh(self, since: int) -> None:
+        """Block until the store has reached ``since`` or ``fresh_wait`` passed (then 504)."""
+        deadline = time.monotonic() + self.fresh_wait
+        while self.store.revision < since:
+            if time.monotonic() >= deadline:
+                raise too_large_resource_version(since, self.store.revision)
+            await asyncio.sleep(min(0.05, max(0.0, deadline - time.monotonic())))
+
     async def serve(self, request: web.Request, req: WatchRequest) -> web.StreamResponse:
+        if req.since is not None and req.since > self.store.revision:
+            await self._wait_fresh(req.since)
         resp = web.StreamResponse(status=200, headers={"Content-Type": "application/json"})
         resp.enable_chunked_encoding()
         gr = req.kind.group_resource

@@ -209,3 +209,33 @@ async def test_bookmarks_when_asked(server: ApiServer) -> None:
     assert (
         ev["type"] == "BOOKMARK" and int(ev["object"]["metadata"]["resourceVersion"]) == server.store.revision
     )
+
+
+async def test_watch_from_a_resource_version_the_server_never_had(server: ApiServer) -> None:
+    """The real watch cache: wait for the cache to catch up, then 504 Timeout with the cause
+    ResourceVersionTooLarge (the client's history is another one: an etcd restore, a wiped API)."""
+    server.watches.fresh_wait = 0.1
+    too_new = server.store.revision + 1000
+    async with aiohttp.ClientSession() as s, s.get(
+        f"{server.url}/api/v1/namespaces/default/configmaps",
+        params={"watch": "true", "resourceVersion": str(too_new)},
+    ) as r:
+        assert r.status == 504
+        assert r.headers["Retry-After"] == "1"
+        body = await r.json()
+    assert body["reason"] == "Timeout" and body["code"] == 504
+    assert body["message"] == f"Too large resource version: {too_new}, current: {server.store.revision}"
+    cause = {"reason": "ResourceVersionTooLarge", "message": "Too large resource version"}
+    assert body["details"]["causes"] == [cause]
+
+
+async def test_watch_from_a_future_resource_version_is_served_once_the_store_reaches_it(
+    server: ApiServer, api: client.ApiClient
+) -> None:
+    core = client.CoreV1Api(api)
+    server.watches.fresh_wait = 30.0
+    task = asyncio.create_task(collect(api, 1, resource_version=str(server.store.revision + 1)))
+    # The first write reaches the resourceVersion the watch starts *after*; the second is its first event.
+    await core.create_namespaced_config_map("default", {"metadata": {"name": "reached"}})
+    await core.create_namespaced_config_map("default", {"metadata": {"name": "late"}})
+    assert await asyncio.wait_for(task, 30) == [("ADDED", "late")]
