@@ -42,6 +42,11 @@ class AuthzResult:
     reason: str
     applicable: tuple[str, ...] = ()
     """``namespace/name`` of every policy that applies to the workload."""
+    unevaluated: tuple[str, ...] = ()
+    """What could change the verdict but was not judged: CUSTOM policies (external
+    authorizers), and DENY/ALLOW rules whose outcome depends on attributes not known
+    statically (paths, IP blocks, JWT claims, ``when`` keys). The caller reports these as
+    "not evaluated", never as healthy by silence."""
 
 
 def match_value(pattern: str, value: str | None) -> bool:
@@ -172,27 +177,37 @@ def evaluate(policies: Sequence[Mapping[str, Any]], *, workload_namespace: str,
     custom = [p for p in applicable if action(p) == "CUSTOM"]
     note = (f" (CUSTOM policies {', '.join(_name(p) for p in custom)} call an external authorizer "
             "and were not judged)") if custom else ""
+    unevaluated = [f"CUSTOM policy {_name(p)} (external authorizer)" for p in sorted(custom, key=_name)]
 
     for p in sorted((p for p in applicable if action(p) == "DENY"), key=_name):
         for i, rule in enumerate((p.get("spec") or {}).get("rules") or ()):
-            if _rule_matches(rule or {}, principal=principal, namespace=source_namespace) is True:
+            m = _rule_matches(rule or {}, principal=principal, namespace=source_namespace)
+            if m is True:
                 return AuthzResult(allowed=False, deciding_policy=_name(p), applicable=names,
-                                   reason=f"DENY policy {_name(p)} rule {i} matches {who}{note}")
+                                   reason=f"DENY policy {_name(p)} rule {i} matches {who}{note}",
+                                   unevaluated=tuple(unevaluated))
+            if m == _UNKNOWN:
+                unevaluated.append(f"DENY policy {_name(p)} rule {i} (depends on request attributes)")
 
     allows = sorted((p for p in applicable if action(p) == "ALLOW"), key=_name)
     if not allows:
         return AuthzResult(allowed=True, deciding_policy=None, applicable=names,
-                           reason=f"no ALLOW policy applies to the workload: all callers are admitted{note}")
+                           reason=f"no ALLOW policy applies to the workload: all callers are admitted{note}",
+                           unevaluated=tuple(unevaluated))
     for p in allows:
         for i, rule in enumerate((p.get("spec") or {}).get("rules") or ()):
             m = _rule_matches(rule or {}, principal=principal, namespace=source_namespace)
             if m is True or m == _UNKNOWN:
                 extra = "" if m is True else " (for requests matching its other conditions)"
+                if m == _UNKNOWN:
+                    unevaluated.append(f"ALLOW policy {_name(p)} rule {i} (depends on request attributes)")
                 return AuthzResult(allowed=True, deciding_policy=_name(p), applicable=names,
-                                   reason=f"ALLOW policy {_name(p)} rule {i} admits {who}{extra}{note}")
+                                   reason=f"ALLOW policy {_name(p)} rule {i} admits {who}{extra}{note}",
+                                   unevaluated=tuple(unevaluated))
     return AuthzResult(
         allowed=False, deciding_policy=_name(allows[0]) if len(allows) == 1 else None,
         applicable=names,
         reason=(f"ALLOW policies apply to the workload ({', '.join(_name(p) for p in allows)}) "
                 f"and none of their rules admits {who}{note}"),
+        unevaluated=tuple(unevaluated),
     )

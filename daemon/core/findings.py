@@ -35,6 +35,16 @@ class Code(StrEnum):
     IMAGE_PULL_UNAUTHORIZED = "image-pull-unauthorized"
     PREDICTOR_NOT_READY = "predictor-not-ready"
     DRIFT = "drift"
+    NOT_CHECKED = "not-checked"
+    RUNTIME_DISABLED = "runtime-disabled"
+    RUNTIME_VERSION_UNSUPPORTED = "runtime-version-unsupported"
+    PVC_NOT_BOUND = "pvc-not-bound"
+    PEER_AUTHENTICATION_STRICT_NO_SIDECAR = "peer-authentication-strict-no-sidecar"
+    MESH_POLICY_NOT_EVALUATED = "mesh-policy-not-evaluated"
+    ISTIO_REVISION_MISSING = "istio-revision-missing"
+    COMPONENT_NOT_READY = "component-not-ready"
+    PROBE_ERROR = "probe-error"
+    """A probe could not run (daemon.core.diagnosis.probe_errors): not checked, never healthy."""
 
 
 SEVERITY_RANK = {Severity.INFO: 0, Severity.WARNING: 1, Severity.CRITICAL: 2}
@@ -53,6 +63,9 @@ class Finding:
     """Symptoms folded into this root cause (e.g. an unready sidecar explained by DNS)."""
     data: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
     """Machine-readable extras for ``plan()`` (e.g. which desired object to re-apply)."""
+    inferenceservice: str | None = None
+    """``namespace/name`` of the InferenceService this finding concerns (None: cluster-wide,
+    e.g. slow DNS or drift of an object no model owns)."""
 
     @property
     def key(self) -> tuple[str, str]:
@@ -65,6 +78,7 @@ class Finding:
         return Finding(
             code=self.code, severity=nxt, subject=self.subject, evidence=self.evidence,
             explanation=self.explanation, remedy=self.remedy, caused=self.caused, data=self.data,
+            inferenceservice=self.inferenceservice,
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -81,4 +95,5 @@ class Finding:
             "explanation": self.explanation,
             "remedy": self.remedy,
             "caused": list(self.caused),
+            "inferenceservice": self.inferenceservice,
         }

@@ -51,6 +51,9 @@ RESOURCES: Final[tuple[Resource, ...]] = (
     Resource(api_version="serving.kserve.io/v1alpha1", kind="ClusterServingRuntime",
              plural="clusterservingruntimes", namespaced=False),
     Resource(api_version="security.istio.io/v1", kind="AuthorizationPolicy", plural="authorizationpolicies"),
+    Resource(api_version="v1", kind="Service", plural="services"),
+    Resource(api_version="v1", kind="PersistentVolumeClaim", plural="persistentvolumeclaims"),
+    Resource(api_version="security.istio.io/v1", kind="PeerAuthentication", plural="peerauthentications"),
 )
 
 _BY_KIND: Final = {r.kind: r for r in RESOURCES}

@@ -33,6 +33,11 @@ WATCHED_KINDS: tuple[tuple[str, str], ...] = (
     ("serving.kserve.io/v1alpha1", "ServingRuntime"),
     ("serving.kserve.io/v1alpha1", "ClusterServingRuntime"),
     ("security.istio.io/v1", "AuthorizationPolicy"),
+    # Where a model's store and storage live: the Service its endpoint names (→ workload
+    # labels for the mesh checks), pvc:// claims, and STRICT mTLS on the store.
+    ("v1", "Service"),
+    ("v1", "PersistentVolumeClaim"),
+    ("security.istio.io/v1", "PeerAuthentication"),
 )
 
 

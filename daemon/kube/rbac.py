@@ -95,6 +95,12 @@ REQUIRED: Final[tuple[Rule, ...]] = (
          why="cluster-wide runtimes count as supporting a format too"),
     Rule(api_group=ISTIO_SECURITY, resource="authorizationpolicies", verbs=READ,
          why="evaluate ALLOW/DENY against the model's SA principal statically"),
+    Rule(api_group=ISTIO_SECURITY, resource="peerauthentications", verbs=READ,
+         why="STRICT mTLS on a model's object store while the model has no sidecar"),
+    Rule(api_group="", resource="services", verbs=READ,
+         why="map a model's storage endpoint (svc.ns:port) to the store's workload labels"),
+    Rule(api_group="", resource="persistentvolumeclaims", verbs=READ,
+         why="pvc:// models: the claim exists and is Bound"),
     # -- heal (the leader only) ----------------------------------------------------------------
     Rule(api_group="", resource="serviceaccounts", verbs=APPLY, scope=WORKLOADS,
          why="SSA: storage secret in .secrets, imagePullSecrets, s3 annotations"),
@@ -134,6 +140,8 @@ NOT_GRANTED: Final[tuple[Rule, ...]] = (
          why="generic list/watch/patch paths; the Lease is read by name, replaced with its resourceVersion"),
     Rule(api_group=KSERVE, resource="clusterservingruntimes", verbs=("patch",),
          why="generic cluster-scoped patch path; only namespaced ServingRuntimes are applied"),
+    Rule(api_group=ISTIO_SECURITY, resource="peerauthentications", verbs=("patch",),
+         why="generic custom-object patch path; PeerAuthentications are only read"),
 )
 
 

@@ -292,13 +292,46 @@ def test_healthy_world_has_no_findings() -> None:
     assert not any(d.drifted for d in out.drifts)
 
 
+# Codes of clusters other than the seed's (other formats, storage schemes, mesh setups): the
+# corpus (tests/corpus, tests/unit/test_diagnose_corpus.py) produces each of them.
+CORPUS_CODES = {
+    Code.NOT_CHECKED, Code.RUNTIME_DISABLED, Code.RUNTIME_VERSION_UNSUPPORTED, Code.PVC_NOT_BOUND,
+    Code.PEER_AUTHENTICATION_STRICT_NO_SIDECAR, Code.MESH_POLICY_NOT_EVALUATED,
+    Code.ISTIO_REVISION_MISSING, Code.COMPONENT_NOT_READY,
+}
+
+
 def test_every_code_is_producible() -> None:
     produced: set[str] = set()
     for case in CASES:
         c = fx.healthy()
         case.breaker(c)
         produced |= set(fx.run(c).codes)
-    assert produced == {code.value for code in Code}
+    assert produced == {code.value for code in Code if code not in CORPUS_CODES}
+
+
+def test_no_symptom_is_attributed_to_two_findings() -> None:
+    for case in CASES:
+        c = fx.healthy()
+        case.breaker(c)
+        seen: dict[str, str] = {}
+        for f in fx.run(c).findings:
+            for s in f.caused:
+                assert s not in seen, f"{case.id}: {s!r} under both {seen[s]} and {f.code.value}"
+                seen[s] = f.code.value
+
+
+def test_model_scoped_findings_carry_their_inferenceservice() -> None:
+    for case in CASES:
+        c = fx.healthy()
+        case.breaker(c)
+        for f in fx.run(c).findings:
+            if f.subject.kind in ("InferenceService", "Pod") or f.code.value in (
+                "no-serving-runtime", "storage-secret-format", "mesh-policy-denies", "model-wrong-format",
+                "storage-secret-annotation", "sidecar-disabled-policy-unenforced", "image-pull-unauthorized",
+            ):
+                assert f.inferenceservice == f"{NS}/iris-model", (case.id, f.code, f.subject)
+                assert f.to_dict()["inferenceservice"] == f"{NS}/iris-model"
 
 
 def test_dns_correlation_folds_sidecar_and_predictor_symptoms() -> None:

@@ -29,6 +29,7 @@ from daemon.core.diagnosis.fields import (
     ref_key,
 )
 from daemon.core.diagnosis.model import Model
+from daemon.core.diagnosis.spec import components_of, deployment_mode, predictor_of
 from daemon.core.diff import Drift
 from daemon.core.findings import Code, Severity
 from daemon.core.objects import ObjectRef
@@ -55,7 +56,8 @@ class Pass:
         self.drafts: list[Draft] = []
         self.obs = self._fresh(observations)
         kc = settings.kserve_config
-        self.kserve = KServeStorageConfig.from_configmap(world.get("ConfigMap", kc.namespace, kc.name))
+        self.configmap = world.get("ConfigMap", kc.namespace, kc.name)
+        self.kserve = KServeStorageConfig.from_configmap(self.configmap)
         self.dns_symptoms: list[str] = []
         """Model symptoms slow DNS explains, folded into the DNS finding at the end of the pass."""
 
@@ -75,6 +77,14 @@ class Pass:
     def latest(self, probe: str, model: ModelSettings) -> Observation | None:
         mine = [o for o in self.obs if o.probe == probe and self._is_for(o, model)]
         return mine[-1] if mine else None
+
+    def secrets_visible(self, namespace: str) -> bool:
+        """Whether the World can show this namespace's Secrets (settings opt-in, or some are here)."""
+        return (
+            self.settings.secrets.readable(namespace)
+            or bool(self.world.list("Secret", namespace))
+            or any(k[1] == namespace for k in self.desired)
+        )
 
     def _is_for(self, o: Observation, model: ModelSettings) -> bool:
         if (
@@ -105,6 +115,10 @@ class Pass:
             pods=pods,
             predictor=self.latest("predictor", cfg),
             storage=self.latest("storage", cfg),
+            spec=predictor_of(spec_src),
+            mode=deployment_mode(spec_src, self.configmap),
+            components=components_of(spec_src),
+            declared=None if isvc is not None else spec_src,
         )
 
     # -- desired state and drift ---------------------------------------------------------
@@ -138,19 +152,66 @@ class Pass:
         remedy: str,
         subject: ObjectRef | None = None,
         data: dict[str, Any] | None = None,
+        explains: tuple[str, ...] = (),
+        severity: Severity = Severity.CRITICAL,
+        primary: bool = True,
     ) -> Draft:
-        """Add the critical root cause of ``m``'s symptoms: it lists them as ``caused`` and
-        marks the model explained. ``subject`` defaults to the InferenceService, ``data`` to
-        ``{"human": True}`` (a person must act)."""
-        m.explained = True
-        return self.add(
+        """Add a root cause of ``m``'s symptoms and mark the model explained.
+
+        It takes the symptoms of the kinds it ``explains``; the model's first root cause also
+        takes the generic ``unready`` ones, so each symptom is listed under one finding only.
+        ``subject`` defaults to the InferenceService, ``data`` to ``{"human": True}`` (a person
+        must act). A non-``primary`` cause (a transformer's) takes only its own kinds and does
+        not mark the predictor explained."""
+        if primary:
+            m.explained = True
+        first = primary and m.first_cause is None
+        caused = m.take(explains + (("unready",) if first else ()))
+        d = self.add(
             Draft(
                 code=code,
-                severity=Severity.CRITICAL,
+                severity=severity,
                 subject=subject or m.ref,
                 evidence=evidence,
                 remedy=remedy,
                 data=data if data is not None else {"human": True},
-                caused=list(m.symptoms),
+                caused=caused,
+                inferenceservice=m.cfg.key,
             )
+        )
+        if first:
+            m.first_cause = d
+        return d
+
+    def note(
+        self,
+        m: Model,
+        *,
+        code: Code,
+        severity: Severity,
+        evidence: list[str],
+        remedy: str,
+        subject: ObjectRef | None = None,
+    ) -> Draft:
+        """A finding about ``m`` that explains none of its symptoms ("not checked", a warning)."""
+        return self.add(
+            Draft(
+                code=code,
+                severity=severity,
+                subject=subject or m.ref,
+                evidence=evidence,
+                remedy=remedy,
+                data={"human": True},
+                inferenceservice=m.cfg.key,
+            )
+        )
+
+    def not_checked(self, m: Model, *, what: str, why: str, remedy: str = "") -> Draft:
+        """INFO ``not-checked``: what could not be judged and why (never a guess)."""
+        return self.note(
+            m,
+            code=Code.NOT_CHECKED,
+            severity=Severity.INFO,
+            evidence=[f"not checked: {what} ({why})"],
+            remedy=remedy or "nothing to do unless the model fails; then check this by hand",
         )

@@ -22,9 +22,9 @@ from daemon.core.desired import DERIVED_FROM_ANNOTATION, STORAGE_SECRET_ANNOTATI
 from daemon.core.diagnosis.context import Pass
 from daemon.core.diagnosis.fields import annotations_of, meta, ref
 from daemon.core.diagnosis.model import Model
-from daemon.core.findings import Code
+from daemon.core.findings import Code, Severity
 from daemon.core.objects import ObjectRef
-from probes.credentials import resolve
+from probes.credentials import Resolution, resolve
 
 _CREDENTIAL_ERRORS = ("NoCredentialsError", "InvalidAccessKeyId", "SignatureDoesNotMatch")
 
@@ -41,18 +41,44 @@ def _code(problem: str | None, *, desired_name: str | None, checked: str | None)
     return Code.STORAGE_CREDENTIALS_MISSING
 
 
-def storage_credentials(ctx: Pass, m: Model) -> None:
+WORKLOAD_IDENTITY_ANNOTATIONS = ("eks.amazonaws.com/role-arn", "iam.gke.io/gcp-service-account")
+
+
+def s3_resolution(ctx: Pass, m: Model) -> Resolution:
+    """The credentials KServe would mount for ``m`` (:func:`probes.credentials.resolve`)."""
     ns = m.cfg.namespace
-    assert m.isvc is not None
+    assert m.source is not None
     sa = ctx.world.get("ServiceAccount", ns, m.sa_name)
     secrets = {str(meta(s).get("name")): s for s in ctx.world.list("Secret", ns)}
-    kc = ctx.settings.kserve_config
-    cm = ctx.world.get("ConfigMap", kc.namespace, kc.name)
     try:
-        res = resolve(isvc=m.isvc, service_account=sa, secrets=secrets, kserve_config=cm)
+        return resolve(isvc=m.source, service_account=sa, secrets=secrets, kserve_config=ctx.configmap)
     except ValueError as exc:  # the ConfigMap's credentials JSON is unreadable
-        res = resolve(isvc=m.isvc, service_account=sa, secrets=secrets, kserve_config=None)
-        res = replace(res, evidence=(*res.evidence, str(exc)))
+        res = resolve(isvc=m.source, service_account=sa, secrets=secrets, kserve_config=None)
+        return replace(res, evidence=(*res.evidence, str(exc)))
+
+
+def workload_identity(ctx: Pass, m: Model) -> str | None:
+    """The ServiceAccount annotation that gives the pods a cloud identity (IRSA, GKE WI)."""
+    sa = ctx.world.get("ServiceAccount", m.cfg.namespace, m.sa_name) or ctx.desired.get(
+        ("ServiceAccount", m.cfg.namespace, m.sa_name)
+    )
+    ann = annotations_of(sa)
+    for key in WORKLOAD_IDENTITY_ANNOTATIONS:
+        if ann.get(key):
+            return f"ServiceAccount {m.cfg.namespace}/{m.sa_name} {key}={ann[key]}"
+    return None
+
+
+def storage_credentials(ctx: Pass, m: Model, res: Resolution) -> None:
+    ns = m.cfg.namespace
+    if not ctx.secrets_visible(ns):
+        ctx.not_checked(
+            m,
+            what="storage credentials",
+            why=f"no access to secrets in {ns}",
+            remedy=f"list {ns} under secrets.namespaces in the settings (and grant read on its secrets)",
+        )
+        return
     probe = m.storage
     problem = res.problem.value if res.problem is not None else None
     check_secret = res.secret_name
@@ -67,7 +93,19 @@ def storage_credentials(ctx: Pass, m: Model) -> None:
         # The static check (configuration) is authoritative; a NoCredentialsError in a log
         # with usable credentials configured comes from a pod of an older revision.
         return
-    ev.extend([ln for ln in m.log_lines() if any(e in ln for e in _CREDENTIAL_ERRORS)][:3])
+    failed_lines = [ln for ln in m.log_lines() if any(e in ln for e in _CREDENTIAL_ERRORS)][:3]
+    probe_none = probe is not None and probe.outcome == "no-credentials"
+    seen_in_pod = any(k == "credentials" for k, _ in m.symptoms)
+    seen_failing = bool(failed_lines) or invalid or probe_none or seen_in_pod
+    identity = workload_identity(ctx, m)
+    if problem == "no-secret-referenced" and identity is not None and not seen_failing:
+        return  # workload identity (IRSA / GKE): KServe needs no secret
+    ev.extend(failed_lines)
+    # No secret at all may still work (node IAM role, anonymous bucket): a warning until a
+    # pod or the probe says it failed.
+    severity = (
+        Severity.WARNING if problem == "no-secret-referenced" and not seen_failing else Severity.CRITICAL
+    )
 
     # What the desired state says the storage secret is.
     d_isvc = ctx.desired.get(("InferenceService", ns, m.cfg.name))
@@ -123,7 +161,7 @@ def storage_credentials(ctx: Pass, m: Model) -> None:
         steps.append(
             f"kubectl annotate inferenceservice {m.cfg.name} -n {ns} "
             + " ".join(
-                f"{k}-" for k in STORAGE_SECRET_ANNOTATIONS if k != key and k in annotations_of(m.isvc)
+                f"{k}-" for k in STORAGE_SECRET_ANNOTATIONS if k != key and k in annotations_of(m.source)
             )
             + f" {key}={d_name or check_secret or '<secret>'} --overwrite"
         )
@@ -157,4 +195,6 @@ def storage_credentials(ctx: Pass, m: Model) -> None:
         evidence=ev or [f"storage credentials problem: {problem}"],
         remedy=remedy,
         data=data,
+        explains=("credentials",),
+        severity=severity,
     )

@@ -103,7 +103,7 @@ def fold_into_dns(ctx: Pass, m: Model, dns: Draft) -> None:
     """
     dns.evidence.extend([ln for ln in m.log_lines() if _DNS_LINE.search(ln)][:3])
     if m.explained:
-        ctx.dns_symptoms.extend(x for x in m.symptoms if "istio-proxy" in x)
+        ctx.dns_symptoms.extend(m.take(("proxy",)))
     else:
-        ctx.dns_symptoms.extend(m.symptoms)
+        ctx.dns_symptoms.extend(m.take())
         m.explained = True

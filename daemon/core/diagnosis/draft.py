@@ -28,6 +28,7 @@ class Draft:
     remedy: str
     data: dict[str, Any] = field(default_factory=dict)
     caused: list[str] = field(default_factory=list)
+    inferenceservice: str | None = None
 
     def build(self) -> Finding:
         return Finding(
@@ -39,4 +40,5 @@ class Draft:
             remedy=self.remedy,
             caused=tuple(dict.fromkeys(self.caused)),
             data=self.data,
+            inferenceservice=self.inferenceservice,
         )

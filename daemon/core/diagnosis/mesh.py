@@ -14,6 +14,7 @@ other rules would otherwise report again (they are folded into its ``caused``).
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from daemon.core.authz import evaluate, match_value
@@ -29,7 +30,8 @@ from daemon.core.diagnosis.fields import (
     ref,
 )
 from daemon.core.diagnosis.model import Model
-from daemon.core.findings import Code
+from daemon.core.diagnosis.store import Store
+from daemon.core.findings import Code, Severity
 from daemon.core.objects import ObjectRef
 
 
@@ -49,85 +51,221 @@ def _meant_to_admit(ctx: Pass, m: Model) -> list[str]:
     return sorted(set(out))
 
 
-def _disabled(o: Mapping[str, Any]) -> bool:
-    return str(o.get(INJECT_ANNOTATION, "")).lower() == "false"
+@dataclass(frozen=True, kw_only=True)
+class Injection:
+    """Whether the model's pods get an istio-proxy, and what decided it."""
 
-
-def sidecar_disabled(ctx: Pass, m: Model) -> Draft | None:
-    where: list[str] = []
+    injected: bool
+    where: list[str]
+    """Why it is off (empty when on)."""
     remove: dict[str, Any] | None = None
-    if _disabled(annotations_of(m.isvc)):
-        where.append(f'InferenceService {m.cfg.key} has annotation {INJECT_ANNOTATION}: "false"')
-        remove = {"target": m.ref, "key": INJECT_ANNOTATION}
-    if _disabled(predictor_spec(m.isvc).get("annotations") or {}):
-        where.append(
-            f'InferenceService {m.cfg.key} spec.predictor.annotations has {INJECT_ANNOTATION}: "false"'
-        )
+    """The InferenceService annotation to remove when that alone turns injection off."""
+    ns_human: str = ""
+    revision: str | None = None
+
+
+def _inject_value(o: Mapping[str, Any] | None) -> str | None:
+    v = (o or {}).get(INJECT_ANNOTATION)
+    return str(v).lower() if v is not None else None
+
+
+def injection(ctx: Pass, m: Model) -> Injection:
+    """Istio's rules: the namespace label (``istio-injection=enabled|disabled`` or
+    ``istio.io/rev``), then the pod's ``sidecar.istio.io/inject`` *label* (newer Istio; it wins
+    over the annotation and can enable injection in an unlabelled namespace), then the
+    annotation (it can only turn injection off). KServe copies the InferenceService's
+    labels/annotations and ``spec.<component>.labels/annotations`` to the pods; the pods
+    themselves show what happened: a proxy in them counts as injection unless the configuration
+    now turns it off explicitly (then the next pods will have none)."""
+    src = m.source
+    pred = predictor_spec(src)
+    key = m.cfg.key
+    label_src = [(f"InferenceService {key} label", meta(src).get("labels") or {}),
+                 (f"InferenceService {key} spec.predictor.labels", pred.get("labels") or {})]
+    ann_src = [(f"InferenceService {key} annotation", annotations_of(src)),
+               (f"InferenceService {key} spec.predictor.annotations", pred.get("annotations") or {})]
     for p in m.pods:
-        if _disabled(annotations_of(p)):
-            names = [c["name"] for c in container_states(p)]
-            where.append(
-                f'pod {meta(p).get("name")} has {INJECT_ANNOTATION}: "false" '
-                f"(containers: {', '.join(names) or 'unknown'}; no istio-proxy)"
-            )
+        pname = meta(p).get("name")
+        label_src.append((f"pod {pname} label", meta(p).get("labels") or {}))
+        ann_src.append((f"pod {pname} annotation", annotations_of(p)))
+    labels = [(w, v) for w, o in label_src if (v := _inject_value(o)) is not None]
+    anns = [(w, v) for w, o in ann_src if (v := _inject_value(o)) is not None]
     ns_obj = ctx.world.get("Namespace", None, m.cfg.namespace)
+    ns_labels = meta(ns_obj).get("labels") or {}
+    ns_inj = ns_labels.get("istio-injection")
+    rev = str(ns_labels["istio.io/rev"]) if "istio.io/rev" in ns_labels and ns_inj is None else None
+    ns_on = ns_inj == "enabled" or rev is not None
+    has_proxy = any(c["name"] == "istio-proxy" for p in m.pods for c in container_states(p))
+    where: list[str] = []
+    remove = None
     ns_human = ""
-    if ns_obj is not None:
-        labels = meta(ns_obj).get("labels") or {}
-        if labels.get("istio-injection") != "enabled" and "istio.io/rev" not in labels:
-            where.append(
-                f"namespace {m.cfg.namespace} is not labelled istio-injection=enabled "
-                f"(labels: {dict(labels)})"
-            )
-            ns_human = f"kubectl label namespace {m.cfg.namespace} istio-injection=enabled --overwrite; "
-    if not where:
+    if ns_inj == "disabled":
+        where.append(f"namespace {m.cfg.namespace} is labelled istio-injection=disabled")
+        ns_human = f"kubectl label namespace {m.cfg.namespace} istio-injection=enabled --overwrite; "
+    elif labels:
+        w, v = labels[0]
+        if v == "false":
+            where.append(f'{w} {INJECT_ANNOTATION}: "false" (the label wins over the annotation)')
+        elif not ns_on and ns_obj is not None and v != "true" and not has_proxy:
+            where.append(f"namespace {m.cfg.namespace} is not labelled for injection")
+    elif anns and anns[0][1] == "false":
+        w, _ = anns[0]
+        where.append(f'{w} {INJECT_ANNOTATION}: "false"')
+        if w.startswith(f"InferenceService {key} annotation"):
+            remove = {"target": m.ref, "key": INJECT_ANNOTATION}
+    elif not ns_on and ns_obj is not None and not has_proxy:
+        # Not labelled, yet the running pods have a proxy: injected some other way; trust the pods.
+        where.append(
+            f"namespace {m.cfg.namespace} is not labelled istio-injection=enabled or istio.io/rev "
+            f"(labels: {dict(ns_labels)})"
+        )
+        ns_human = f"kubectl label namespace {m.cfg.namespace} istio-injection=enabled --overwrite; "
+    for p in m.pods:
+        names = [c["name"] for c in container_states(p)]
+        if names and where:
+            where.append(f"pod {meta(p).get('name')} containers: {', '.join(names)} (no istio-proxy)")
+    return Injection(injected=not where, where=where, remove=remove, ns_human=ns_human, revision=rev)
+
+
+def istio_revision(ctx: Pass, m: Model, inj: Injection) -> None:
+    """``istio.io/rev=<rev>`` on the namespace: does that control-plane revision exist?"""
+    rev = inj.revision
+    if rev is None or not inj.injected or m.pods:
+        return
+    root = ctx.settings.mesh.root_namespace
+    istiods = [str(meta(d).get("name")) for d in ctx.world.list("Deployment", root)
+               if str(meta(d).get("name", "")).startswith("istiod")]
+    if not istiods:
+        ctx.not_checked(
+            m, what=f"istio revision {rev} of namespace {m.cfg.namespace}",
+            why=f"no istiod Deployment visible in {root}",
+        )
+        return
+    wanted = {f"istiod-{rev}"} | ({"istiod"} if rev == "default" else set())
+    if wanted & set(istiods):
+        return
+    ctx.note(
+        m,
+        code=Code.ISTIO_REVISION_MISSING,
+        severity=Severity.WARNING,
+        evidence=[
+            f"namespace {m.cfg.namespace} is labelled istio.io/rev={rev}",
+            f"istiod Deployments in {root}: {istiods}; none is istiod-{rev}",
+        ],
+        remedy=(
+            f"label the namespace with an existing revision (kubectl label namespace {m.cfg.namespace} "
+            f"istio.io/rev=<rev> --overwrite) or install revision {rev}; pods get no sidecar meanwhile"
+        ),
+    )
+
+
+def sidecar_disabled(ctx: Pass, m: Model, inj: Injection) -> Draft | None:
+    if inj.injected:
         return None
     meant = _meant_to_admit(ctx, m)
     if not meant:
         return None
-    ev = [*where, f"AuthorizationPolicy {', '.join(meant)} is meant to admit {m.principal}"]
+    ev = [*inj.where, f"AuthorizationPolicy {', '.join(meant)} is meant to admit {m.principal}"]
     if m.storage is not None and not m.storage.ok:
         ev.append(f"storage probe: {m.storage.outcome}")
-    if remove is not None:
+    if inj.remove is not None:
         remedy = (
-            f"{ns_human}kubectl annotate inferenceservice {m.cfg.name} -n {m.cfg.namespace} "
+            f"{inj.ns_human}kubectl annotate inferenceservice {m.cfg.name} -n {m.cfg.namespace} "
             f"{INJECT_ANNOTATION}- (done automatically; the desired state does not have it). "
             "If DNS was the reason for disabling it, fix DNS instead"
         )
-        data: dict[str, Any] = {"remove_annotation": remove}
+        data: dict[str, Any] = {"remove_annotation": inj.remove}
     else:
         data = {"human": True}
         remedy = (
-            f'{ns_human}remove {INJECT_ANNOTATION}: "false" from the predictor\'s pod template '
-            f"(spec.predictor.annotations of {m.cfg.key}), then delete the predictor pods so "
+            f'{inj.ns_human}remove {INJECT_ANNOTATION}: "false" from the predictor\'s pod template '
+            f"(spec.predictor.annotations/labels of {m.cfg.key}), then delete the predictor pods so "
             "they are recreated with the sidecar"
         )
-    return ctx.explain(m, code=Code.SIDECAR_DISABLED_POLICY_UNENFORCED, evidence=ev, remedy=remedy, data=data)
+    return ctx.explain(
+        m, code=Code.SIDECAR_DISABLED_POLICY_UNENFORCED, evidence=ev, remedy=remedy, data=data,
+        explains=("mesh", "storage"),
+    )
 
 
-def policy_denies(ctx: Pass, m: Model, sidecar: Draft | None) -> bool:
+def _pa_mode(pa: Mapping[str, Any]) -> str:
+    return str(((pa.get("spec") or {}).get("mtls") or {}).get("mode") or "UNSET").upper()
+
+
+def peer_authentication_strict(ctx: Pass, m: Model, inj: Injection, store: Store) -> None:
+    """A STRICT PeerAuthentication on the store refuses the plaintext of a sidecar-less model."""
+    if inj.injected or not store.evaluated:
+        return
+    root = ctx.settings.mesh.root_namespace
+    pas = ctx.world.list("PeerAuthentication")
+
+    def selects(pa: Mapping[str, Any]) -> bool:
+        sel = ((pa.get("spec") or {}).get("selector") or {}).get("matchLabels") or {}
+        return bool(sel) and all(store.labels.get(k) == v for k, v in sel.items())
+
+    workload = [p for p in pas if meta(p).get("namespace") == store.namespace and selects(p)]
+    namespace = [p for p in pas if meta(p).get("namespace") == store.namespace
+                 and not ((p.get("spec") or {}).get("selector") or {}).get("matchLabels")]
+    mesh = [p for p in pas if meta(p).get("namespace") == root
+            and not ((p.get("spec") or {}).get("selector") or {}).get("matchLabels")]
+    deciding = None
+    for level in (workload, namespace, mesh):  # the most specific policy with a mode wins
+        modes = [p for p in level if _pa_mode(p) not in ("UNSET", "")]
+        if modes:
+            deciding = sorted(modes, key=lambda p: str(meta(p).get("name")))[0]
+            break
+    if deciding is None or _pa_mode(deciding) != "STRICT":
+        return
+    name = f"{meta(deciding).get('namespace')}/{meta(deciding).get('name')}"
+    ctx.explain(
+        m,
+        code=Code.PEER_AUTHENTICATION_STRICT_NO_SIDECAR,
+        subject=ref("security.istio.io/v1", "PeerAuthentication", meta(deciding).get("namespace"),
+                    str(meta(deciding).get("name"))),
+        evidence=[*inj.where, f"PeerAuthentication {name} sets mTLS STRICT on {store.describe()}"],
+        remedy=(
+            f"turn sidecar injection back on for {m.cfg.key} (its traffic must be mTLS), or "
+            f"set a PERMISSIVE PeerAuthentication for the store's port (kubectl get peerauthentication "
+            f"-n {meta(deciding).get('namespace')})"
+        ),
+        explains=("mesh", "storage"),
+    )
+
+
+def policy_denies(ctx: Pass, m: Model, sidecar: Draft | None, store: Store) -> bool:
     """Whether the mesh refuses the model's principal (a finding is added, or folded into ``sidecar``)."""
     mesh = ctx.settings.mesh
+    probe_denied = m.storage is not None and m.storage.outcome == "mesh-denied"
+    if not store.evaluated and not probe_denied:
+        return False  # a store outside the mesh or the cluster: no sidecar policy applies
     result = evaluate(
         ctx.world.list("AuthorizationPolicy"),
-        workload_namespace=mesh.storage_namespace,
-        workload_labels=mesh.storage_labels,
+        workload_namespace=store.namespace or mesh.storage_namespace,
+        workload_labels=store.labels if store.evaluated else mesh.storage_labels,
         principal=m.principal,
         source_namespace=m.cfg.namespace,
         root_namespace=mesh.root_namespace,
     )
-    probe_denied = m.storage is not None and m.storage.outcome == "mesh-denied"
     if result.allowed and not probe_denied:
+        if result.unevaluated:
+            ctx.note(
+                m,
+                code=Code.MESH_POLICY_NOT_EVALUATED,
+                severity=Severity.INFO,
+                evidence=[store.describe(), *(f"not evaluated: {u}" for u in result.unevaluated),
+                          f"static check otherwise: {result.reason}"],
+                remedy=(
+                    f"check by hand that {m.principal} may read the store: kubectl get authorizationpolicy "
+                    f"-n {store.namespace} -o yaml (and the CUSTOM provider's rules)"
+                ),
+            )
         return False
     if result.allowed and probe_denied and sidecar is not None:
         sidecar.caused.append("storage probe: mesh-denied")
         return True
     ev: list[str] = []
     if not result.allowed:
-        ev.append(
-            f"static check: {m.principal} → {mesh.storage_namespace} "
-            f"{dict(mesh.storage_labels)}: denied; {result.reason}"
-        )
+        ev.append(f"static check: {m.principal} → {store.describe()}: denied; {result.reason}")
     if probe_denied and m.storage is not None:
         ev.append("storage probe: mesh-denied")
         ev.extend(m.storage.evidence)
@@ -155,7 +293,7 @@ def policy_denies(ctx: Pass, m: Model, sidecar: Draft | None) -> bool:
             ns, _, name = decided.partition("/")
             subject = ref(AP_API, "AuthorizationPolicy", ns, name)
         else:
-            ns, name = mesh.storage_namespace, "<policy>"
+            ns, name = store.namespace or mesh.storage_namespace, "<policy>"
             subject = m.ref
         if deny_policy is not None:
             remedy = (
@@ -178,5 +316,8 @@ def policy_denies(ctx: Pass, m: Model, sidecar: Draft | None) -> bool:
             )
     if sidecar is not None:
         sidecar.caused.append(f"{subject} would deny {m.principal} too (fixed separately)")
-    ctx.explain(m, code=Code.MESH_POLICY_DENIES, subject=subject, evidence=ev, remedy=remedy, data=data)
+    ctx.explain(
+        m, code=Code.MESH_POLICY_DENIES, subject=subject, evidence=ev, remedy=remedy, data=data,
+        explains=("mesh", "storage"),
+    )
     return True

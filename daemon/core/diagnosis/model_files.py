@@ -11,7 +11,6 @@ from __future__ import annotations
 import re
 
 from daemon.core.diagnosis.context import Pass
-from daemon.core.diagnosis.fields import predictor_spec
 from daemon.core.diagnosis.model import Model
 from daemon.core.findings import Code
 
@@ -41,7 +40,61 @@ _WRONG_FORMAT = re.compile(
 
 
 def storage_uri(m: Model) -> str:
-    return str((predictor_spec(m.isvc).get("model") or {}).get("storageUri", ""))
+    return m.spec.storage_uri or ""
+
+
+_TREE_FORMATS = ("sklearn", "xgboost", "lightgbm")
+
+
+def _base(f: str) -> str:
+    return f.rsplit("/", 1)[-1]
+
+
+def _parts(f: str) -> list[str]:
+    return [p for p in f.split("/") if p]
+
+
+def layout_ok(fmt: str | None, files: list[str]) -> bool | None:
+    """Whether ``files`` (paths under the storageUri) hold a model of ``fmt``; None: not judged.
+
+    SavedModel: ``saved_model.pb`` (flat or under a numbered version directory); ONNX: a
+    ``*.onnx``; Triton: a repository ``<model>/config.pbtxt`` + ``<model>/<version>/...`` (a
+    version directory is enough: Triton can generate the config); TorchServe:
+    ``config/config.properties`` + ``model-store/*.mar``; Hugging Face: ``config.json`` plus
+    weights (``*.safetensors``/``*.bin``); tree models: a file with a model suffix or named
+    ``model``; PMML ``*.pmml``; Paddle ``*.pdmodel``. Any other format: not judged.
+    """
+    names = [_base(f) for f in files]
+    if fmt in _TREE_FORMATS:
+        return any(n == "model" or n.endswith(MODEL_SUFFIXES) for n in names)
+    if fmt == "tensorflow":
+        return "saved_model.pb" in names
+    if fmt == "onnx":
+        return any(n.endswith(".onnx") for n in names)
+    if fmt == "triton":
+        return any(len(p := _parts(f)) >= 3 and p[-2].isdigit() for f in files)
+    if fmt == "pytorch":
+        has_props = any(f.endswith("config/config.properties") for f in files)
+        has_mar = any(n.endswith(".mar") for n in names)
+        return (has_props and has_mar) or (any(n.endswith((".pt", ".pth")) for n in names) and not has_props)
+    if fmt == "huggingface":
+        return "config.json" in names and any(n.endswith((".safetensors", ".bin")) for n in names)
+    if fmt == "pmml":
+        return any(n.endswith(".pmml") for n in names)
+    if fmt == "paddle":
+        return any(n.endswith(".pdmodel") for n in names)
+    return None
+
+
+_EXPECTED = {
+    "tensorflow": "a SavedModel (saved_model.pb, under a numbered version directory such as 1/)",
+    "onnx": "an ONNX file (*.onnx)",
+    "triton": "a Triton repository: <model>/config.pbtxt and <model>/<version>/<files>",
+    "pytorch": "TorchServe's layout: config/config.properties and model-store/*.mar",
+    "huggingface": "a Hugging Face model: config.json and *.safetensors (or *.bin) weights",
+    "pmml": "a PMML file (*.pmml)",
+    "paddle": "a Paddle model (*.pdmodel, *.pdiparams)",
+}
 
 
 def stored_files_line(m: Model) -> str | None:
@@ -88,10 +141,11 @@ def model_files(ctx: Pass, m: Model) -> bool:
                     "check with: aws s3 ls " + uri.rstrip("/") + "/"
                 )
             ),
+            explains=("storage",),
         )
         return True
-    looks_like_model = any(f.rsplit("/", 1)[-1] == "model" or f.endswith(MODEL_SUFFIXES) for f in files)
-    bad_files = s is not None and s.outcome == "ok" and "files" in s.details and not looks_like_model
+    judged = layout_ok(m.spec.format, files) if s is not None and "files" in s.details else None
+    bad_files = s is not None and s.outcome == "ok" and judged is False
     if bad_files or wrong_fmt_log or reason == "ModelLoadFailed":
         ev = wrong_fmt_log[:3]
         if reason == "ModelLoadFailed":
@@ -103,9 +157,12 @@ def model_files(ctx: Pass, m: Model) -> bool:
             code=Code.MODEL_WRONG_FORMAT,
             evidence=ev,
             remedy=(
-                "store a model the runtime loads (XGBoost .bst/.json/.ubj or a pickled sklearn/xgboost "
+                f"store {_EXPECTED[m.spec.format]} at {uri}"
+                if m.spec.format in _EXPECTED
+                else "store a model the runtime loads (XGBoost .bst/.json/.ubj or a pickled sklearn/xgboost "
                 f"estimator) at {uri}; e.g. python -m serving.train --out DIR and upload DIR/*"
             ),
+            explains=("storage",),
         )
         return True
     return False

@@ -25,6 +25,7 @@ def not_declared(ctx: Pass, m: Model) -> None:
             severity=Severity.CRITICAL,
             subject=m.ref,
             evidence=[f"InferenceService {m.cfg.key} does not exist and is not in the desired state"],
+            inferenceservice=m.cfg.key,
             data={"human": True},
             remedy=(
                 f"create it (kubectl apply -f <manifest> -n {m.cfg.namespace}) or add it to "
@@ -67,7 +68,13 @@ def not_ready(ctx: Pass, m: Model) -> None:
         return
     pr = m.predictor
     cond = m.conditions()
-    unready = [t for t in ("Ready", "PredictorReady") if t in cond and cond[t].get("status") != "True"]
+    components_bad = any(
+        cond.get(t, {}).get("status") not in (None, "True") for t in ("TransformerReady", "ExplainerReady")
+    )
+    # Ready is the AND of every component: with a transformer or explainer down and the
+    # predictor ready, it is that component's finding, not the predictor's.
+    looked_at = ("PredictorReady",) if "PredictorReady" in cond or components_bad else ("Ready",)
+    unready = [t for t in looked_at if t in cond and cond[t].get("status") != "True"]
     probe_bad = pr is not None and not pr.ok and pr.outcome != "probe-error"
     if not unready and not probe_bad:
         return
@@ -87,7 +94,8 @@ def not_ready(ctx: Pass, m: Model) -> None:
             subject=m.ref,
             evidence=ev,
             data={"human": True},
-            caused=[],
+            caused=m.take(),
+            inferenceservice=m.cfg.key,
             remedy=(
                 f"kubectl describe inferenceservice {name} -n {ns}; kubectl get pods -n {ns} "
                 f"-l {ISVC_LABEL}={name}; kubectl logs -n {ns} -l {ISVC_LABEL}={name} "

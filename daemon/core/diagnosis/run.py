@@ -15,17 +15,27 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from daemon.core.diagnosis.context import Pass
-from daemon.core.diagnosis.credentials import storage_credentials
 from daemon.core.diagnosis.dns import dns_latency, fold_into_dns
 from daemon.core.diagnosis.draft import Draft
 from daemon.core.diagnosis.drift import unclaimed_drift
 from daemon.core.diagnosis.image_pull import image_pull_unauthorized
-from daemon.core.diagnosis.mesh import policy_denies, sidecar_disabled
+from daemon.core.diagnosis.mesh import (
+    injection,
+    istio_revision,
+    peer_authentication_strict,
+    policy_denies,
+    sidecar_disabled,
+)
 from daemon.core.diagnosis.model import Model
 from daemon.core.diagnosis.model_files import model_files
 from daemon.core.diagnosis.predictor import not_declared, not_ready, wrong_model
+from daemon.core.diagnosis.probe_errors import probe_errors
+from daemon.core.diagnosis.readiness import components_not_ready
 from daemon.core.diagnosis.runtime import no_serving_runtime
+from daemon.core.diagnosis.spec import MODELMESH
 from daemon.core.diagnosis.storage import storage_unreachable
+from daemon.core.diagnosis.storage_source import storage_source
+from daemon.core.diagnosis.store import store_of
 from daemon.core.diff import Drift
 from daemon.core.discovery import discover
 from daemon.core.findings import Finding
@@ -55,23 +65,42 @@ def diagnose(
         dns.caused.extend(ctx.dns_symptoms)
         ctx.drafts.insert(0, dns)
     unclaimed_drift(ctx)
-    return [d.build() for d in ctx.drafts]
+    for d in ctx.drafts:  # findings about one model's objects carry it, for per-model output
+        if d.inferenceservice is None and d.subject.kind == "InferenceService" and d.subject.namespace:
+            d.inferenceservice = f"{d.subject.namespace}/{d.subject.name}"
+    return [d.build() for d in ctx.drafts] + probe_errors(ctx)
 
 
 def _diagnose_model(ctx: Pass, m: Model, dns: Draft | None) -> None:
     m.collect_symptoms()
-    if m.isvc is None:
-        if ("InferenceService", m.cfg.namespace, m.cfg.name) not in ctx.desired:
-            not_declared(ctx, m)  # configured to be watched, absent, and not ours to create
-        return  # otherwise its absence is drift (a generic ``drift`` finding)
+    if m.isvc is None and m.declared is None:
+        not_declared(ctx, m)  # configured to be watched, absent, and not ours to create
+        return
+    modelmesh = m.mode == MODELMESH
     no_serving_runtime(ctx, m)
-    sidecar = sidecar_disabled(ctx, m)
-    denied = policy_denies(ctx, m, sidecar)
-    storage_credentials(ctx, m)
-    image_pull_unauthorized(ctx, m)
-    if not model_files(ctx, m):
-        wrong_model(ctx, m)
-    storage_unreachable(ctx, m, dns=dns, sidecar=sidecar, denied=denied)
+    if not modelmesh:  # ModelMesh places models itself: judged from its conditions only
+        inj = injection(ctx, m)
+        istio_revision(ctx, m, inj)
+        sidecar = sidecar_disabled(ctx, m, inj)
+        res = storage_source(ctx, m)
+        if m.spec.scheme == "s3":
+            store = store_of(ctx, m, res)
+            peer_authentication_strict(ctx, m, inj, store)
+            denied = policy_denies(ctx, m, sidecar, store)
+        else:
+            denied = False
+        image_pull_unauthorized(ctx, m)
+        if m.isvc is None:
+            return  # declared, not created yet: only what configuration alone can say
+        if not model_files(ctx, m):
+            wrong_model(ctx, m)
+        storage_unreachable(ctx, m, dns=dns, sidecar=sidecar, denied=denied)
+    elif m.isvc is None:
+        return
+    components_not_ready(ctx, m)
     if dns is not None:
         fold_into_dns(ctx, m, dns)
     not_ready(ctx, m)
+    leftover = m.take()
+    if leftover and m.first_cause is not None:
+        m.first_cause.caused.extend(leftover)

@@ -56,4 +56,4 @@ def storage_unreachable(
         f"--image=curlimages/curl --rm -i --restart=Never -n {m.cfg.namespace} -- curl -v "
         "http://minio-service.kubeflow:9000"
     )
-    ctx.explain(m, code=Code.STORAGE_UNREACHABLE, evidence=ev, remedy=remedy)
+    ctx.explain(m, code=Code.STORAGE_UNREACHABLE, evidence=ev, remedy=remedy, explains=("storage",))

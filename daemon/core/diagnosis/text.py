@@ -63,4 +63,38 @@ EXPLAIN: dict[Code, str] = {
     ),
     Code.PREDICTOR_NOT_READY: "The predictor is not ready, for a reason not diagnosed more precisely.",
     Code.DRIFT: "A desired object is missing or differs from its desired state.",
+    Code.NOT_CHECKED: (
+        "Something about this model could not be judged (an unknown storage scheme, a secret the "
+        "daemon may not read, an object it cannot see). Not a failure: it is said so that silence "
+        "is never mistaken for health."
+    ),
+    Code.RUNTIME_DISABLED: (
+        "The runtime the model needs (named, or the only one that auto-selects its format) is "
+        "disabled (spec.disabled: true), so KServe does not use it."
+    ),
+    Code.RUNTIME_VERSION_UNSUPPORTED: (
+        "The model asks for a modelFormat version no runtime lists: KServe matches "
+        "name:version exactly, so the predictor is never created."
+    ),
+    Code.PVC_NOT_BOUND: (
+        "The model is stored on a PersistentVolumeClaim (pvc://) that does not exist or is not "
+        "Bound, so the predictor pod cannot mount it."
+    ),
+    Code.PEER_AUTHENTICATION_STRICT_NO_SIDECAR: (
+        "The object store requires mutual TLS (PeerAuthentication STRICT) but the model's pods "
+        "have no sidecar, so their plaintext connections are refused."
+    ),
+    Code.MESH_POLICY_NOT_EVALUATED: (
+        "An AuthorizationPolicy on the object store could decide this model's access but was not "
+        "evaluated (a CUSTOM external authorizer, or rules on request attributes known only at "
+        "request time). Not a denial; not a proof of access either."
+    ),
+    Code.ISTIO_REVISION_MISSING: (
+        "The namespace asks for sidecars from an Istio revision (istio.io/rev) that is not "
+        "installed: new pods get no sidecar, silently."
+    ),
+    Code.COMPONENT_NOT_READY: (
+        "A component of the InferenceService other than the predictor (transformer, explainer, "
+        "or its ingress route) is not ready, so requests through it fail."
+    ),
 }
