@@ -23,6 +23,22 @@ How the answers are told apart (HEAD responses have no body, so a bare 403 is fo
   without a sidecar), timeout — ``details.reason`` says which;
 * ``not-found`` — no such bucket or key; ``tls-error``; ``probe-error`` — the probe itself.
 
+**Many models, one store.** The daemon probes per distinct store and credential, not per
+model: :class:`StoreProbe` takes every model whose storage resolves to the same endpoint,
+region, https/verify flags and credential secret, makes one client, one reachability and auth
+check (DNS, connect, ``HeadBucket``), then one cheap ``ListObjectsV2`` of each model's prefix
+(at most ``_MAX_FILES`` keys) for its file list. It still returns one observation per
+InferenceService (``target`` = ``namespace/name``, ``details["store"]`` = the store's id, no
+secret value), and a failure of the group's check is copied into each of them, so the
+diagnosis reads per model as before. :class:`StorageProbe` (one model, HEAD then list) stays
+for a single location.
+
+Only ``s3://`` is probed. ``gs://``, ``https://``, ``pvc://``, ``hf://`` and unknown schemes
+get no storage probe: the diagnosis judges them statically (secret keys, the claim, the URL).
+Where the daemon may not read the model's secrets, no credentialed probe runs: the
+observation is ``not-checked`` with the reason (:func:`not_checked`), ``ok`` true, and it must
+produce at most an INFO finding.
+
 Every run makes a fresh aiobotocore client and closes it before returning: no connection
 pool outlives a run. The session (botocore's parsed service models: no sockets) is shared
 per process, so a run does not re-read the model files. Credential values never reach the
@@ -36,7 +52,7 @@ import contextlib
 import socket
 import ssl
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -83,6 +99,8 @@ class StorageOutcome(StrEnum):
     UNREACHABLE = "unreachable"
     NOT_FOUND = "not-found"
     TLS_ERROR = "tls-error"
+    NOT_CHECKED = "not-checked"
+    """Nothing judged (e.g. no access to the namespace's secrets); ``ok`` is true: no failure."""
     PROBE_ERROR = "probe-error"
 
 
@@ -226,6 +244,15 @@ class StorageProbe:
             return probe_error(probe=PROBE, target=self.target, started=run.started, exc=safe)
 
     async def _run(self, run: _Run) -> StorageOutcome:
+        url = await self._preflight(run)
+        if isinstance(url, StorageOutcome):
+            return url
+        # S3 requests with a fresh client.
+        run.step = f"S3 requests to {url}"
+        return await self._s3(run, url)
+
+    async def _preflight(self, run: _Run) -> str | StorageOutcome:
+        """Credentials, DNS and connect: the endpoint URL, or ``no-credentials``; raises _Failure."""
         res = self.resolution
         creds = res.credentials
         if creds is None:
@@ -258,10 +285,7 @@ class StorageProbe:
         # Connect (+ TLS handshake when https).
         run.step = f"connect {host}:{port}"
         await self._connect(run, host=host, address=str(address), port=port, tls=tls)
-
-        # S3 requests with a fresh client.
-        run.step = f"S3 requests to {url}"
-        return await self._s3(run, url)
+        return url
 
     async def _connect(self, run: _Run, *, host: str, address: str, port: int, tls: bool) -> None:
         context: ssl.SSLContext | None = None
@@ -304,7 +328,9 @@ class StorageProbe:
             s3={"addressing_style": "path"},
         )
 
-    async def _s3(self, run: _Run, url: str) -> StorageOutcome:
+    @contextlib.asynccontextmanager
+    async def _client(self, run: _Run, url: str) -> AsyncIterator[Any]:
+        """A fresh aiobotocore S3 client for ``url`` with the resolved credentials; closed on exit."""
         creds = self.resolution.credentials
         assert creds is not None
         session = _shared_session()
@@ -318,18 +344,22 @@ class StorageProbe:
                 if isinstance(body, bytes | bytearray):
                     run.error_bodies.append(bytes(body[:512]))
 
+        async with session.create_client(
+            "s3",
+            endpoint_url=url,
+            region_name=self.resolution.region or "us-east-1",
+            aws_access_key_id=creds.access_key_id,
+            aws_secret_access_key=creds.secret_access_key,
+            verify=self.resolution.verify_ssl,
+            config=self._client_config(),
+        ) as client:
+            client.meta.events.register("before-parse.s3", keep_error_body)
+            yield client
+
+    async def _s3(self, run: _Run, url: str) -> StorageOutcome:
         t0 = time.perf_counter()
         try:
-            async with session.create_client(
-                "s3",
-                endpoint_url=url,
-                region_name=self.resolution.region or "us-east-1",
-                aws_access_key_id=creds.access_key_id,
-                aws_secret_access_key=creds.secret_access_key,
-                verify=self.resolution.verify_ssl,
-                config=self._client_config(),
-            ) as client:
-                client.meta.events.register("before-parse.s3", keep_error_body)
+            async with self._client(run, url) as client:
                 return await self._requests(run, client)
         finally:
             run.values["request_seconds"] = time.perf_counter() - t0
@@ -377,6 +407,55 @@ class StorageProbe:
         elif siblings:
             text += f"; s3://{bucket}/{parent} holds: {', '.join(siblings[:10])}"
         raise _Failure(StorageOutcome.NOT_FOUND, text, error_code="NoSuchKey")
+
+    async def _list_model(self, run: _Run, client: Any) -> StorageOutcome:
+        """One ``ListObjectsV2`` of the key as a prefix: an object, a folder, or not there.
+
+        The grouped probe's per-model step (the store's reachability and auth were checked
+        once for the group). A second listing is made only when the first cannot tell (a
+        truncated page of look-alike names) or to name the neighbours of a missing key.
+        """
+        bucket, key = self.bucket, self.key
+        stem = key.rstrip("/")
+        page = await self._page(run, client, stem)
+        contents = page.get("Contents", [])
+        exact = [o for o in contents if str(o["Key"]) == stem] if stem and not key.endswith("/") else []
+        if exact:
+            name = stem.rsplit("/", 1)[-1]
+            size = int(exact[0].get("Size", 0))
+            run.details.update(kind="object", files=[name], size=size)
+            run.evidence.append(f"s3://{bucket}/{stem}: object found ({size} bytes)")
+            return StorageOutcome.OK
+        prefix = stem + "/" if stem else ""
+        files = [str(o["Key"])[len(prefix):] for o in contents if str(o["Key"]).startswith(prefix)]
+        if not files and page.get("IsTruncated") and stem:
+            files = await self._list(run, client, prefix)
+        if files:
+            run.details.update(kind="folder", files=files[:_MAX_FILES])
+            run.evidence.append(
+                f"s3://{bucket}/{prefix}: folder with {len(files)} file(s): {', '.join(files[:10])}"
+            )
+            return StorageOutcome.OK
+        parent = stem.rsplit("/", 1)[0] + "/" if "/" in stem else ""
+        siblings = await self._list(run, client, parent)
+        base = stem.rsplit("/", 1)[-1]
+        stem_name = base.split(".", 1)[0]
+        similar = [f for f in siblings if f.split("/", 1)[0].split(".", 1)[0] == stem_name]
+        run.details.update(kind="missing", files=siblings[:_MAX_FILES], similar=similar)
+        text = f"s3://{bucket}/{key}: no such key or folder"
+        if similar:
+            text += f"; in s3://{bucket}/{parent} found: {', '.join(similar[:10])}"
+        elif siblings:
+            text += f"; s3://{bucket}/{parent} holds: {', '.join(siblings[:10])}"
+        raise _Failure(StorageOutcome.NOT_FOUND, text, error_code="NoSuchKey")
+
+    async def _page(self, run: _Run, client: Any, prefix: str) -> dict[str, Any]:
+        try:
+            page: dict[str, Any] = await client.list_objects_v2(Bucket=self.bucket, Prefix=prefix,
+                                                                 MaxKeys=_MAX_FILES)
+        except Exception as exc:
+            await self._raise_classified(run, client, exc, what=f"s3://{self.bucket}/{prefix}")
+        return page
 
     async def _list(self, run: _Run, client: Any, prefix: str) -> list[str]:
         try:
@@ -476,6 +555,152 @@ class StorageProbe:
         )
 
 
+# -- many models, one store ---------------------------------------------------------------
+
+
+@dataclass(frozen=True, kw_only=True)
+class StoreMember:
+    """One InferenceService whose model lives in a store: its ``namespace/name`` and location."""
+
+    target: str
+    bucket: str
+    key: str
+
+
+def not_checked(*, target: str, reason: str, store: str | None = None) -> Observation:
+    """A storage observation that judges nothing (``ok``: no failure is claimed), with why."""
+    now = time.time()
+    details: dict[str, Any] = {"reason": reason, "inferenceservice": target}
+    if store is not None:
+        details["store"] = store
+    return Observation(probe=PROBE, target=target, started=now, finished=now, ok=True,
+                       outcome=str(StorageOutcome.NOT_CHECKED), evidence=(f"not checked: {reason}",),
+                       details=details)
+
+
+class StoreProbe:
+    """Probe one store with one credential for many models (see the module docstring).
+
+    One run: credentials, DNS, connect and one ``HeadBucket`` (reachability and auth) for the
+    whole group — a failure there is copied into every member's observation — then one
+    ``ListObjectsV2`` of each member's prefix, with the same client, for its file list.
+    Returns one :class:`Observation` per member (``target`` = the member's ``namespace/name``,
+    ``details["store"]`` = ``store``), never raises.
+    """
+
+    name = PROBE
+
+    def __init__(self, *, store: str, members: Sequence[StoreMember], resolution: Resolution,
+                 endpoint_override: str | None = None, timeout: float = 5.0) -> None:
+        if not members:
+            raise ValueError("a store probe needs at least one member")
+        self.store = store
+        self.members = tuple(members)
+        self.resolution = resolution
+        self.endpoint_override = endpoint_override
+        self.timeout = timeout
+        first = self.members[0]
+        self._group = StorageProbe(target=store, bucket=first.bucket, key="", resolution=resolution,
+                                   endpoint_override=endpoint_override, timeout=timeout)
+
+    def __repr__(self) -> str:
+        return f"StoreProbe(store={self.store!r}, members={len(self.members)}, timeout={self.timeout})"
+
+    def _member_probe(self, m: StoreMember) -> StorageProbe:
+        return StorageProbe(target=m.target, bucket=m.bucket, key=m.key, resolution=self.resolution,
+                            endpoint_override=self.endpoint_override, timeout=self.timeout)
+
+    def _observation(self, m: StoreMember, group: _Run, own: _Run | None,
+                     outcome: StorageOutcome) -> Observation:
+        probe = self._member_probe(m)
+        run = _Run(started=group.started)
+        run.values.update(group.values)
+        run.evidence.extend(group.evidence)
+        run.details.update(group.details)
+        if own is not None:
+            run.values.update(own.values)
+            run.evidence.extend(own.evidence)
+            run.details.update(own.details)
+        run.details.update(bucket=m.bucket, key=m.key, store=self.store, inferenceservice=m.target)
+        return probe._observation(run, outcome)
+
+    async def __call__(self) -> list[Observation]:
+        group = _Run(started=time.time())
+        try:
+            return await self._run(group)
+        except Exception as exc:  # never raise out of a probe
+            safe = RuntimeError(self._group._scrub(f"{type(exc).__name__}: {exc}"))
+            return [probe_error(probe=PROBE, target=m.target, started=group.started, exc=safe)
+                    for m in self.members]
+
+    async def _run(self, group: _Run) -> list[Observation]:
+        base = self._group
+        try:
+            async with asyncio.timeout(self.timeout):
+                url = await base._preflight(group)
+        except TimeoutError:
+            group.details["reason"] = "timeout"
+            group.evidence.append(f"{group.step}: no answer within {self.timeout:g}s (timeout)")
+            return [self._observation(m, group, None, StorageOutcome.UNREACHABLE) for m in self.members]
+        except _Failure as failure:
+            return self._failed(group, failure)
+        if isinstance(url, StorageOutcome):
+            return [self._observation(m, group, None, url) for m in self.members]
+        group.step = f"S3 requests to {url}"
+        t0 = time.perf_counter()
+        async with base._client(group, url) as client:
+            # One reachability + auth check for the whole store and credential.
+            try:
+                async with asyncio.timeout(self.timeout):
+                    try:
+                        await client.head_bucket(Bucket=base.bucket)
+                    except ClientError as exc:
+                        # A missing bucket is that member's problem, not the store's.
+                        if _status(exc) != 404:
+                            await base._raise_classified(group, client, exc, what=f"bucket {base.bucket}")
+                    except Exception as exc:
+                        await base._raise_classified(group, client, exc, what=f"bucket {base.bucket}")
+            except TimeoutError:
+                group.details["reason"] = "timeout"
+                group.evidence.append(f"{group.step}: no answer within {self.timeout:g}s (timeout)")
+                return [self._observation(m, group, None, StorageOutcome.UNREACHABLE) for m in self.members]
+            except _Failure as failure:
+                return self._failed(group, failure)
+            group.values["auth_seconds"] = time.perf_counter() - t0
+            out: list[Observation] = []
+            for m in self.members:
+                out.append(await self._member(group, client, m))
+            return out
+
+    def _failed(self, group: _Run, failure: _Failure) -> list[Observation]:
+        group.evidence.append(failure.evidence)
+        group.details.update(failure.details)
+        return [self._observation(m, group, None, failure.outcome) for m in self.members]
+
+    async def _member(self, group: _Run, client: Any, m: StoreMember) -> Observation:
+        probe = self._member_probe(m)
+        own = _Run(started=time.time(), error_bodies=group.error_bodies)
+        t0 = time.perf_counter()
+        try:
+            async with asyncio.timeout(self.timeout):
+                outcome = await probe._list_model(own, client)
+        except TimeoutError:
+            outcome = StorageOutcome.UNREACHABLE
+            own.details["reason"] = "timeout"
+            own.evidence.append(
+                f"listing s3://{m.bucket}/{m.key}: no answer within {self.timeout:g}s (timeout)"
+            )
+        except _Failure as failure:
+            outcome = failure.outcome
+            own.evidence.append(failure.evidence)
+            own.details.update(failure.details)
+        except Exception as exc:
+            safe = RuntimeError(probe._scrub(f"{type(exc).__name__}: {exc}"))
+            return probe_error(probe=PROBE, target=m.target, started=own.started, exc=safe)
+        own.values["list_seconds"] = time.perf_counter() - t0
+        return self._observation(m, group, own, outcome)
+
+
 _SESSION: AioSession | None = None
 
 
@@ -516,4 +741,7 @@ def storage_probe_for(
     )
 
 
-__all__: Sequence[str] = ["StorageOutcome", "StorageProbe", "parse_storage_uri", "storage_probe_for"]
+__all__: Sequence[str] = [
+    "StorageOutcome", "StorageProbe", "StoreMember", "StoreProbe", "not_checked", "parse_storage_uri",
+    "storage_probe_for",
+]

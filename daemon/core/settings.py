@@ -123,6 +123,9 @@ class ProbeSettings:
     dns: DnsProbeSettings = field(default_factory=DnsProbeSettings)
     storage: StorageProbeSettings = field(default_factory=StorageProbeSettings)
     predictor: PredictorProbeSettings = field(default_factory=PredictorProbeSettings)
+    max_concurrency: int = 16
+    """At most this many probe runs at once (each schedule's first run is also spread over its
+    period), so a thousand models do not probe at the same instant."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -359,6 +362,8 @@ def _check_values(s: Settings) -> list[str]:
         if probe.timeout_seconds > probe.period_seconds:
             p.append(f"probes.{name}.timeout_seconds: must not exceed period_seconds "
                      f"({probe.timeout_seconds:g} > {probe.period_seconds:g})")
+    if s.probes.max_concurrency < 1:
+        p.append(f"probes.max_concurrency: must be >= 1, got {s.probes.max_concurrency}")
     dns = s.probes.dns
     if not 1 <= dns.port <= 65535:
         p.append(f"probes.dns.port: must be 1..65535, got {dns.port}")

@@ -156,7 +156,8 @@ def build_daemon(*, inputs: Inputs, api: client.ApiClient, redactor: logs.Redact
                             metrics=metrics, health=health, ledger=Ledger(), observations=store, dry_run=dry)
     informer.subscribe(reconciler.on_change)
     probes = ProbeSet(settings=settings, kube=kube, informer=informer, api=api, store=store,
-                      redactor=redactor, on_observation=reconciler.on_observation)
+                      desired=inputs.desired.manifests, redactor=redactor,
+                      on_observation=reconciler.on_observation)
     elector = None
     le = settings.leader_election
     # A dry-run replica writes nothing, the Lease included: it decides as if leading.
