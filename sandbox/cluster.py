@@ -32,6 +32,10 @@ from sandbox.s3 import S3Credentials, S3Server
 
 __all__ = ["Sandbox", "trained_model"]
 
+SEED_DESIRED_DIR = Path(__file__).resolve().parent / "demo" / "desired"
+"""The seed's desired state, corrected (``config/desired`` holds the same files as the configured
+example). The daemon's embedded default has *no* desired state; the sandbox's settings point here."""
+
 _MODEL_CACHE: dict[str, bytes] = {}
 # A thread lock, not an asyncio one: tests run each on its own event loop.
 _MODEL_LOCK = threading.Lock()
@@ -247,6 +251,8 @@ class Sandbox:
             "server": {"host": "127.0.0.1"},
             "coredns": {"namespace": "kube-system", "deployment": "coredns"},
             "kserve_config": {"namespace": "kserve", "name": "inferenceservice-config"},
+            # The seed's manifests: the demo converges and heals against them.
+            "desired": {"dir": str(SEED_DESIRED_DIR)},
         }
 
     def write_warden_config(self, path: Path) -> None:

@@ -14,6 +14,8 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
+SEED_DESIRED = ROOT / "sandbox" / "demo" / "desired"
+"""The seed's desired state (the demo's; the daemon's embedded default has none)."""
 
 
 def free_port(host: str = "127.0.0.1", kind: int = socket.SOCK_STREAM) -> int:

@@ -1,6 +1,6 @@
 """Desired state: the manifests the daemon keeps applied, and the secret it derives.
 
-``config/desired/*.yaml`` (embedded copy: ``daemon/defaults/desired``) holds plain
+``config/desired/*.yaml`` (the demo's copy: ``sandbox/demo/desired``) holds plain
 manifests plus one kind of our own, ``DerivedSecret`` (``warden.kserve.io/v1alpha1``): "make
 secret X from secret Y, renaming keys, with these annotations". No credential value ever
 lives in config: a ``Secret`` carrying ``data``/``stringData`` (or a container ``env`` entry

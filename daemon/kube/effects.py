@@ -79,6 +79,8 @@ class _TypedCalls(NamedTuple):
     read: Callable[..., Awaitable[Any]]
     list: Callable[..., Awaitable[Any]]
     patch: Callable[..., Awaitable[Any]]
+    list_namespaced: Callable[..., Awaitable[Any]] | None = None
+    """One namespace's list (the informer's per-namespace watches: Secrets, scoped reads)."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -144,18 +146,19 @@ class Kube:
             "Namespace": _TypedCalls(core.read_namespace, core.list_namespace, core.patch_namespace),
             "ServiceAccount": _TypedCalls(core.read_namespaced_service_account,
                                           core.list_service_account_for_all_namespaces,
-                                          core.patch_namespaced_service_account),
+                                          core.patch_namespaced_service_account,
+                                          core.list_namespaced_service_account),
             "Secret": _TypedCalls(core.read_namespaced_secret, core.list_secret_for_all_namespaces,
-                                  core.patch_namespaced_secret),
+                                  core.patch_namespaced_secret, core.list_namespaced_secret),
             "ConfigMap": _TypedCalls(core.read_namespaced_config_map, core.list_config_map_for_all_namespaces,
-                                     core.patch_namespaced_config_map),
+                                     core.patch_namespaced_config_map, core.list_namespaced_config_map),
             "Pod": _TypedCalls(core.read_namespaced_pod, core.list_pod_for_all_namespaces,
-                               core.patch_namespaced_pod),
+                               core.patch_namespaced_pod, core.list_namespaced_pod),
             "Event": _TypedCalls(core.read_namespaced_event, core.list_event_for_all_namespaces,
                                  core.patch_namespaced_event),
             "Deployment": _TypedCalls(apps.read_namespaced_deployment,
                                       apps.list_deployment_for_all_namespaces,
-                                      apps.patch_namespaced_deployment),
+                                      apps.patch_namespaced_deployment, apps.list_namespaced_deployment),
             "Lease": _TypedCalls(coord.read_namespaced_lease, coord.list_lease_for_all_namespaces,
                                  coord.patch_namespaced_lease),
         }
@@ -235,9 +238,20 @@ class Kube:
         _, obj = await self._send(self._call("read", res, ns, name, **self._opts()))
         return _with_type(obj, res)
 
-    def _list_call(self, res: Resource, **params: Any) -> Callable[[], Awaitable[Any]]:
-        o = self._opts(**params)
+    def _list_call(self, res: Resource, namespace: str | None = None,
+                   **params: Any) -> Callable[[], Awaitable[Any]]:
+        """List (or watch) a kind in every namespace, or in ``namespace`` only (least privilege:
+        a Role in that namespace is enough)."""
+        o = self._opts(**{k: v for k, v in params.items() if v is not None})
         typed = self._typed.get(res.kind)
+        if namespace is not None and res.namespaced:
+            if typed is not None:
+                by_ns = typed.list_namespaced
+                if by_ns is None:
+                    raise ValueError(f"no per-namespace list for {res.kind}")
+                return lambda: by_ns(namespace, **o)
+            return lambda: self.custom.list_namespaced_custom_object(res.group, res.version, namespace,
+                                                                    res.plural, **o)
         if typed is not None:
             return lambda: typed.list(**o)
         # For a namespaced custom resource the cluster path lists every namespace.
@@ -265,14 +279,19 @@ class Kube:
             args = (res.group, res.version, res.plural, name, *body)
         return lambda: fn(*args, **o)
 
-    async def list_objects(self, res: Resource) -> ListResult:
-        """Every object of a kind (all namespaces) and the list's resourceVersion."""
-        _, body = await self._send(self._list_call(res))
+    async def list_objects(self, res: Resource, *, namespace: str | None = None,
+                           label_selector: str | None = None,
+                           field_selector: str | None = None) -> ListResult:
+        """Every object of a kind (all namespaces, or ``namespace``), optionally narrowed by
+        the API server with ``label_selector``/``field_selector``, and the list's resourceVersion."""
+        _, body = await self._send(self._list_call(res, namespace, label_selector=label_selector,
+                                                   field_selector=field_selector))
         items = [_with_type(i, res) for i in body.get("items") or [] if isinstance(i, dict)]
         rv = str((body.get("metadata") or {}).get("resourceVersion") or "")
         return ListResult(items=items, resource_version=rv)
 
-    async def watch(self, res: Resource, *, resource_version: str,
+    async def watch(self, res: Resource, *, resource_version: str, namespace: str | None = None,
+                    label_selector: str | None = None, field_selector: str | None = None,
                     timeout_seconds: int = 300) -> AsyncIterator[WatchEvent]:
         """Events of a kind after ``resource_version``, until the server ends the watch.
 
@@ -280,7 +299,8 @@ class Kube:
         connection → :class:`UnavailableError`. The caller resumes from the last event's RV.
         """
         call = self._list_call(
-            res, watch=True, resource_version=resource_version, allow_watch_bookmarks=True,
+            res, namespace, label_selector=label_selector, field_selector=field_selector,
+            watch=True, resource_version=resource_version, allow_watch_bookmarks=True,
             timeout_seconds=timeout_seconds,
             _request_timeout=aiohttp.ClientTimeout(total=None, sock_connect=self.request_timeout,
                                                    sock_read=timeout_seconds + 30))

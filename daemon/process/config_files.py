@@ -4,13 +4,17 @@
 operator's file and hands both texts to :func:`daemon.core.settings.parse_settings`;
 :func:`load_desired` reads every manifest file for :func:`daemon.core.desired.parse_desired`.
 Both raise the core's error types, with every problem at once.
+
+No desired directory (``desired.dir: null``, the embedded default) means *no desired state*:
+the daemon then diagnoses and applies nothing. The seed's manifests belong to the demo and the
+sandbox (``sandbox/demo/desired``) and to the configured example (``config/desired``), never to
+a default that would apply them to whatever cluster a kubeconfig reaches.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from importlib import resources
-from importlib.resources.abc import Traversable
 from pathlib import Path
 
 from daemon.core.desired import DesiredError, DesiredState, parse_desired
@@ -38,26 +42,18 @@ def load_settings(path: Path | None, *, environ: Mapping[str, str]) -> Settings:
     return parse_settings(default_settings_text(), user, environ=environ)
 
 
-def default_desired_dir() -> Traversable:
-    return resources.files("daemon").joinpath("defaults").joinpath("desired")
-
-
 def load_desired(path: Path | None) -> DesiredState:
     """Load every ``*.yaml``/``*.yml`` of ``path`` (a directory or one file), sorted by name.
 
-    ``None``: the embedded default. Raises :class:`DesiredError` listing every problem.
+    ``None``: no desired state (nothing to apply). Raises :class:`DesiredError` listing every
+    problem.
     """
-    files: list[tuple[str, str]] = []
     if path is None:
-        root = default_desired_dir()
-        for entry in sorted(root.iterdir(), key=lambda e: e.name):
-            if entry.name.endswith((".yaml", ".yml")):
-                files.append((f"<embedded>/{entry.name}", entry.read_text("utf-8")))
-    else:
-        try:
-            paths = sorted(p for p in path.iterdir() if p.suffix in (".yaml", ".yml")) \
-                if path.is_dir() else [path]
-            files = [(str(p), p.read_text("utf-8")) for p in paths]
-        except OSError as exc:
-            raise DesiredError([f"{path}: cannot read: {exc.strerror or exc}"]) from exc
+        return parse_desired([])
+    try:
+        paths = sorted(p for p in path.iterdir() if p.suffix in (".yaml", ".yml")) \
+            if path.is_dir() else [path]
+        files = [(str(p), p.read_text("utf-8")) for p in paths]
+    except OSError as exc:
+        raise DesiredError([f"{path}: cannot read: {exc.strerror or exc}"]) from exc
     return parse_desired(files)

@@ -36,7 +36,7 @@ from daemon.process.probing import ObservationStore
 from daemon.process.server import HealthState
 from probes.observation import Observation
 from sandbox.apiserver import ApiServer
-from tests.conftest import b64, free_port
+from tests.conftest import SEED_DESIRED, b64, free_port
 from tests.integration.daemon_fixtures import api_server, eventually, kube_for
 
 NS = "user-example-com"
@@ -116,7 +116,7 @@ async def running(server: ApiServer, *, settings: Settings | None = None, dry_ru
         informer = Informer(kube, namespaces={NS, "kubeflow", "kserve", "istio-system", "kube-system"})
         store = ObservationStore()
         ledger = ledger or Ledger()
-        rec = Reconciler(settings=settings, desired=desired or load_desired(None), kube=acting,
+        rec = Reconciler(settings=settings, desired=desired or load_desired(SEED_DESIRED), kube=acting,
                          informer=informer, metrics=metrics, health=HealthState(clock=time.time),
                          ledger=ledger, observations=store, dry_run=dry_run, leading=leading)
         informer.subscribe(rec.on_change)

@@ -55,7 +55,7 @@ async def writer(server: ApiServer) -> AsyncIterator[Kube]:
 async def informer(server: ApiServer, writer: Kube) -> AsyncIterator[tuple[Informer, Recorder]]:
     await writer.apply(cm("before", "1"), dry_run=False)
     async with kube_for(server.url) as kube:
-        inf = Informer(kube, namespaces={NS, "kube-system"}, watch_timeout_seconds=30)
+        inf = Informer(kube, namespaces={NS}, watch_timeout_seconds=30)
         rec = Recorder()
         inf.subscribe(rec)
         task = await run_until_synced(inf)

@@ -27,7 +27,7 @@ from daemon.core.settings import Settings
 from daemon.core.world import World
 from daemon.process.config_files import load_desired, load_settings
 from probes.observation import Observation
-from tests.conftest import b64
+from tests.conftest import ROOT, SEED_DESIRED, b64
 from tests.kserve_config import inferenceservice_config
 
 NOW = 1_764_441_000.0  # 2025-11-29T18:30Z, the seed's afternoon
@@ -48,14 +48,16 @@ _SETTINGS: Settings | None = None
 def desired_state() -> DesiredState:
     global _DESIRED
     if _DESIRED is None:
-        _DESIRED = load_desired(None)
+        _DESIRED = load_desired(SEED_DESIRED)
     return _DESIRED
 
 
 def settings() -> Settings:
     global _SETTINGS
     if _SETTINGS is None:
-        _SETTINGS = load_settings(None, environ={})
+        # The configured example (the seed's iris model with its canary, its desired state):
+        # the embedded default has neither.
+        _SETTINGS = load_settings(ROOT / "config" / "warden.yaml", environ={})
     return _SETTINGS
 
 

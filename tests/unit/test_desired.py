@@ -18,6 +18,7 @@ from daemon.core.desired import (
 from daemon.core.objects import ObjectRef
 from daemon.core.world import World, secret_value_hash
 from daemon.process.config_files import load_desired
+from tests.conftest import SEED_DESIRED
 from tests.unit import factories as fx
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -28,8 +29,12 @@ def kinds(objs: list[dict[str, object]]) -> list[str]:
     return sorted(str(o["kind"]) for o in objs)
 
 
-def test_embedded_and_shipped_desired_state_load_identically() -> None:
-    embedded = load_desired(None)
+def test_embedded_default_is_empty_and_demo_and_example_load_identically() -> None:
+    """No settings, no desired state: nothing is ever applied by default. The demo's seed
+    manifests (sandbox/demo/desired) and the configured example (config/desired) are one set."""
+    none = load_desired(None)
+    assert none.manifests == () and none.derived == ()
+    embedded = load_desired(SEED_DESIRED)
     shipped = load_desired(ROOT / "config" / "desired")
     assert embedded.manifests == shipped.manifests and embedded.derived == shipped.derived
     assert sorted(str(r) for r in embedded.refs()) == [
@@ -42,7 +47,7 @@ def test_embedded_and_shipped_desired_state_load_identically() -> None:
 
 
 def test_the_desired_content_is_the_seed_corrected() -> None:
-    by_kind = {str(m["kind"]): m for m in load_desired(None).manifests}
+    by_kind = {str(m["kind"]): m for m in load_desired(SEED_DESIRED).manifests}
     sa = by_kind["ServiceAccount"]
     assert list(sa["imagePullSecrets"]) == [{"name": "harbor-credentials"}]
     assert list(sa["secrets"]) == [{"name": "minio-s3-secret"}]
@@ -57,7 +62,7 @@ def test_the_desired_content_is_the_seed_corrected() -> None:
     assert copy_manifest(ap)["rules"] == [
         {"from": [{"source": {"principals": [AP_PRINCIPAL]}}]}
     ]
-    (derived,) = load_desired(None).derived
+    (derived,) = load_desired(SEED_DESIRED).derived
     assert (derived.source_namespace, derived.source_name) == ("kubeflow", "mlpipeline-minio-artifact")
     assert dict(derived.keys) == {"accesskey": "AWS_ACCESS_KEY_ID", "secretkey": "AWS_SECRET_ACCESS_KEY"}
     assert derived.annotations["serving.kserve.io/s3-endpoint"] == "minio-service.kubeflow:9000"
@@ -65,7 +70,7 @@ def test_the_desired_content_is_the_seed_corrected() -> None:
 
 def test_derived_secret_is_rendered_with_hashes_from_the_world() -> None:
     world = fx.healthy().world()
-    rendered = {str(o["kind"]): o for o in load_desired(None).manifests_for(world)}
+    rendered = {str(o["kind"]): o for o in load_desired(SEED_DESIRED).manifests_for(world)}
     sec = rendered["Secret"]
     assert sec["data"] == {
         "AWS_ACCESS_KEY_ID": secret_value_hash(fx.b64(fx.ACCESS_KEY)),
@@ -78,7 +83,7 @@ def test_derived_secret_is_rendered_with_hashes_from_the_world() -> None:
 def test_derived_secret_with_its_source_missing_renders_without_data() -> None:
     c = fx.healthy()
     c.drop("Secret", "kubeflow", "mlpipeline-minio-artifact")
-    state = load_desired(None)
+    state = load_desired(SEED_DESIRED)
     (derived,) = state.derived
     assert derived.missing_keys(None) == ["accesskey", "secretkey"]
     sec = next(o for o in state.manifests_for(c.world()) if o["kind"] == "Secret")
@@ -108,7 +113,8 @@ def test_storage_secret_annotation_key_follows_the_live_configmap(
         c.get("ConfigMap", "kserve", "inferenceservice-config")["data"]["credentials"] = json.dumps(
             credentials
         )
-    isvc = next(o for o in load_desired(None).manifests_for(c.world()) if o["kind"] == "InferenceService")
+    isvc = next(o for o in load_desired(SEED_DESIRED).manifests_for(c.world())
+                if o["kind"] == "InferenceService")
     assert isvc["metadata"]["annotations"] == {key: "minio-s3-secret"}
 
 
@@ -118,7 +124,7 @@ def test_kserve_config_with_bad_json_falls_back_to_defaults() -> None:
 
 
 def test_manifests_for_does_not_mutate_the_declaration() -> None:
-    state = load_desired(None)
+    state = load_desired(SEED_DESIRED)
     before = json.dumps(
         [dict(m) for m in state.manifests], default=lambda o: dict(o) if hasattr(o, "items") else list(o)
     )
@@ -223,6 +229,6 @@ def test_missing_directory() -> None:
 
 
 def test_world_rendering_is_pure() -> None:
-    state = load_desired(None)
+    state = load_desired(SEED_DESIRED)
     w = World.build([])
     assert kinds(state.manifests_for(w)) == kinds(state.manifests_for(w))

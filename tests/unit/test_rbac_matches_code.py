@@ -341,7 +341,7 @@ def test_not_granted_declarations_are_not_stale() -> None:
 
 def _desired_objects() -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
-    for d in (ROOT / "config/desired", ROOT / "daemon/defaults/desired"):
+    for d in (ROOT / "config/desired", ROOT / "sandbox/demo/desired"):
         for p in sorted(d.glob("*.yaml")):
             out += [o for o in yaml.safe_load_all(p.read_text()) if isinstance(o, dict)]
     assert out, "no desired manifests found"

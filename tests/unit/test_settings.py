@@ -5,10 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import yaml
 
 from daemon.core.actions import ActionKind
 from daemon.core.settings import Budget, Settings, SettingsError
 from daemon.process.config_files import default_settings_text, load_settings
+from tests.conftest import SEED_DESIRED
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -28,8 +30,9 @@ def problems(tmp_path: Path, text: str, environ: dict[str, str] | None = None) -
 def test_embedded_defaults_load_and_match_the_schema_defaults() -> None:
     s = load_settings(None, environ={})
     assert isinstance(s, Settings)
-    assert [m.key for m in s.models] == ["user-example-com/iris-model"]
-    assert s.models[0].canary.instances == ((5.1, 3.5, 1.4, 0.2),) and s.models[0].canary.expected == (0,)
+    # No configuration: every InferenceService in scope, nothing applied, no Secret read.
+    assert s.models == () and s.secrets.namespaces == ()
+    assert s.scope.namespaces == () and s.scope.selector is None
     assert s.remediation.budgets[ActionKind.RESTART_COREDNS] == Budget(max_actions=3, window_seconds=3600)
     assert s.remediation.dns_hysteresis == 3 and s.remediation.dry_run is False
     assert s.remediation.allowed_actions == frozenset(ActionKind)
@@ -40,15 +43,29 @@ def test_embedded_defaults_load_and_match_the_schema_defaults() -> None:
     assert s.desired.dir is None
 
 
-def test_config_copy_and_embedded_default_are_identical() -> None:
-    assert (ROOT / "config" / "warden.yaml").read_text() == default_settings_text()
+def test_configured_example_differs_from_the_embedded_default_only_where_documented() -> None:
+    """config/warden.yaml is the embedded default plus a configured desired layer: the seed's
+    Secret namespaces, the iris model's canary override and ``desired.dir: desired``. Every other
+    key is identical, so the example documents the defaults too."""
+    default = yaml.safe_load(default_settings_text())
+    example = yaml.safe_load((ROOT / "config" / "warden.yaml").read_text())
+    configured = {"secrets", "models", "desired"}
+    assert {k: v for k, v in example.items() if k not in configured} == \
+        {k: v for k, v in default.items() if k not in configured}
+    assert default["secrets"] == {"namespaces": []} and default["models"] == []
+    assert default["desired"] == {"dir": None}
+    assert example["desired"] == {"dir": "desired"}
+    assert example["secrets"]["namespaces"] == ["user-example-com", "kubeflow"]
+    s = load_settings(ROOT / "config" / "warden.yaml", environ={})
+    assert s.desired.dir == ROOT / "config" / "desired"
+    assert [m.key for m in s.models] == ["user-example-com/iris-model"]
+    assert s.models[0].canary is not None
+    assert s.models[0].canary.instances == ((5.1, 3.5, 1.4, 0.2),) and s.models[0].canary.expected == (0,)
     shipped = sorted(p.name for p in (ROOT / "config" / "desired").glob("*.yaml"))
-    embedded = sorted(p.name for p in (ROOT / "daemon" / "defaults" / "desired").glob("*.yaml"))
-    assert shipped == embedded and shipped
+    demo = sorted(p.name for p in SEED_DESIRED.glob("*.yaml"))
+    assert shipped == demo and shipped
     for name in shipped:
-        assert (ROOT / "config" / "desired" / name).read_text() == (
-            ROOT / "daemon" / "defaults" / "desired" / name
-        ).read_text(), name
+        assert (ROOT / "config" / "desired" / name).read_text() == (SEED_DESIRED / name).read_text(), name
 
 
 def test_a_partial_file_merges_over_the_defaults(tmp_path: Path) -> None:
