@@ -24,6 +24,7 @@ from typing import Any, Literal
 import yaml
 
 from daemon.core.actions import ActionKind
+from daemon.core.label_selector import selector_problem
 from daemon.core.typed_yaml import convert, type_name
 
 
@@ -195,7 +196,7 @@ class LogSettings:
 @dataclass(frozen=True, kw_only=True)
 class DesiredSettings:
     dir: Path | None = None
-    """``None``: the embedded manifests (``daemon/defaults/desired``)."""
+    """``None``: no desired state — nothing is applied, the daemon only diagnoses."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -405,6 +406,9 @@ def _check_values(s: Settings) -> list[str]:
     positive("kube.resync_period_seconds", s.kube.resync_period_seconds)
     if not 0 <= s.server.port <= 65535:
         p.append(f"server.port: must be 0..65535, got {s.server.port}")
+
+    if s.scope.selector is not None and (why := selector_problem(s.scope.selector)) is not None:
+        p.append(f"scope.selector: not a label selector ({why}), got {s.scope.selector!r}")
 
     seen: set[str] = set()
     for i, m in enumerate(s.models):

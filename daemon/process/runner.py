@@ -33,7 +33,7 @@ from prometheus_client import CollectorRegistry
 
 from daemon.core import logs
 from daemon.core.desired import DesiredError, DesiredState
-from daemon.core.errors import KubeError
+from daemon.core.errors import InvalidError, KubeError
 from daemon.core.ledger import Ledger
 from daemon.core.settings import Settings, SettingsError
 from daemon.kube.effects import Kube
@@ -99,9 +99,13 @@ async def api_client_for(kubeconfig: str | None) -> client.ApiClient:
     return client.ApiClient(configuration=cfg)
 
 
-def watch_namespaces(settings: Settings, desired: DesiredState) -> frozenset[str]:
-    """Every namespace whose objects matter: settings, CoreDNS, KServe config, mesh, desired."""
-    names: set[str] = set(settings.scope.namespaces) | set(settings.secrets.namespaces) - {"*"}
+def watch_namespaces(settings: Settings, desired: DesiredState) -> frozenset[str] | None:
+    """Where namespaced kinds are read: ``None`` (every namespace) when ``scope.namespaces`` is
+    empty; else the scope plus what the diagnosis needs around it (CoreDNS, the KServe config,
+    the mesh, the desired objects' namespaces, the models' overrides)."""
+    if not settings.scope.namespaces:
+        return None
+    names: set[str] = set(settings.scope.namespaces)
     names |= {settings.coredns.namespace, settings.kserve_config.namespace,
               settings.mesh.storage_namespace, settings.mesh.root_namespace}
     names |= {m.namespace for m in settings.models}
@@ -112,6 +116,38 @@ def watch_namespaces(settings: Settings, desired: DesiredState) -> frozenset[str
     for d in desired.derived:
         names |= {d.namespace, d.source_namespace}
     return frozenset(names)
+
+
+def secret_namespaces(settings: Settings, desired: DesiredState) -> frozenset[str]:
+    """Where Secrets are read: the opt-in (``secrets.namespaces``; ``"*"`` = all) plus where the
+    desired state writes Secrets and where a derived secret's source lives. Never more."""
+    names: set[str] = set(settings.secrets.namespaces)
+    if "*" in names:
+        return frozenset({"*"})
+    for m in desired.manifests:
+        ns = (m.get("metadata") or {}).get("namespace")
+        if m.get("kind") == "Secret" and ns:
+            names.add(str(ns))
+    for d in desired.derived:
+        names |= {d.namespace, d.source_namespace}
+    return frozenset(names)
+
+
+def read_by_name(settings: Settings, desired: DesiredState) -> dict[str, tuple[str, str]]:
+    """Kinds read as one named object (``fieldSelector=metadata.name=``), so RBAC can grant them
+    by ``resourceNames``: KServe's ConfigMap and the CoreDNS Deployment — unless the desired
+    state manages objects of that kind too."""
+    managed = {str(m.get("kind")) for m in desired.manifests}
+    out = {"ConfigMap": (settings.kserve_config.namespace, settings.kserve_config.name),
+           "Deployment": (settings.coredns.namespace, settings.coredns.deployment)}
+    return {k: v for k, v in out.items() if k not in managed}
+
+
+def informer_for(kube: Kube, settings: Settings, desired: DesiredState) -> Informer:
+    """The informer of ``run`` and ``check``: the settings' scope, applied by the API server."""
+    return Informer(kube, namespaces=watch_namespaces(settings, desired),
+                    secret_namespaces=secret_namespaces(settings, desired),
+                    selector=settings.scope.selector, by_name=read_by_name(settings, desired))
 
 
 def identity() -> str:
@@ -150,7 +186,7 @@ def build_daemon(*, inputs: Inputs, api: client.ApiClient, redactor: logs.Redact
     me = name or identity()
     kube = Kube(api, field_manager=settings.kube.field_manager, dry_run=dry, redactor=redactor, instance=me,
                 on_error=lambda err: metrics.api_error(code=err.status or "unavailable"))
-    informer = Informer(kube, namespaces=watch_namespaces(settings, inputs.desired))
+    informer = informer_for(kube, settings, inputs.desired)
     store = ObservationStore()
     reconciler = Reconciler(settings=settings, desired=inputs.desired, kube=kube, informer=informer,
                             metrics=metrics, health=health, ledger=Ledger(), observations=store, dry_run=dry)
@@ -217,7 +253,7 @@ async def run_daemon(d: Daemon, *, stop: asyncio.Event, once: bool = False) -> i
         await asyncio.wait({synced, stopper, informer_task}, return_when=asyncio.FIRST_COMPLETED)
         await _cancel(synced, stopper)
         if informer_task.done():
-            informer_task.result()
+            _informer_result(informer_task)
         if stop.is_set():
             return EXIT_OK
         d.health.set_synced(True)
@@ -235,7 +271,7 @@ async def run_daemon(d: Daemon, *, stop: asyncio.Event, once: bool = False) -> i
         await asyncio.wait({stopper, informer_task}, return_when=asyncio.FIRST_COMPLETED)
         await _cancel(stopper)
         if informer_task.done():
-            informer_task.result()
+            _informer_result(informer_task)
         log.info("shutting down")
         return EXIT_OK
     finally:
@@ -247,6 +283,15 @@ async def run_daemon(d: Daemon, *, stop: asyncio.Event, once: bool = False) -> i
         await _cancel(probes_task, heartbeat_task, informer_task)
         await server.stop()
         log.info("stopped", clean=clean)
+
+
+def _informer_result(task: asyncio.Task[None]) -> None:
+    """Re-raise what stopped the informer; a request the server refuses (a bad
+    ``scope.selector``) is bad input: one line, exit 2."""
+    try:
+        task.result()
+    except InvalidError as err:
+        raise BadInput([f"cannot read the cluster (check scope.selector): {err}"]) from err
 
 
 async def _once(d: Daemon) -> int:
