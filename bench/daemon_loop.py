@@ -4,7 +4,7 @@ A benchmark, not a test: ``python bench/daemon_loop.py [--heals N] [--isvcs N]``
 
 1. **Heal latency** (budget p50 ≤ 0.5 s, p99 ≤ 2 s): the full sandbox (API, S3, DNS,
    controllers) and the daemon's own objects in this process (``daemon.process.runner.build_daemon``,
-   as ``kserve-warden run`` builds them; cooldown 0 so repeated injections are not held back).
+   as ``kserve-warden run`` builds them; no per-target back-off so repeated injections are not held back).
    Each round deletes the ServingRuntime through the API and times until it exists again,
    observed by a watch on the benchmark's side (no polling).
 2. **Full pass at scale** (budget ≤ 5 s, RSS ≤ 150 MB): the sandbox API server seeded with
@@ -80,7 +80,8 @@ async def heal_latency(rounds: int) -> list[float]:
         cfg = sb.workdir / "warden.yaml"
         sb.write_warden_config(cfg)
         settings = load_settings(cfg, environ={"WARDEN_LEADER_ELECTION": "0", "WARDEN_METRICS_PORT": "0"})
-        settings = replace(settings, remediation=replace(settings.remediation, cooldown_seconds=0.0,
+        settings = replace(settings, remediation=replace(settings.remediation,
+                                                         backoff_initial_seconds=0.0,
                                                          verify_after_seconds=0.5))
         api = sb.new_api_client()
         inputs = Inputs(settings=settings, desired=load_desired(settings.desired.dir))
@@ -238,8 +239,8 @@ async def daemon_at_scale(n: int, *, window: float, heals: int) -> dict[str, Any
             await seed.close()
         cfg = sb.warden_config()
         cfg["secrets"] = {"namespaces": [*cfg["secrets"]["namespaces"], *namespaces]}
-        # Repeated heals of one object must not meet the cooldown or the apply budget.
-        cfg["remediation"] = {**cfg["remediation"], "cooldown_seconds": 0.0,
+        # Repeated heals of one object must not meet the back-off or the apply budget.
+        cfg["remediation"] = {**cfg["remediation"], "backoff_initial_seconds": 0.0,
                               "budgets": {"apply": {"max_actions": 100_000, "window_seconds": 3600}}}
         path = sb.workdir / "warden-scale.yaml"
         path.write_text(yaml.safe_dump(cfg, sort_keys=False), encoding="utf-8")

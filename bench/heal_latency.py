@@ -4,8 +4,9 @@ A benchmark, not a test: ``python bench/heal_latency.py [--rounds 20] [--scenari
 
 One sandbox, one ``kserve-warden run`` subprocess (the demo's :class:`sandbox.demo.run.DaemonProcess`,
 talking to the sandbox over its kubeconfig) with the sandbox's settings except the guards that
-exist to slow repeated actions down: ``cooldown_seconds: 0`` and budgets large enough for
-``--rounds`` injections of everything (the tests cover the guards; this measures the loop).
+exist to slow repeated actions down: ``backoff_initial_seconds: 0`` (no per-target back-off)
+and budgets large enough for ``--rounds`` injections of everything (the tests cover the guards;
+this measures the loop).
 
 Per round: wait for a settled world (no active finding on ``/metrics``, the canary answered
 correctly), inject, then measure from just before the injection:
@@ -144,7 +145,7 @@ class Bench:
 def bench_config(sb: Sandbox, path: Path, *, rounds: int) -> dict[str, Any]:
     cfg = sb.warden_config()
     budget = {"max_actions": 10 * rounds + 100, "window_seconds": 3600}
-    cfg["remediation"] = {**cfg["remediation"], "cooldown_seconds": 0.0,
+    cfg["remediation"] = {**cfg["remediation"], "backoff_initial_seconds": 0.0,
                           "budgets": {k: dict(budget) for k in ACTION_KINDS}}
     path.write_text(yaml.safe_dump(cfg, sort_keys=False), encoding="utf-8")
     return cfg

@@ -2,7 +2,7 @@
 
 ``plan()`` is the only place that decides to act; the effects (``daemon.kube.effects``) only carry out
 ``Decision``s whose ``allowed`` is true. Every held-back decision carries its reason, so
-operators can see *why* nothing happened (cooldown, budget, hysteresis, dry-run, allow-list).
+operators can see *why* nothing happened (back-off, budget, hysteresis, dry-run, allow-list).
 """
 
 from __future__ import annotations
@@ -49,6 +49,9 @@ class Verdict(StrEnum):
     HYSTERESIS = "hysteresis"
     NOT_ALLOWED = "not-allowed"
     ESCALATED = "escalated"
+    REFUSED = "refused"
+    """Allowed, tried, and refused by the API (another manager's fields, 403, 422): not tried
+    again until the object changes (set by the loop, which knows what the API answered)."""
     HUMAN = "human"
     """No safe automatic fix: the remedy is for a person."""
 
@@ -62,7 +65,10 @@ class Decision:
     finding_key: tuple[str, str] | None = None
     """``Finding.key`` of the finding this decision answers (what the ledger records)."""
     retry_at: float | None = None
-    """When a held-back decision may change (cooldown/budget end, verification due)."""
+    """When a held-back decision may change (back-off/budget end, verification due)."""
+    fingerprint: str | None = None
+    """The finding's inputs (:func:`daemon.core.plan.fingerprint`), recorded with the action so
+    that a verification or an escalation ends when they change."""
 
     @property
     def allowed(self) -> bool:

@@ -3,7 +3,8 @@
 ``kubernetes_asyncio`` raises one ``ApiException`` for every HTTP status and lets aiohttp's own
 exceptions through for broken connections. The rest of the daemon should not have to read status
 codes or know aiohttp: it catches :class:`NotFoundError` to create, :class:`GoneError` to
-relist, :class:`TooManyRequestsError` to wait ``retry_after``, and the transient family
+relist (and :class:`ResourceVersionTooLargeError`, a resourceVersion from another history),
+:class:`TooManyRequestsError` to wait ``retry_after``, and the transient family
 (:class:`ServerError`, :class:`UnavailableError`) to back off with jitter. This module imports
 neither the client nor aiohttp: it is part of the pure core.
 
@@ -71,6 +72,13 @@ class AlreadyExistsError(ConflictError):
 
 class GoneError(KubeError):
     """410: a watch or list resourceVersion older than the server keeps (relist)."""
+
+
+class ResourceVersionTooLargeError(GoneError):
+    """504 ``Timeout`` with the cause ``ResourceVersionTooLarge`` ("Too large resource version"):
+    the server has never reached the resourceVersion we resume from. Our history is not the
+    server's (an etcd restore, an API wiped and restarted): relist, like client-go's reflector.
+    A :class:`GoneError`, so everything that relists on 410 relists on this too."""
 
 
 class TooManyRequestsError(KubeError):
@@ -163,6 +171,11 @@ def from_status(status: int, *, body: bytes | str | None = None,
                                   default=float((details or {}).get("retryAfterSeconds") or 1))
         return TooManyRequestsError(message or "too many requests", status=status,
                                     reason=reason or "TooManyRequests", details=details, retry_after=retry)
+    causes = [c for c in (details or {}).get("causes") or [] if isinstance(c, dict)]
+    if any(c.get("reason") == "ResourceVersionTooLarge" for c in causes) or (
+            "too large resource version" in message.lower()):
+        return ResourceVersionTooLargeError(message, status=status, reason=reason or "Timeout",
+                                            details=details)
     if status >= 500:
         return ServerError(message or "server error", status=status, reason=reason or "InternalError",
                            details=details)

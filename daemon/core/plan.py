@@ -18,10 +18,25 @@ what a person must do. A finding's actions are a chain, run in order (apply the 
 delete the stuck pod): when one is held back, the ones after it are too.
 
 Guards, in order: a pending verification (we acted; wait ``verify_after_seconds``, then, if
-the finding is still there, ``ESCALATED`` — severity up, no retry until it clears; not in
-dry-run, where nothing was written), the
+the finding is still there, ``ESCALATED`` — severity up, no retry until it clears *or its
+inputs change*; not in dry-run, where nothing was written), the
 allow-list, hysteresis (CoreDNS restarts only after K consecutive bad probes), the
-per-target cooldown, the per-kind budget over its window, then dry-run.
+per-target exponential back-off, the per-kind budget over its window, then dry-run.
+
+**Which finding a verification belongs to.** A verification is keyed by the finding's
+``(code, subject)`` *and* its :func:`fingerprint`: a hash of its evidence and of the desired
+objects its actions would write (a derived secret's manifest carries its source's hashed
+values). A source secret rotated badly, derived, rejected by storage (escalated), then
+restored: the fingerprint changes, so the escalation no longer holds and the restored
+values are derived at once. Likewise the derived secret deleted while escalated. Escalation is
+per finding, so it never holds back another finding's action on the same target. If a
+fingerprint churns (volatile evidence), the back-off and the budgets still bound the retries.
+
+**Per-target back-off** (Argo CD's self-heal): the first action on a target after a quiet
+period goes out at once; a repeat on the same target (same action kind) waits
+``backoff_initial_seconds``, doubling per repeat up to ``backoff_max_seconds``. A target with no
+action for twice the cap is quiet again (twice, so that repeats at the cap do not reset it).
+Refused attempts count: a write the API refuses is not retried in a tight loop.
 
 When to look again (a held-back decision's ``retry_at``, API failures) is decided by
 :func:`daemon.core.backoff.retry_delay`, the daemon's one requeue/back-off function.
@@ -29,6 +44,8 @@ When to look again (a held-back decision's ``retry_at``, API failures) is decide
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
@@ -97,6 +114,31 @@ def actions_for(finding: Finding, desired: Mapping[ObjectRef, Mapping[str, Any]]
     return out
 
 
+def fingerprint(finding: Finding, desired: Mapping[ObjectRef, Mapping[str, Any]]) -> str:
+    """A hash of what the finding is judged from: its evidence and the desired objects its
+    actions write (secret values in there are already hashes: nothing secret is hashed here)."""
+    built = actions_for(finding, desired)
+    payloads = [] if isinstance(built, str) else sorted(
+        (a.kind.value, str(a.target), a.payload.get("manifest")) for a in built)
+    text = json.dumps([finding.code.value, str(finding.subject), list(finding.evidence), payloads],
+                      sort_keys=True, default=str)
+    return "sha256:" + hashlib.sha256(text.encode()).hexdigest()[:32]
+
+
+def backoff_until(times: Sequence[float], *, now: float, initial: float, cap: float) -> float | None:
+    """When the next action on a target may go out, given when the past ones did (oldest
+    first); None: at once (no action yet, or the target has been quiet for ``2 * cap``)."""
+    if not times or initial <= 0 or now - times[-1] >= 2 * cap:
+        return None
+    streak = 1
+    for before, after in zip(reversed(times[:-1]), reversed(times[1:]), strict=True):
+        if after - before >= 2 * cap:
+            break
+        streak += 1
+    until = times[-1] + min(cap, initial * 2 ** (streak - 1))
+    return until if until > now else None
+
+
 def plan(
     *,
     findings: Sequence[Finding],
@@ -110,6 +152,7 @@ def plan(
     seen: set[tuple[str, str]] = set()
     for f in findings:
         code, fkey = f.code.value, f.key
+        fp = fingerprint(f, desired)
 
         def decide(
             action: Action | None,
@@ -118,6 +161,7 @@ def plan(
             retry_at: float | None = None,
             code: str = code,
             fkey: tuple[str, str] = fkey,
+            fp: str = fp,
         ) -> None:
             decisions.append(
                 Decision(
@@ -127,12 +171,13 @@ def plan(
                     finding_code=code,
                     finding_key=fkey,
                     retry_at=retry_at,
+                    fingerprint=fp,
                 )
             )
 
         # In dry-run nothing was written, so there is nothing to verify: a pending entry
-        # (the loop records dry-run decisions too, for cooldown and budget) must not escalate.
-        pending = None if policy.dry_run else ledger.pending(fkey)
+        # (the loop records dry-run decisions too, for back-off and budget) must not escalate.
+        pending = None if policy.dry_run else ledger.pending(fkey, fp)
         if pending is not None:
             done = "; ".join(pending.actions)
             if now < pending.verify_at:
@@ -148,7 +193,8 @@ def plan(
                     None,
                     Verdict.ESCALATED,
                     f"still present {now - pending.acted_at:.0f} s after {done}: the heal did not help; "
-                    f"not retrying (no retry storm) until it clears. A person should: {f.remedy}",
+                    f"not retrying (no retry storm) until it clears or its inputs change. "
+                    f"A person should: {f.remedy}",
                 )
             continue
 
@@ -202,13 +248,14 @@ def _guard(
                 f"{bad} consecutive bad DNS probe(s), {policy.dns_hysteresis} needed before a restart",
                 None,
             )
-    last = ledger.last(kind, target)
-    if last is not None and now - last < policy.cooldown_seconds:
-        until = last + policy.cooldown_seconds
+    times = ledger.times(kind, target)
+    until = backoff_until(times, now=now, initial=policy.backoff_initial_seconds,
+                          cap=policy.backoff_max_seconds)
+    if until is not None:
         return (
             Verdict.COOLDOWN,
-            f"{kind.value} {target} done {now - last:.0f} s ago; cooldown {policy.cooldown_seconds:g} s "
-            f"(next at +{until - now:.0f} s)",
+            f"{kind.value} {target} done {now - times[-1]:.0f} s ago; back-off "
+            f"{until - times[-1]:g} s (next at +{until - now:.0f} s)",
             until,
         )
     budget = policy.budgets.get(kind)
@@ -229,16 +276,18 @@ def _guard(
 
 
 def with_escalations(
-    findings: Iterable[Finding], *, ledger: Ledger, now: float, dry_run: bool = False
+    findings: Iterable[Finding], *, ledger: Ledger, now: float, dry_run: bool = False,
+    desired: Mapping[ObjectRef, Mapping[str, Any]] | None = None,
 ) -> list[Finding]:
     """The findings, one severity step up where a heal was tried and did not help in time.
 
-    ``dry_run``: nothing was really tried, so nothing escalates.
+    ``dry_run``: nothing was really tried, so nothing escalates. ``desired``: compare the
+    findings' fingerprints (a finding whose inputs changed since the heal is not escalated).
     """
     if dry_run:
         return list(findings)
     out = []
     for f in findings:
-        p = ledger.pending(f.key)
+        p = ledger.pending(f.key, None if desired is None else fingerprint(f, desired))
         out.append(f.escalated() if p is not None and now >= p.verify_at else f)
     return out

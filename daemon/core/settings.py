@@ -6,7 +6,7 @@ overrides, and converts the result field by field, walking the dataclasses' type
 (:mod:`daemon.core.typed_yaml`). Reading the files is the process's job
 (:func:`daemon.process.config_files.load_settings`).
 Every problem found on the way is collected, not raised at the first one: the operator
-gets *all* of them at once, one clear line each (``remediation.cooldown_seconds: must be
+gets *all* of them at once, one clear line each (``remediation.backoff_initial_seconds: must be
 >= 0, got -5``; ``probes.dns.perod_seconds: unknown key (did you mean 'period_seconds'?)``),
 as a :class:`SettingsError`. The CLI turns that into exit code 2, and nothing is applied.
 
@@ -16,6 +16,8 @@ nameserver from ``/etc/resolv.conf``) are left ``None`` for the caller.
 
 from __future__ import annotations
 
+import ipaddress
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -150,7 +152,11 @@ def _default_budgets() -> dict[ActionKind, Budget]:
 class RemediationPolicy:
     dry_run: bool = False
     allowed_actions: frozenset[ActionKind] = frozenset(ActionKind)
-    cooldown_seconds: float = 30.0
+    backoff_initial_seconds: float = 2.0
+    """Per-target exponential back-off (Argo CD self-heal style): the first action on a target
+    after a quiet period goes out at once; each repeat waits this long, doubling per repeat."""
+    backoff_max_seconds: float = 300.0
+    """The back-off's cap; a target with no action for twice this long starts fresh."""
     budgets: Mapping[ActionKind, Budget] = field(default_factory=_default_budgets)
     dns_hysteresis: int = 3
     verify_after_seconds: float = 120.0
@@ -168,6 +174,11 @@ class RemediationPolicy:
 class KubeSettings:
     field_manager: str = "kserve-warden"
     resync_period_seconds: float = 300.0
+    request_timeout_seconds: float = 10.0
+    """Every API call (connect included) ends within this; watches use it to connect."""
+    cache_stale_seconds: float = 60.0
+    """``/readyz`` fails when a kind's watch has been down, with no list, event or bookmark,
+    for longer than this: the caches are no longer current (API unreachable)."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -380,8 +391,19 @@ def _check_values(s: Settings) -> list[str]:
             if not sep or not host or not port.isdigit():
                 p.append(f"probes.storage.endpoint_overrides: {label} {hp!r} must be host:port")
 
+    if dns.nameserver is not None:
+        try:
+            ipaddress.ip_address(dns.nameserver)
+        except ValueError:
+            # A name or a malformed address would make every DNS probe fail to run.
+            p.append(f"probes.dns.nameserver: must be an IP address, got {dns.nameserver!r}")
+
     r = s.remediation
-    non_negative("remediation.cooldown_seconds", r.cooldown_seconds)
+    non_negative("remediation.backoff_initial_seconds", r.backoff_initial_seconds)
+    positive("remediation.backoff_max_seconds", r.backoff_max_seconds)
+    if r.backoff_max_seconds < r.backoff_initial_seconds:
+        p.append("remediation.backoff_max_seconds: must be >= backoff_initial_seconds "
+                 f"({r.backoff_max_seconds:g} < {r.backoff_initial_seconds:g})")
     positive("remediation.verify_after_seconds", r.verify_after_seconds)
     if r.dns_hysteresis < 1:
         p.append(f"remediation.dns_hysteresis: must be >= 1, got {r.dns_hysteresis}")
@@ -404,9 +426,12 @@ def _check_values(s: Settings) -> list[str]:
         p.append("leader_election.retry_period_seconds: must be less than renew_deadline_seconds "
                  f"({le.retry_period_seconds:g} >= {le.renew_deadline_seconds:g})")
     positive("kube.resync_period_seconds", s.kube.resync_period_seconds)
+    positive("kube.request_timeout_seconds", s.kube.request_timeout_seconds)
+    positive("kube.cache_stale_seconds", s.kube.cache_stale_seconds)
     if not 0 <= s.server.port <= 65535:
         p.append(f"server.port: must be 0..65535, got {s.server.port}")
 
+    p.extend(_check_names(s))
     if s.scope.selector is not None and (why := selector_problem(s.scope.selector)) is not None:
         p.append(f"scope.selector: not a label selector ({why}), got {s.scope.selector!r}")
 
@@ -425,4 +450,55 @@ def _check_values(s: Settings) -> list[str]:
         if len(m.canary.expected) != len(m.canary.instances):
             p.append(f"models[{i}].canary.expected: {len(m.canary.expected)} answers for "
                      f"{len(m.canary.instances)} instances")
+    return p
+
+
+# RFC 1123, as the API server validates them: a namespace is a DNS label, most object names
+# (Deployment, ConfigMap, Lease, InferenceService) are DNS subdomains.
+_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
+_SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
+
+
+def dns_label_problem(value: str) -> str | None:
+    """Why ``value`` is not an RFC 1123 label (a namespace name), or None."""
+    if len(value) > 63:
+        return f"{value!r} is longer than 63 characters"
+    if not _LABEL.fullmatch(value):
+        return (f"{value!r} is not a valid namespace name (RFC 1123 label: lower-case letters, digits "
+                "and '-', starting and ending with a letter or digit)")
+    return None
+
+
+def dns_subdomain_problem(value: str) -> str | None:
+    """Why ``value`` is not an RFC 1123 subdomain (an object name), or None."""
+    if len(value) > 253:
+        return f"{value!r} is longer than 253 characters"
+    if not _SUBDOMAIN.fullmatch(value):
+        return (f"{value!r} is not a valid object name (RFC 1123 subdomain: lower-case letters, digits, "
+                "'-' and '.', starting and ending with a letter or digit)")
+    return None
+
+
+def _check_names(s: Settings) -> list[str]:
+    """Kubernetes names in the settings: a bad one is a settings error, never a finding."""
+    p: list[str] = []
+    namespaces = [(f"scope.namespaces[{i}]", n) for i, n in enumerate(s.scope.namespaces)]
+    namespaces += [(f"secrets.namespaces[{i}]", n) for i, n in enumerate(s.secrets.namespaces) if n != "*"]
+    namespaces += [(f"models[{i}].namespace", m.namespace) for i, m in enumerate(s.models)]
+    namespaces += [("coredns.namespace", s.coredns.namespace),
+                   ("kserve_config.namespace", s.kserve_config.namespace),
+                   ("leader_election.lease_namespace", s.leader_election.lease_namespace),
+                   ("mesh.root_namespace", s.mesh.root_namespace),
+                   ("mesh.storage_namespace", s.mesh.storage_namespace)]
+    names: list[tuple[str, str]] = [(f"models[{i}].name", m.name) for i, m in enumerate(s.models)]
+    names += [("coredns.deployment", s.coredns.deployment), ("kserve_config.name", s.kserve_config.name),
+              ("leader_election.lease_name", s.leader_election.lease_name)]
+    for path, value in namespaces:
+        why = dns_label_problem(value)
+        if why:
+            p.append(f"{path}: {why}")
+    for path, value in names:
+        why = dns_subdomain_problem(value)
+        if why:
+            p.append(f"{path}: {why}")
     return p

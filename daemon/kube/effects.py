@@ -337,8 +337,8 @@ class Kube:
     async def apply(self, obj: Mapping[str, Any], *, dry_run: bool, force: bool = False) -> dict[str, Any]:
         """Server-side apply of ``obj`` as field manager ``kserve-warden``; the object after.
 
-        ``force`` exists for completeness and is never used by the daemon: a conflict with
-        another manager is raised as :class:`ConflictError` (with ``managers``) for a human.
+        A conflict with another manager is raised as :class:`ConflictError` (with ``managers``);
+        ``force`` takes the sent fields back (``remediation.take_back_fields``, decided by the loop).
         """
         res = resource_for(str(obj.get("apiVersion", "")), str(obj.get("kind", "")))
         body = _apply_body(obj)
@@ -410,8 +410,11 @@ class Kube:
         return True
 
     async def derive_secret(self, decl: DerivedSecretDecl | Mapping[str, Any], *,
-                            dry_run: bool) -> dict[str, Any]:
+                            dry_run: bool, force: bool = False) -> dict[str, Any]:
         """Build the target secret from the source secret's keys, through the API; apply it.
+
+        ``force``: take back the declared keys from another field manager (a hand-edited
+        derived secret), like :meth:`apply` with ``force``; only the keys it sends are taken.
 
         The credential values are read from the API into this function's locals, registered
         with the redactor (decoded and base64 forms) and sent straight back to the API. What
@@ -448,7 +451,7 @@ class Kube:
                 meta["labels"] = dict(d.labels)
             kind_type = d.type
         manifest = {"apiVersion": "v1", "kind": "Secret", "metadata": meta, "type": kind_type, "data": target}
-        return await self.apply(manifest, dry_run=dry_run)
+        return await self.apply(manifest, dry_run=dry_run, force=force)
 
     async def emit_event(self, ref: ObjectRef, *, type: str, reason: str, message: str,
                          uid: str | None = None) -> dict[str, Any]:

@@ -23,17 +23,25 @@ from scratch. Two kinds of key go through one deduping :class:`~daemon.process.w
 Only the leader acts (and writes Events); every replica observes, diagnoses and exports
 metrics. Retries: :func:`daemon.core.backoff.retry_delay` is the one function that decides every
 delay (429 → Retry-After, 5xx/dropped → jittered exponential back-off, held-back decision →
-when its cooldown/budget ends). A periodic full resync re-queues ``PASS`` in case anything
-was missed. :meth:`Reconciler.shutdown` stops acting, lets in-flight work finish within a
-deadline and cancels the rest.
+when its back-off/budget ends). A delay it gives is a floor, not a hint: the finding's key is
+not acted on before it, even when a watch event or another pass asks for it sooner (a 429's
+``Retry-After: 10`` means no write for 10 s, "never sooner").
+A periodic full resync re-queues ``PASS`` in case anything was missed.
+:meth:`Reconciler.shutdown` stops acting, lets in-flight work finish within a deadline and
+cancels the rest.
 
 Server-side apply first goes out without ``force``: when another field manager owns a field the
 desired state sets (someone ran ``kubectl edit``/``annotate``), the API refuses with a 409 naming
 that manager. With ``remediation.take_back_fields`` (the default, Argo CD self-heal semantics) the
 daemon logs who held which fields and re-applies with ``force``: it takes back only the fields
-the desired state declares, never another manager's other fields. With it off, the daemon
+the desired state declares, never another manager's other fields. This covers a derived
+secret too (a hand-edited ``minio-s3-secret`` gets its declared keys back). With it off, the daemon
 reports the conflict (log, Warning Event with the exact command to hand the fields back) and
 does not ask again until that object changes.
+
+Nothing claims a heal that did not happen: a finding that disappears while another finding now
+names the same object was *superseded*, not resolved (no "resolved" Event, no heal time); an
+action the API refused is logged, evented and published as ``refused`` until its object changes.
 
 The CoreDNS restart budget survives a daemon restart: each restart writes its time (and the
 recent ones) as annotations on the coredns Deployment, and :meth:`Reconciler.restore_ledger`
@@ -60,7 +68,7 @@ from daemon.core.findings import Finding
 from daemon.core.ledger import Ledger
 from daemon.core.logs import get_logger
 from daemon.core.objects import ObjectRef
-from daemon.core.plan import plan, with_escalations
+from daemon.core.plan import fingerprint, plan, with_escalations
 from daemon.core.settings import Settings
 from daemon.core.timestamps import parse_time, rfc3339
 from daemon.core.world import World
@@ -159,7 +167,11 @@ class Reconciler:
         self._decided: dict[tuple[str, str, str], str] = {}
         self._failures: dict[str, int] = {}
         self._inflight: set[tuple[str, str]] = set()
+        self._not_before: dict[str, float] = {}
+        """Finding work keys that must not be acted on before a time (a 429's Retry-After, a
+        back-off after a transient failure), by the reconciler's clock."""
         self._refused: dict[tuple[str, str], str] = {}
+        self._refusals: dict[tuple[str, str], str] = {}
         """Actions the API refused for good (another manager's fields, 403, 422), by the target's
         resourceVersion then: not tried again until that object changes."""
         self._workers: list[asyncio.Task[None]] = []
@@ -231,9 +243,10 @@ class Reconciler:
         drifts = diff_all(manifests, lookup)
         findings = diagnose(world=world, desired=manifests, drifts=drifts,
                             observations=self.observations.all(), settings=self.settings, now=now)
-        findings = with_escalations(findings, ledger=self.ledger, now=now)
-        decisions = plan(findings=findings, ledger=self.ledger, policy=self.policy,
-                         desired=index_by_ref(manifests), now=now)
+        index = index_by_ref(manifests)
+        findings = with_escalations(findings, ledger=self.ledger, now=now, desired=index)
+        decisions = plan(findings=findings, ledger=self.ledger, policy=self.policy, desired=index, now=now)
+        decisions = [self._refusal(d, world) for d in decisions]
         return Evaluation(now=now, world=world, manifests=manifests, drifts=drifts, findings=findings,
                           decisions=decisions)
 
@@ -262,9 +275,12 @@ class Reconciler:
         if self.leading:
             for f in ev.findings:
                 wk = finding_work_key(f)
-                if any(d.allowed and d.action is not None and not self._still_refused(d.action, ev.world)
-                       for d in ev.decisions_for(wk)):
-                    self.queue.add(wk)
+                if any(d.allowed and d.action is not None for d in ev.decisions_for(wk)):
+                    wait = self._not_before.get(wk, 0.0) - ev.now
+                    if wait > 0:
+                        self.queue.add_after(wk, wait)  # never sooner than the server asked
+                    else:
+                        self.queue.add(wk)
         self.health.beat(self.clock())
         self.metrics.mark_success(loop="reconcile", now=self.clock())
         retry_at = min((d.retry_at for d in ev.decisions if d.retry_at is not None and d.retry_at > ev.now),
@@ -274,6 +290,9 @@ class Reconciler:
     async def _publish_findings(self, ev: Evaluation) -> None:
         now = ev.now
         current = {f.key: f for f in ev.findings}
+        subjects: dict[str, list[str]] = {}
+        for f in ev.findings:
+            subjects.setdefault(str(f.subject), []).append(f.code.value)
         announce, self._announce = self._announce and self.leading, False
         for k, f in current.items():
             seen = self._seen.get(k)
@@ -288,12 +307,19 @@ class Reconciler:
         for k in [k for k in self._seen if k not in current]:
             gone = self._seen.pop(k)
             took = now - gone.first_seen
+            now_named = subjects.get(str(gone.finding.subject))
+            if now_named:
+                # The same object is still wrong, under another name: nothing was resolved.
+                log.info("finding superseded", code=gone.finding.code.value,
+                         subject=str(gone.finding.subject), by=now_named)
+                continue
             self.metrics.observe_heal(code=gone.finding.code.value, seconds=took)
             log.info("finding cleared", code=gone.finding.code.value, subject=str(gone.finding.subject),
                      after_seconds=round(took, 3))
             await self._event(gone.finding.subject, type="Normal", reason=gone.finding.code.value,
                               message=f"resolved after {took:.1f} s")
-        for p in self.ledger.settle(current):
+        index = index_by_ref(ev.manifests)
+        for p in self.ledger.settle({k: fingerprint(f, index) for k, f in current.items()}):
             log.info("heal verified", finding=list(p.finding), actions=list(p.actions),
                      after_seconds=round(now - p.acted_at, 3))
 
@@ -317,6 +343,10 @@ class Reconciler:
     async def _act_on(self, key: str) -> Result:
         if not self.leading:
             return Result()
+        wait = self._not_before.get(key, 0.0) - self.clock()
+        if wait > 0:
+            return Result(requeue_after=wait)  # a Retry-After or back-off not over yet
+        self._not_before.pop(key, None)
         ev = self.evaluate()
         decisions = [d for d in ev.decisions_for(key) if d.action is not None]
         acted = False
@@ -338,14 +368,17 @@ class Reconciler:
                 failures = self._failures.get(key, 0) + 1
                 self._failures[key] = failures
                 if err.transient:
+                    delay = retry_delay(error=err, failures=failures, rng=self.rng) or 0.0
+                    self._not_before[key] = self.clock() + delay
                     log.warning("action failed, will retry", action=action.kind.value,
-                                target=str(action.target), error=str(err), failures=failures)
-                    return Result(requeue_after=retry_delay(error=err, failures=failures, rng=self.rng),
-                                  error=err)
+                                target=str(action.target), error=str(err), failures=failures,
+                                retry_in_seconds=round(delay, 3))
+                    return Result(requeue_after=delay, error=err)
                 # A definitive refusal (a conflict with another manager, 403, 422): recorded,
                 # so cooldown/budget hold it back; a person reads why.
                 self._record(d, ev.now, ok=False)
                 self._refused[action.key] = _rv(ev.world, action.target)
+                self._refusals[action.key] = str(err)
                 self.metrics.remediation(action=action.kind.value, result="failure")
                 detail = str(err)
                 if isinstance(err, ConflictError) and err.managers:
@@ -376,6 +409,15 @@ class Reconciler:
             self.queue.add(PASS)
         return Result()
 
+    def _refusal(self, d: Decision, world: World) -> Decision:
+        """An allowed decision whose action the API refused (and whose object has not changed
+        since) is published as ``refused``, with the refusal, not as something that will happen."""
+        if d.allowed and d.action is not None and self._still_refused(d.action, world):
+            return replace(d, verdict=Verdict.REFUSED,
+                           why=f"refused by the API: {self._refusals.get(d.action.key, 'see the log')}; "
+                               "not tried again until the object changes")
+        return d
+
     def _still_refused(self, action: Action, world: World) -> bool:
         rv = self._refused.get(action.key)
         if rv is None:
@@ -383,12 +425,14 @@ class Reconciler:
         if rv == _rv(world, action.target):
             return True
         del self._refused[action.key]  # the object changed: worth one more try
+        self._refusals.pop(action.key, None)
         return False
 
     def _record(self, d: Decision, now: float, *, ok: bool) -> None:
         assert d.action is not None
         self.ledger.record(d.action, now=now, finding=d.finding_key,
-                           verify_after_seconds=self.policy.verify_after_seconds, ok=ok)
+                           verify_after_seconds=self.policy.verify_after_seconds, ok=ok,
+                           fingerprint=d.fingerprint)
 
     async def _carry_out(self, d: Decision, ev: Evaluation) -> Outcome:
         action = d.action
@@ -413,7 +457,15 @@ class Reconciler:
             decl = self.desired.derived_secret(t)
             if decl is None:
                 raise KubeError(f"{t} is not a derived secret in the desired state")
-            await self.kube.derive_secret(decl, dry_run=dry)
+            try:
+                await self.kube.derive_secret(decl, dry_run=dry)
+            except ConflictError as err:
+                if not (self.policy.take_back_fields and err.is_apply_conflict):
+                    raise
+                # A hand-edited derived secret: take its declared keys back, as for apply.
+                log.warning("taking fields back from another manager", target=str(t),
+                            managers=list(err.managers), fields=list(err.fields))
+                await self.kube.derive_secret(decl, dry_run=dry, force=True)
             return Outcome(action=action, ok=True, result=result,
                            detail=f"from {decl.source_namespace}/{decl.source_name}")
         if action.kind is ActionKind.REMOVE_ANNOTATION:

@@ -241,13 +241,14 @@ class Demo:
                     self.say("the daemon did not converge the starting world; see " + str(daemon.log_path))
                     return 1
                 self.say(f"converged in {took:.2f} s: desired state applied, predictor answers the canary")
-                # Converging applied every desired object; the per-target cooldown guard would
-                # hold back a second heal of the same object within it. Let it expire first so
-                # each scenario shows the daemon's reaction, not the guard's.
-                cooldown = float(((yaml.safe_load(cfg.read_text()) or {}).get("remediation") or {})
-                                 .get("cooldown_seconds", 0))
-                await self._wait("letting the convergence's cooldowns expire",
-                                 _after(time.monotonic() + cooldown), cooldown + 1)
+                # Converging applied every desired object (some twice); the per-target back-off
+                # holds a repeat on the same object for backoff_initial_seconds, doubling per
+                # repeat. Let two steps of it pass first so each scenario shows the daemon's
+                # reaction, not the guard's.
+                backoff = 2 * float(((yaml.safe_load(cfg.read_text()) or {}).get("remediation") or {})
+                                    .get("backoff_initial_seconds", 0))
+                await self._wait("letting the convergence's back-off expire",
+                                 _after(time.monotonic() + backoff), backoff + 1)
                 for sc in self.scenarios:
                     outcomes.append(await self._scenario(sc, sb, daemon, session))
             doc = document(outcomes)

@@ -30,7 +30,7 @@ async def check(*args: str, env: dict[str, str] | None = None) -> tuple[int, str
 
 async def test_malformed_config_exits_2_with_one_line_per_problem(tmp_path: Path) -> None:
     cfg = tmp_path / "warden.yaml"
-    cfg.write_text("scpoe: {}\nremediation:\n  cooldown_seconds: -5\nprobes:\n  dns:\n    port: many\n")
+    cfg.write_text("scpoe: {}\nremediation:\n  backoff_initial_seconds: -5\nprobes:\n  dns:\n    port: many\n")
     kubeconfig = tmp_path / "kubeconfig"
     write_kubeconfig(kubeconfig, server=f"http://127.0.0.1:{free_port()}")
     code, out, err = await check("--config", str(cfg), "--kubeconfig", str(kubeconfig))
@@ -39,7 +39,7 @@ async def test_malformed_config_exits_2_with_one_line_per_problem(tmp_path: Path
     lines = [ln for ln in err.splitlines() if ln.strip()]
     assert len(lines) == 3, err
     assert any("scpoe" in ln and "scope" in ln for ln in lines)
-    assert any("cooldown_seconds" in ln for ln in lines)
+    assert any("backoff_initial_seconds" in ln for ln in lines)
     assert any("probes.dns.port" in ln for ln in lines)
 
 

@@ -175,7 +175,7 @@ async def test_converges_the_desired_state_once_and_emits_events(server: ApiServ
         assert len(r.rec.stats.actions) == before
 
 
-FAST = {"cooldown_seconds": 0.0, "verify_after_seconds": 0.5}
+FAST = {"backoff_initial_seconds": 0.0, "verify_after_seconds": 0.5}
 
 
 async def test_heals_a_deleted_runtime_with_one_action(server: ApiServer) -> None:
@@ -267,7 +267,7 @@ async def test_conflict_with_another_manager_is_reported_not_forced(server: ApiS
         refused = [e for e in events if e["involvedObject"]["name"] == AP.name and e["type"] == "Warning"
                    and "istio-admin" in e["message"]]
         assert refused, [e["message"] for e in events]
-        # No retry storm: more passes, still one attempt (the cooldown holds it).
+        # No retry storm: more passes, still one attempt (the refusal holds until the object changes).
         for _ in range(3):
             r.rec.queue.add("pass")
             await r.idle()
@@ -293,7 +293,7 @@ def dns_bad(now: float) -> Observation:
 
 
 async def test_coredns_restart_after_hysteresis_and_budget_survives_a_restart(server: ApiServer) -> None:
-    settings = make_settings(cooldown_seconds=0.0, verify_after_seconds=0.2)
+    settings = make_settings(backoff_initial_seconds=0.0, verify_after_seconds=0.2)
     async with running(server, settings=settings) as r:
         await r.idle()
         def observe(obs: Observation) -> None:

@@ -416,7 +416,7 @@ async def test_failure_injected_while_the_daemon_is_down_is_healed_after_restart
 
 async def test_flapping_dns_never_restarts_coredns_beyond_the_budget(rig: Rig, faults: Faults) -> None:
     # Budget: one restart per 10 min; probes twice as often as the module's, to flap faster.
-    cfg = write_config(rig.sb, rig.workdir / "budget-1.yaml", cooldown_seconds=0.0,
+    cfg = write_config(rig.sb, rig.workdir / "budget-1.yaml", backoff_initial_seconds=0.0,
                        budgets={"restart-coredns": {"max_actions": 1, "window_seconds": 600}},
                        dns_probe={"period_seconds": 0.5, "timeout_seconds": 0.25})
     await rig.stop_daemon()

@@ -157,11 +157,11 @@ def test_kserve_warden_check_rejects_a_missing_config(installed: Installed, tmp_
 
 def test_kserve_warden_run_rejects_bad_settings(installed: Installed, tmp_path: Path) -> None:
     bad = tmp_path / "warden.yaml"
-    bad.write_text("remediation:\n  cooldown_seconds: -5\nnot_a_key: 1\n")
+    bad.write_text("remediation:\n  backoff_initial_seconds: -5\nnot_a_key: 1\n")
     out = installed.run(str(installed.bin / "kserve-warden"), "run", "--config", str(bad), "--once",
                         "--kubeconfig", str(tmp_path / "nokubeconfig"))
     assert out.returncode == 2, out.stdout + out.stderr
-    assert "cooldown_seconds" in out.stdout + out.stderr and "not_a_key" in out.stdout + out.stderr
+    assert "backoff_initial_seconds" in out.stdout + out.stderr and "not_a_key" in out.stdout + out.stderr
     assert "Traceback" not in out.stderr
 
 

@@ -12,13 +12,13 @@ from daemon.core.actions import ActionKind, Decision, Verdict
 from daemon.core.findings import Code, Finding, Severity
 from daemon.core.ledger import Ledger
 from daemon.core.objects import ObjectRef
-from daemon.core.plan import actions_for, plan, with_escalations
+from daemon.core.plan import actions_for, backoff_until, fingerprint, plan, with_escalations
 from daemon.core.settings import Budget, RemediationPolicy
 from tests.unit import factories as cases
 from tests.unit import factories as fx
 
 NOW = fx.NOW
-POLICY = RemediationPolicy()  # defaults: everything allowed, cooldown 30 s, 3 restarts/h, K=3, verify 120 s
+POLICY = RemediationPolicy()  # defaults: all allowed, back-off 2 s..300 s, 3 restarts/h, K=3, verify 120 s
 COREDNS = cases.COREDNS_REF
 
 
@@ -46,7 +46,8 @@ def act(ledger: Ledger, decisions: list[Decision], now: float, policy: Remediati
     for d in decisions:
         if d.action is not None and d.verdict is Verdict.ALLOWED:
             ledger.record(
-                d.action, now=now, finding=d.finding_key, verify_after_seconds=policy.verify_after_seconds
+                d.action, now=now, finding=d.finding_key, verify_after_seconds=policy.verify_after_seconds,
+                fingerprint=d.fingerprint,
             )
 
 
@@ -165,30 +166,76 @@ def test_hysteresis_from_the_diagnosis_of_two_bad_probes() -> None:
     assert d.verdict is Verdict.HYSTERESIS
 
 
-def test_cooldown_per_target() -> None:
-    policy = replace(POLICY, cooldown_seconds=600.0)
+BACKOFF = [
+    # (past action times relative to NOW, now offset, expected "not before" or None = at once)
+    ("first action ever goes at once", [], 0.0, None),
+    ("one action 1 s ago: wait the initial 2 s", [-1.0], 0.0, 1.0),
+    ("one action 2 s ago: the initial wait is over", [-2.0], 0.0, None),
+    ("second repeat doubles: 4 s after the last", [-10.0, -1.0], 0.0, 3.0),
+    ("third repeat: 8 s", [-20.0, -10.0, -1.0], 0.0, 7.0),
+    ("a long streak is capped at 300 s", [-100.0 - 290 * (9 - i) for i in range(10)], 0.0, 200.0),
+    ("quiet for twice the cap: fresh start", [-1000.0, -999.0, -601.0], 0.0, None),
+    ("an old streak does not count once a quiet gap broke it", [-2000.0, -1999.0, -1.0], 0.0, 1.0),
+]
+
+
+@pytest.mark.parametrize(("name", "past", "offset", "want"), BACKOFF, ids=[b[0] for b in BACKOFF])
+def test_backoff_until(name: str, past: list[float], offset: float, want: float | None) -> None:
+    got = backoff_until([NOW + t for t in past], now=NOW + offset, initial=2.0, cap=300.0)
+    assert got == (None if want is None else NOW + want)
+
+
+def test_backoff_disabled_with_a_zero_initial_delay() -> None:
+    assert backoff_until([NOW - 0.1, NOW], now=NOW, initial=0.0, cap=300.0) is None
+
+
+def test_backoff_per_target() -> None:
     ledger = Ledger()
     findings, desired = findings_for(cases.runtime_image_drift)
-    first = plan(findings=findings, ledger=ledger, policy=policy, desired=desired, now=NOW)
-    assert only(first).verdict is Verdict.ALLOWED
+    first = plan(findings=findings, ledger=ledger, policy=POLICY, desired=desired, now=NOW)
+    assert only(first).verdict is Verdict.ALLOWED, "the first heal after a quiet period goes out at once"
     # Record without a verification (e.g. a dry-run pass), then the same drift comes back.
     assert first[0].action is not None
     ledger.record(first[0].action, now=NOW)
-    d = only(plan(findings=findings, ledger=ledger, policy=policy, desired=desired, now=NOW + 60))
-    assert d.verdict is Verdict.COOLDOWN and d.retry_at == NOW + 600
-    assert "cooldown 600 s" in d.why
-    # Another target is not held by this one's cooldown.
+    d = only(plan(findings=findings, ledger=ledger, policy=POLICY, desired=desired, now=NOW + 1))
+    assert d.verdict is Verdict.COOLDOWN and d.retry_at == NOW + 2
+    assert "back-off 2 s" in d.why
+    # Another target is not held by this one's back-off.
     other, desired2 = findings_for(cases.policy_too_broad)
-    d2 = only(plan(findings=other, ledger=ledger, policy=policy, desired=desired2, now=NOW + 60))
+    d2 = only(plan(findings=other, ledger=ledger, policy=POLICY, desired=desired2, now=NOW + 1))
     assert d2.verdict is Verdict.ALLOWED
-    # After the cooldown, allowed again.
-    d3 = only(plan(findings=findings, ledger=ledger, policy=policy, desired=desired, now=NOW + 601))
-    assert d3.verdict is Verdict.ALLOWED
+    # Repeats double: 2 s, then 4 s, then 8 s after the last one.
+    t = NOW
+    for wait in (2.0, 4.0, 8.0):
+        assert only(plan(findings=findings, ledger=ledger, policy=POLICY, desired=desired,
+                         now=t + wait - 0.5)).verdict is Verdict.COOLDOWN
+        t += wait
+        d3 = only(plan(findings=findings, ledger=ledger, policy=POLICY, desired=desired, now=t))
+        assert d3.verdict is Verdict.ALLOWED and d3.action is not None
+        ledger.record(d3.action, now=t)
+    # Quiet for twice the cap: the next one goes out at once again.
+    quiet = t + 2 * POLICY.backoff_max_seconds
+    assert only(plan(findings=findings, ledger=ledger, policy=POLICY, desired=desired,
+                     now=quiet)).verdict is Verdict.ALLOWED
+
+
+def test_budget_still_caps_what_the_backoff_lets_through() -> None:
+    policy = replace(POLICY, budgets={ActionKind.APPLY: Budget(max_actions=2, window_seconds=3600)})
+    ledger = Ledger()
+    findings, desired = findings_for(cases.runtime_image_drift)
+    t = NOW
+    for _ in range(2):
+        d = only(plan(findings=findings, ledger=ledger, policy=policy, desired=desired, now=t))
+        assert d.verdict is Verdict.ALLOWED and d.action is not None
+        ledger.record(d.action, now=t)
+        t += 1000.0  # quiet: the back-off alone would allow it
+    assert only(plan(findings=findings, ledger=ledger, policy=policy, desired=desired,
+                     now=t)).verdict is Verdict.BUDGET
 
 
 def test_budget_three_coredns_restarts_an_hour() -> None:
     ledger = Ledger()
-    policy = replace(POLICY, cooldown_seconds=0.0)
+    policy = replace(POLICY, backoff_initial_seconds=0.0)
     times = [NOW, NOW + 600, NOW + 1200]
     for t in times:
         ledger.record(
@@ -253,7 +300,7 @@ def test_verify_then_escalate_without_a_retry_storm() -> None:
 
 
 def test_dry_run_never_escalates() -> None:
-    policy = replace(POLICY, dry_run=True, cooldown_seconds=0.0)
+    policy = replace(POLICY, dry_run=True, backoff_initial_seconds=0.0)
     ledger = Ledger()
     f = dns_finding()
     (d,) = plan(findings=[f], ledger=ledger, policy=policy, desired={}, now=NOW)
@@ -283,3 +330,73 @@ def test_two_findings_asking_the_same_action_plan_it_once() -> None:
     f2 = replace(dns_finding(), subject=ObjectRef(api_version="v1", kind="Pod", namespace="a", name="b"))
     ds = plan(findings=[f1, f2], ledger=Ledger(), policy=POLICY, desired={}, now=NOW)
     assert [d.action.kind for d in ds if d.action is not None] == [ActionKind.RESTART_COREDNS]
+
+
+# --- escalation never locks a target (issue 13 item 1) --------------------------------
+
+
+def escalate(ledger: Ledger, f: Finding, desired: Mapping[ObjectRef, Mapping[str, Any]]) -> None:
+    act(ledger, plan(findings=[f], ledger=ledger, policy=POLICY, desired=desired, now=NOW), NOW)
+    d = only(plan(findings=[f], ledger=ledger, policy=POLICY, desired=desired, now=NOW + 200))
+    assert d.verdict is Verdict.ESCALATED
+
+
+def derived_secret_finding() -> tuple[Finding, dict[ObjectRef, Mapping[str, Any]]]:
+    findings, desired = findings_for(cases.derived_secret_missing)
+    (f,) = [f for f in findings if f.data.get("derive")]
+    return f, desired
+
+
+Desired = dict[ObjectRef, Mapping[str, Any]]
+
+
+def with_source(desired: Mapping[ObjectRef, Mapping[str, Any]], value: str) -> Desired:
+    """The desired state as rendered after the source secret changed (its hashed values)."""
+    out = dict(desired)
+    m = dict(out[cases.SECRET_REF])
+    m["data"] = {k: f"sha256:{value}" for k in (m.get("data") or {"AWS_SECRET_ACCESS_KEY": ""})}
+    out[cases.SECRET_REF] = m
+    return out
+
+
+INPUT_CHANGES = [
+    ("source secret restored", lambda f, d: (f, with_source(d, "restored"))),
+    ("derived secret deleted (other evidence)",
+     lambda f, d: (replace(f, evidence=(*f.evidence, "secret minio-s3-secret not found")), d)),
+]
+
+
+@pytest.mark.parametrize(("name", "change"), INPUT_CHANGES, ids=[c[0] for c in INPUT_CHANGES])
+def test_an_escalation_ends_when_the_findings_inputs_change(name: str, change: Any) -> None:
+    f, desired = derived_secret_finding()
+    ledger = Ledger()
+    escalate(ledger, f, desired)
+    f2, desired2 = change(f, desired)
+    assert fingerprint(f2, desired2) != fingerprint(f, desired)
+    d = only(plan(findings=[f2], ledger=ledger, policy=POLICY, desired=desired2, now=NOW + 210))
+    assert d.verdict is Verdict.ALLOWED and d.action is not None and d.action.kind is ActionKind.DERIVE_SECRET
+    assert with_escalations([f2], ledger=ledger, now=NOW + 210, desired=desired2)[0].severity is f2.severity
+    # The ledger forgets the old verification once it sees the new inputs.
+    ledger.settle({f2.key: fingerprint(f2, desired2)})
+    assert ledger.pending(f2.key) is None
+    # Unchanged inputs: still escalated, no retry storm.
+    ledger2 = Ledger()
+    escalate(ledger2, f, desired)
+    ledger2.settle({f.key: fingerprint(f, desired)})
+    assert only(plan(findings=[f], ledger=ledger2, policy=POLICY, desired=desired,
+                     now=NOW + 5000)).verdict is Verdict.ESCALATED
+
+
+def test_an_escalated_finding_does_not_hold_another_cause_on_the_same_target() -> None:
+    f, desired = derived_secret_finding()
+    ledger = Ledger()
+    escalate(ledger, f, desired)
+    other = replace(f, code=Code.DRIFT, evidence=("data.AWS_ACCESS_KEY_ID: differs",))
+    ds = plan(findings=[f, other], ledger=ledger, policy=POLICY, desired=desired, now=NOW + 210)
+    assert [d.verdict for d in ds] == [Verdict.ESCALATED, Verdict.ALLOWED]
+
+
+def test_the_fingerprint_never_holds_a_secret_value() -> None:
+    f, desired = derived_secret_finding()
+    fp = fingerprint(f, desired)
+    assert fp.startswith("sha256:") and len(fp) == len("sha256:") + 32

@@ -14,6 +14,7 @@ from daemon.core.errors import (
     GoneError,
     InvalidError,
     NotFoundError,
+    ResourceVersionTooLargeError,
     ServerError,
     TooManyRequestsError,
     UnavailableError,
@@ -53,7 +54,7 @@ def test_retry_delay_for_errors(error: BaseException, failures: int, low: float,
 
 @pytest.mark.parametrize(("retry_at", "now", "want"), [
     (None, 100.0, None),      # nothing pending: wait for events
-    (130.0, 100.0, 30.0),     # a cooldown ends in 30 s
+    (130.0, 100.0, 30.0),     # a back-off ends in 30 s
     (90.0, 100.0, 0.0),       # already due
 ])
 def test_retry_delay_without_error(retry_at: float | None, now: float, want: float | None) -> None:
@@ -76,6 +77,13 @@ def test_result_for_wraps_the_delay() -> None:
     (429, b'{"reason":"TooManyRequests"}', {"Retry-After": "3"}, TooManyRequestsError, {"retry_after": 3.0}),
     (429, b"", {}, TooManyRequestsError, {"retry_after": 1.0}),
     (503, b"<html>bad gateway</html>", {}, ServerError, {}),
+    # The watch cache never reached our resourceVersion (another history): relist, like a 410.
+    (504, b'{"reason":"Timeout","message":"Too large resource version: 900, current: 12","details":'
+          b'{"causes":[{"reason":"ResourceVersionTooLarge","message":"Too large resource version"}]}}',
+     {"Retry-After": "1"}, ResourceVersionTooLargeError, {}),
+    (504, b'{"reason":"Timeout","message":"Timeout: Too large resource version: 9, current: 3"}', {},
+     GoneError, {}),
+    (504, b'{"reason":"Timeout","message":"request did not complete within 60s"}', {}, ServerError, {}),
     (403, b'{"reason":"Forbidden"}', {}, ForbiddenError, {}),
     (422, b'{"reason":"Invalid"}', {}, InvalidError, {}),
 ])

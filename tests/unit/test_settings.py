@@ -70,9 +70,9 @@ def test_configured_example_differs_from_the_embedded_default_only_where_documen
 
 def test_a_partial_file_merges_over_the_defaults(tmp_path: Path) -> None:
     s = load_settings(
-        write(tmp_path, "remediation:\n  cooldown_seconds: 5\nprobes:\n  dns:\n    port: 5353\n"), environ={}
+        write(tmp_path, "remediation:\n  backoff_initial_seconds: 5\nprobes:\n  dns:\n    port: 5353\n"), environ={}
     )
-    assert s.remediation.cooldown_seconds == 5.0
+    assert s.remediation.backoff_initial_seconds == 5.0
     assert s.probes.dns.port == 5353
     assert s.probes.dns.queries == 5  # untouched default
     assert s.remediation.budgets[ActionKind.RESTART_COREDNS].max_actions == 3
@@ -124,8 +124,8 @@ def test_bad_environment_values(environ: dict[str, str], needle: str) -> None:
 BAD = [
     (
         "unknown key with a suggestion",
-        "remediation:\n  cooldown_secnds: 5\n",
-        "remediation.cooldown_secnds: unknown key (did you mean 'cooldown_seconds'?)",
+        "remediation:\n  backoff_initial_secnds: 5\n",
+        "remediation.backoff_initial_secnds: unknown key (did you mean 'backoff_initial_seconds'?)",
     ),
     ("unknown top-level key", "modles: []\n", "modles: unknown key (did you mean 'models'?)"),
     (
@@ -140,8 +140,8 @@ BAD = [
     ),
     (
         "bool is not a number",
-        "remediation:\n  cooldown_seconds: true\n",
-        "remediation.cooldown_seconds: expected a number, got a boolean",
+        "remediation:\n  backoff_initial_seconds: true\n",
+        "remediation.backoff_initial_seconds: expected a number, got a boolean",
     ),
     (
         "negative period",
@@ -149,9 +149,9 @@ BAD = [
         "probes.storage.period_seconds: must be > 0, got -5",
     ),
     (
-        "negative cooldown",
-        "remediation:\n  cooldown_seconds: -1\n",
-        "remediation.cooldown_seconds: must be >= 0",
+        "negative back-off",
+        "remediation:\n  backoff_initial_seconds: -1\n",
+        "remediation.backoff_initial_seconds: must be >= 0",
     ),
     (
         "budget 0 with restart allowed",
@@ -224,7 +224,7 @@ def test_each_problem_gets_one_clear_message(tmp_path: Path, name: str, text: st
 def test_all_problems_are_reported_at_once(tmp_path: Path) -> None:
     got = problems(
         tmp_path,
-        "remediation:\n  cooldown_secnds: 5\n  dns_hysteresis: 0\nprobes:\n  dns:\n    port: fifty\n",
+        "remediation:\n  backoff_initial_secnds: 5\n  dns_hysteresis: 0\nprobes:\n  dns:\n    port: fifty\n",
     )
     assert len(got) == 3, got
     assert "invalid settings:" in str(SettingsError(got))

@@ -33,7 +33,8 @@ def _subject(o: Observation) -> ObjectRef:
     parts = o.target.split("/")
     if o.probe in ("predictor", "storage") and len(parts) >= 2 and all(parts[:2]):
         return ObjectRef(api_version=ISVC_API, kind="InferenceService", namespace=parts[0], name=parts[1])
-    return ObjectRef(api_version="kserve-warden.io/v1", kind="Probe", namespace=None, name=f"{o.probe}:{o.target}")
+    return ObjectRef(api_version="kserve-warden.io/v1", kind="Probe", namespace=None,
+                     name=f"{o.probe}:{o.target}")
 
 
 def probe_errors(ctx: Pass) -> list[Finding]:
@@ -47,6 +48,7 @@ def probe_errors(ctx: Pass) -> list[Finding]:
             continue
         subject = _subject(o)
         reason = "; ".join(o.evidence) or "no reason recorded"
+        isvc = f"{subject.namespace}/{subject.name}" if subject.kind == "InferenceService" else None
         out.append(Finding(
             code=Code.PROBE_ERROR,
             severity=Severity.WARNING,
@@ -54,8 +56,9 @@ def probe_errors(ctx: Pass) -> list[Finding]:
             evidence=(f"{probe} probe of {target} could not run: {reason}",),
             explanation=_EXPLANATION,
             remedy=(f"make the {probe} probe runnable: fix what the reason names (its settings under "
-                    f"probes.{probe}, the daemon's access, the target {target}); until then it is not checked"),
+                    f"probes.{probe}, the daemon's access, the target {target}); until then it is "
+                    "not checked"),
             data={"human": True},
-            inferenceservice=f"{subject.namespace}/{subject.name}" if subject.kind == "InferenceService" else None,
+            inferenceservice=isvc,
         ))
     return out
