@@ -131,6 +131,19 @@ def storage_credentials(ctx: Pass, m: Model, res: Resolution) -> None:
         if drift is not None and desired_ref is not None:
             apply.append(desired_ref)
             ev.extend(drift.describe())
+    for r in derive:
+        # Name the shape the source is in (e.g. the pipelines' accesskey/secretkey): that is
+        # why KServe cannot use it directly and a derived secret is needed at all.
+        source = str(annotations_of(ctx.desired.get(("Secret", ns, r.name))).get(DERIVED_FROM_ANNOTATION, ""))
+        src_obj = ctx.world.get("Secret", *source.split("/", 1)) if "/" in source else None
+        if src_obj is not None:
+            keys = sorted((src_obj.get("data") or {}).keys())
+            ev.append(
+                f"Secret {r.name} is derived from {source}, which holds {keys}: not the "
+                f"{ctx.kserve.access_key_name}/{ctx.kserve.secret_key_name} KServe reads"
+                if not {ctx.kserve.access_key_name, ctx.kserve.secret_key_name} <= set(keys)
+                else f"Secret {r.name} is derived from {source} ({keys})"
+            )
     sources_missing = [
         f"{d_src}"
         for r in derive

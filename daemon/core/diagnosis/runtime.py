@@ -11,7 +11,8 @@ Judged from configuration, before KServe says so, the way KServe selects (its
   entry of that runtime counts (autoSelect is irrelevant), the ServingRuntime of the namespace
   first, else the ClusterServingRuntime;
 * ``disabled: true`` runtimes and multi-model (ModelMesh) runtimes are skipped, and the
-  runtime must serve the model's ``protocolVersion`` (``protocolVersions``, default ``[v1]``);
+  runtime must serve the model's ``protocolVersion`` (default v1) when it lists
+  ``protocolVersions`` (a runtime that lists none accepts any);
 * among the candidates KServe takes the highest ``priority`` for the format, namespace
   runtimes before cluster ones (the chosen one is named in the evidence of other findings).
 
@@ -52,7 +53,7 @@ def supports(rt: Mapping[str, Any], fmt: str, version: str | None, *, need_auto:
 
 def protocol_ok(rt: Mapping[str, Any], protocol: str) -> bool:
     versions = [str(v).lower() for v in (rt.get("spec") or {}).get("protocolVersions") or []]
-    return protocol in versions if versions else protocol == "v1"
+    return protocol in versions if versions else True  # KServe: no list, any protocol
 
 
 def _usable(rt: Mapping[str, Any]) -> bool:
