@@ -4,10 +4,18 @@ The same pipeline as the daemon (``Reconciler.evaluate``), without watches, lead
 writes: it lists each kind once, runs every probe once, diagnoses, plans (so it can say
 what the daemon *would* do), and prints
 
-* ``--output text``: a table of findings (severity, code, subject) and, under it, one block
-  per finding with its evidence, the explanation and the remedy — wrapped to the terminal;
-* ``--output json``: one document with ``healthy``, ``findings`` (``Finding.to_dict``),
-  ``decisions`` and the probe ``observations``.
+* ``--output text``: cluster-wide findings first (DNS, drift of an object no model owns), then
+  one section per InferenceService in scope: a single line for a healthy one
+  (``ns/name  ready  ok``), a table of findings and a detail block each (evidence, why, fix,
+  what the daemon would do) for the others — readable with hundreds of models;
+* ``--output json``: one document whose ``inferenceservices`` lists every InferenceService in
+  scope (``namespace``, ``name``, ``ready`` from its live ``Ready`` condition — ``null`` when it
+  does not exist yet or has none — and its ``findings``), ``cluster_findings`` the rest, and,
+  for compatibility, ``healthy``, every ``findings``, ``decisions``, ``drift`` and the probe
+  ``observations``.
+
+Scope: the settings' ``scope`` unless ``--namespace/-n`` (repeatable), ``--selector/-l`` or
+``--all-namespaces/-A`` (the default) say otherwise, as kubectl spells them.
 
 Exit codes: 0 healthy, 1 findings, 2 bad input (invalid settings or desired state, no usable
 kubeconfig, an API that cannot be reached). Everything printed goes through the redactor:
@@ -24,14 +32,19 @@ import shutil
 import sys
 import textwrap
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
 from typing import Any
 
 from daemon.core import logs
+from daemon.core.discovery import discover
 from daemon.core.errors import KubeError
 from daemon.core.findings import SEVERITY_RANK, Finding
+from daemon.core.label_selector import selector_problem
+from daemon.core.settings import ModelSettings, Settings
 from daemon.process.exitcodes import EXIT_BAD_INPUT, EXIT_FINDINGS, EXIT_OK
 from daemon.process.loop import Evaluation
+from daemon.process.metrics import isvc_of
 from daemon.process.runner import (
     BadInput,
     Inputs,
@@ -48,28 +61,69 @@ def _order(findings: Sequence[Finding]) -> list[Finding]:
     return sorted(findings, key=lambda f: (-SEVERITY_RANK[f.severity], f.code.value, str(f.subject)))
 
 
-def render_text(ev: Evaluation, observations: Sequence[Observation], *, width: int = 100) -> str:
-    """Findings as a terminal table plus a detail block each."""
-    width = max(60, width)
-    findings = _order(ev.findings)
+@dataclass(frozen=True, kw_only=True)
+class IsvcReport:
+    """One InferenceService in scope, as ``check`` reports it."""
+
+    namespace: str
+    name: str
+    ready: bool | None
+    """The live ``Ready`` condition; ``None`` when the object does not exist yet or has none."""
+    findings: tuple[Finding, ...]
+
+    @property
+    def key(self) -> str:
+        return f"{self.namespace}/{self.name}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"namespace": self.namespace, "name": self.name, "ready": self.ready,
+                "findings": [f.to_dict() for f in self.findings]}
+
+
+def ready_of(isvc: Mapping[str, Any] | None) -> bool | None:
+    """``True``/``False`` from the ``Ready`` condition's status; ``None`` without one."""
+    for cond in ((isvc or {}).get("status") or {}).get("conditions") or []:
+        if isinstance(cond, Mapping) and cond.get("type") == "Ready":
+            status = str(cond.get("status"))
+            return True if status == "True" else False if status == "False" else None
+    return None
+
+
+def by_inferenceservice(ev: Evaluation, models: Sequence[ModelSettings]
+                        ) -> tuple[list[IsvcReport], list[Finding]]:
+    """Findings grouped per InferenceService (every one of ``models``, with or without
+    findings, plus any a finding names), and the cluster-wide rest."""
+    grouped: dict[tuple[str, str], list[Finding]] = {(m.namespace, m.name): [] for m in models}
+    cluster: list[Finding] = []
+    for f in _order(ev.findings):
+        key = isvc_of(f)
+        if key is None:
+            cluster.append(f)
+        else:
+            grouped.setdefault(key, []).append(f)
+    reports = [IsvcReport(namespace=ns, name=name, ready=ready_of(ev.world.get("InferenceService", ns, name)),
+                          findings=tuple(fs)) for (ns, name), fs in sorted(grouped.items())]
+    return reports, cluster
+
+
+def _ready_word(ready: bool | None) -> str:
+    return "ready" if ready else "not-ready" if ready is False else "unknown"
+
+
+def _finding_blocks(ev: Evaluation, findings: Sequence[Finding], *, width: int, start: int) -> list[str]:
+    """The findings' table, then one detail block each (numbered from ``start``)."""
     lines: list[str] = []
-    ok = [o for o in observations if o.ok]
-    lines.append(f"kserve-warden check: {len(findings)} finding(s); "
-                 f"{len(ok)}/{len(observations)} probe(s) ok; {ev.drifted} drifted object(s)")
-    if not findings:
-        lines.append("healthy: nothing to report")
-        return "\n".join(lines) + "\n"
     rows = [("#", "SEVERITY", "CODE", "SUBJECT")] + [
-        (str(i), f.severity.value.upper(), f.code.value, str(f.subject)) for i, f in enumerate(findings, 1)]
+        (str(i), f.severity.value.upper(), f.code.value, str(f.subject))
+        for i, f in enumerate(findings, start)]
     widths = [max(len(r[c]) for r in rows) for c in range(4)]
-    lines.append("")
     for n, r in enumerate(rows):
         lines.append("  ".join(cell.ljust(widths[c]) for c, cell in enumerate(r)).rstrip())
         if n == 0:
             lines.append("  ".join("-" * w for w in widths))
     wrap = textwrap.TextWrapper(width=width, initial_indent="    ", subsequent_indent="    ")
     ev_wrap = textwrap.TextWrapper(width=width, initial_indent="    - ", subsequent_indent="      ")
-    for i, f in enumerate(findings, 1):
+    for i, f in enumerate(findings, start):
         lines.append("")
         lines.append(f"[{i}] {f.code.value} ({f.severity.value}) on {f.subject}")
         if f.evidence:
@@ -89,18 +143,77 @@ def render_text(ev: Evaluation, observations: Sequence[Observation], *, width: i
         for d in acts:
             assert d.action is not None
             lines.append(f"  the daemon would: {d.action.kind.value} {d.action.target} [{d.verdict.value}]")
+    return lines
+
+
+def render_text(ev: Evaluation, observations: Sequence[Observation], *, width: int = 100,
+                models: Sequence[ModelSettings] = ()) -> str:
+    """Cluster-wide findings first, then each InferenceService: one line when healthy, its
+    findings' table and details otherwise."""
+    width = max(60, width)
+    reports, cluster = by_inferenceservice(ev, models)
+    ok = [o for o in observations if o.ok]
+    lines = [f"kserve-warden check: {len(ev.findings)} finding(s); "
+             f"{len(ok)}/{len(observations)} probe(s) ok; {ev.drifted} drifted object(s)"]
+    if reports:
+        sick = sum(1 for r in reports if r.findings)
+        lines.append(f"{len(reports)} InferenceService(s) in scope, {sick} with findings")
+    if not ev.findings:
+        lines.append("healthy: nothing to report")
+    n = 1
+    if cluster:
+        lines.append("")
+        if reports:
+            lines.append("== cluster-wide")
+        lines.extend(_finding_blocks(ev, cluster, width=width, start=n))
+        n += len(cluster)
+    healthy = [r for r in reports if not r.findings]
+    if healthy:
+        lines.append("")
+        name_w = max(len(r.key) for r in healthy)
+        for r in healthy:
+            lines.append(f"{r.key.ljust(name_w)}  {_ready_word(r.ready)}  ok".rstrip())
+    for r in (r for r in reports if r.findings):
+        lines.append("")
+        lines.append(f"== {r.key}  {_ready_word(r.ready)}  {len(r.findings)} finding(s)")
+        lines.extend(_finding_blocks(ev, r.findings, width=width, start=n))
+        n += len(r.findings)
     return "\n".join(lines) + "\n"
 
 
-def render_json(ev: Evaluation, observations: Sequence[Observation]) -> str:
+def render_json(ev: Evaluation, observations: Sequence[Observation], *,
+                models: Sequence[ModelSettings] = ()) -> str:
+    reports, cluster = by_inferenceservice(ev, models)
     doc: dict[str, Any] = {
         "healthy": not ev.findings,
+        "inferenceservices": [r.to_dict() for r in reports],
+        "cluster_findings": [f.to_dict() for f in cluster],
         "findings": [f.to_dict() for f in _order(ev.findings)],
         "decisions": [d.to_dict() for d in ev.decisions],
         "drift": [d.to_dict() for d in ev.drifts if d.drifted],
         "observations": [o.to_dict() for o in observations],
     }
     return json.dumps(doc, indent=2, sort_keys=False, default=str) + "\n"
+
+
+def scoped(settings: Settings, args: argparse.Namespace) -> Settings:
+    """The settings with ``--namespace``/``--selector``/``--all-namespaces`` applied over
+    ``scope``; :class:`BadInput` for a selector that is not one."""
+    namespaces = list(getattr(args, "namespace", None) or [])
+    selector = getattr(args, "selector", None)
+    if getattr(args, "all_namespaces", False):
+        if namespaces:
+            raise BadInput(["--all-namespaces and --namespace exclude each other"])
+        scope = replace(settings.scope, namespaces=())
+    elif namespaces:
+        scope = replace(settings.scope, namespaces=tuple(dict.fromkeys(namespaces)))
+    else:
+        scope = settings.scope
+    if selector is not None:
+        if (why := selector_problem(selector)) is not None:
+            raise BadInput([f"--selector: not a label selector ({why}), got {selector!r}"])
+        scope = replace(scope, selector=selector or None)
+    return replace(settings, scope=scope)
 
 
 async def _check(args: argparse.Namespace, inputs: Inputs, redactor: logs.Redactor) -> tuple[int, str]:
@@ -116,10 +229,11 @@ async def _check(args: argparse.Namespace, inputs: Inputs, redactor: logs.Redact
         ev = d.reconciler.evaluate(time.time())
     finally:
         await api.close()
+    models = discover(world=ev.world, desired=ev.manifests, settings=inputs.settings).models
     if args.output == "json":
-        text = render_json(ev, observations)
+        text = render_json(ev, observations, models=models)
     else:
-        text = render_text(ev, observations, width=shutil.get_terminal_size((100, 24)).columns)
+        text = render_text(ev, observations, width=shutil.get_terminal_size((100, 24)).columns, models=models)
     return (EXIT_FINDINGS if ev.findings else EXIT_OK), redactor.scrub(text)
 
 
@@ -127,6 +241,7 @@ def check_command(args: argparse.Namespace) -> int:
     redactor = logs.Redactor()
     try:
         inputs = load_inputs(args, environ=os.environ)
+        inputs = replace(inputs, settings=scoped(inputs.settings, args))
         configure_logging(args, inputs.settings, redactor)
         code, text = asyncio.run(_check(args, inputs, redactor))
     except BadInput as err:

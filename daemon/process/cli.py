@@ -45,6 +45,14 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--config", help="warden settings file (default: the embedded config)")
     check.add_argument("--kubeconfig", help="kubeconfig file (default: in-cluster, then $KUBECONFIG)")
     check.add_argument("--output", "-o", choices=("text", "json"), default="text")
+    check.add_argument("--namespace", "-n", action="append", default=[], metavar="NS",
+                       help="only InferenceServices in this namespace (repeatable; "
+                            "overrides scope.namespaces)")
+    check.add_argument("--selector", "-l", metavar="SELECTOR",
+                       help="label selector on InferenceServices, e.g. team=ml,tier!=dev "
+                            "(overrides scope.selector)")
+    check.add_argument("--all-namespaces", "-A", action="store_true",
+                       help="every namespace (the default unless scope.namespaces is set)")
     _common(check)
 
     sb = sub.add_parser("sandbox", help="start the local stand-in cluster and print its endpoints")

@@ -35,6 +35,19 @@ RECONCILE_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.
 HEAL_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 3600.0)
 
 
+def isvc_of(f: Finding) -> tuple[str, str] | None:
+    """``(namespace, name)`` of the InferenceService a finding concerns, or ``None`` for a
+    cluster-wide one: ``Finding.inferenceservice`` when the diagnosis set it, else the subject
+    when the subject is an InferenceService."""
+    if f.inferenceservice:
+        ns, _, name = f.inferenceservice.partition("/")
+        if ns and name:
+            return ns, name
+    if f.subject.kind == "InferenceService" and f.subject.namespace:
+        return f.subject.namespace, f.subject.name
+    return None
+
+
 class WardenMetrics:
     """Every metric family the daemon exports, registered on ``registry``."""
 

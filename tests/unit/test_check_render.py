@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from daemon.core.actions import Action, ActionKind, Decision, Verdict
 from daemon.core.findings import Code, Finding, Severity
 from daemon.core.objects import ObjectRef
+from daemon.core.settings import ModelSettings
 from daemon.core.world import World
-from daemon.process.check import render_json, render_text
+from daemon.process.check import ready_of, render_json, render_text
 from daemon.process.loop import Evaluation
 from probes.observation import Observation
 
@@ -40,13 +43,17 @@ def test_text_orders_by_severity_and_shows_evidence_why_fix_and_the_plan() -> No
     text = render_text(evaluation([WRONG, SLOW], [restart]), OBS, width=80)
     lines = text.splitlines()
     assert lines[0] == "kserve-warden check: 2 finding(s); 0/1 probe(s) ok; 0 drifted object(s)"
-    table = [ln for ln in lines if ln and ln[0] in "#12"]
-    assert table[0].split() == ["#", "SEVERITY", "CODE", "SUBJECT"]
-    assert table[1].split()[:3] == ["1", "CRITICAL", "dns-latency-high"]
-    assert table[2].split()[:3] == ["2", "WARNING", "wrong-model"]
+    table = [ln for ln in lines[2:] if ln and ln[0] in "12"]
+    assert lines[3] == "== cluster-wide"
+    assert lines[4].split() == ["#", "SEVERITY", "CODE", "SUBJECT"]
+    # cluster-wide first (DNS), then the InferenceService's section
+    assert table[0].split()[:3] == ["1", "CRITICAL", "dns-latency-high"]
+    assert table[1].split()[:3] == ["2", "WARNING", "wrong-model"]
+    assert lines.index("== user-example-com/iris-model  unknown  1 finding(s)") > lines.index(
+        "[1] dns-latency-high (critical) on Deployment/kube-system/coredns")
     assert "also explains:" in text and "istio-proxy not ready" in text
     assert "the daemon would: restart-coredns Deployment/kube-system/coredns [hysteresis]" in text
-    assert all(len(ln) <= 80 for ln in lines if not ln.startswith(("#", "-", "1", "2")))
+    assert all(len(ln) <= 80 for ln in lines if not ln.startswith(("#", "-", "1", "2", "==")))
 
 
 def test_text_when_healthy() -> None:
@@ -60,3 +67,64 @@ def test_json_document() -> None:
     assert [f["code"] for f in doc["findings"]] == ["dns-latency-high", "wrong-model"]
     assert doc["findings"][1]["subject"]["name"] == "iris-model"
     assert doc["observations"][0]["outcome"] == "timeout"
+    # per InferenceService: the wrong model under iris-model, DNS cluster-wide
+    assert [(r["namespace"], r["name"], r["ready"]) for r in doc["inferenceservices"]] == \
+        [("user-example-com", "iris-model", None)]
+    assert [f["code"] for f in doc["inferenceservices"][0]["findings"]] == ["wrong-model"]
+    assert [f["code"] for f in doc["cluster_findings"]] == ["dns-latency-high"]
+
+
+def isvc_obj(ns: str, name: str, ready: str | None) -> dict[str, object]:
+    status = {"conditions": [{"type": "Ready", "status": ready}]} if ready is not None else {}
+    return {"apiVersion": "serving.kserve.io/v1beta1", "kind": "InferenceService",
+            "metadata": {"name": name, "namespace": ns}, "status": status}
+
+
+def models(*keys: str) -> list[ModelSettings]:
+    return [ModelSettings(namespace=k.split("/")[0], name=k.split("/")[1]) for k in keys]
+
+
+@pytest.mark.parametrize(("status", "expected"), [("True", True), ("False", False), ("Unknown", None),
+                                                  (None, None)])
+def test_ready_from_the_live_condition(status: str | None, expected: bool | None) -> None:
+    assert ready_of(isvc_obj("a", "m", status)) is expected
+    assert ready_of(None) is None
+
+
+def test_every_inferenceservice_in_scope_is_listed_and_findings_map_by_field_or_subject() -> None:
+    world = World.build([isvc_obj("a", "ok", "True"), isvc_obj("b", "sick", "False")])
+    sick = ObjectRef(api_version="serving.kserve.io/v1beta1", kind="InferenceService", namespace="b",
+                     name="sick")
+    by_subject = Finding(code=Code.PREDICTOR_NOT_READY, severity=Severity.CRITICAL, subject=sick,
+                         evidence=(), explanation="x", remedy="y")
+    pod = ObjectRef(api_version="v1", kind="ServiceAccount", namespace="b", name="sa")
+    by_field = Finding(code=Code.IMAGE_PULL_UNAUTHORIZED, severity=Severity.CRITICAL, subject=pod,
+                       evidence=(), explanation="x", remedy="y", inferenceservice="b/sick")
+    ev = Evaluation(now=0.0, world=world, manifests=[], drifts=[], findings=[by_subject, by_field, SLOW],
+                    decisions=[])
+    doc = json.loads(render_json(ev, [], models=models("a/ok", "b/sick", "c/not-yet")))
+    got = {(r["namespace"], r["name"]): (r["ready"], sorted(f["code"] for f in r["findings"]))
+           for r in doc["inferenceservices"]}
+    assert got == {("a", "ok"): (True, []),
+                   ("b", "sick"): (False, ["image-pull-unauthorized", "predictor-not-ready"]),
+                   ("c", "not-yet"): (None, [])}
+    for r in doc["inferenceservices"]:
+        for f in r["findings"]:
+            assert {"code", "severity"} <= set(f)
+    assert [f["code"] for f in doc["cluster_findings"]] == ["dns-latency-high"]
+
+
+def test_text_with_many_models_keeps_healthy_ones_on_one_line() -> None:
+    keys = [f"ns-{i:03d}/model-{i:03d}" for i in range(200)]
+    world = World.build([isvc_obj(*k.split("/"), "True") for k in keys])
+    broken = ObjectRef(api_version="serving.kserve.io/v1beta1", kind="InferenceService",
+                       namespace="ns-007", name="model-007")
+    f = Finding(code=Code.PREDICTOR_NOT_READY, severity=Severity.CRITICAL, subject=broken,
+                evidence=(), explanation="x", remedy="y")
+    ev = Evaluation(now=0.0, world=world, manifests=[], drifts=[], findings=[f], decisions=[])
+    lines = render_text(ev, [], width=100, models=models(*keys)).splitlines()
+    assert lines[1] == "200 InferenceService(s) in scope, 1 with findings"
+    ok_lines = [ln for ln in lines if ln.endswith("  ready  ok")]
+    assert len(ok_lines) == 199 and ok_lines[0].split() == ["ns-000/model-000", "ready", "ok"]
+    assert "== ns-007/model-007  ready  1 finding(s)" in lines
+    assert len(lines) < 199 + 25
