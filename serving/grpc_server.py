@@ -73,7 +73,9 @@ def decode_input(request: pb.ModelInferRequest, n_features: int | None) -> Any:
         raise RequestError(400, f"inputs must hold exactly one tensor object, got {len(inputs)}")
     t = inputs[0]
     what = f"input {t.name!r}"
-    shape = tensors.check_shape(list(t.shape), what=what)
+    shape = tuple(t.shape)  # int64 on the wire: only the sign can be wrong
+    if any(d < 0 for d in shape):
+        raise RequestError(400, f"{what}: shape must be a list of non-negative integers, got {list(shape)}")
     raw = request.raw_input_contents
     if raw:
         if len(raw) != len(inputs):

@@ -21,7 +21,7 @@ import numpy as np
 import numpy.typing as npt
 
 from serving.batcher import MicroBatcher
-from serving.jsonio import RequestError, to_features
+from serving.jsonio import RequestError
 from serving.loader import LoadedModel
 from serving.tensors import Array
 
@@ -68,10 +68,22 @@ def output_names(requested: Sequence[str], *, has_proba: bool) -> list[str]:
 
 
 def features(arr: Array, *, what: str, n_features: int | None) -> npt.NDArray[np.float32]:
-    """The model's float32 ``[N, features]`` matrix from a decoded input tensor, or 400."""
+    """The model's float32 ``[N, features]`` matrix of finite values from a decoded input tensor,
+    or 400 saying why not. An FP32 tensor is used as it is (for raw bytes: a view of the request,
+    never written to); other datatypes are converted once."""
     if arr.ndim != 2 or arr.shape[0] == 0:
         raise RequestError(400, f"{what}: shape must be [N, features] with N > 0, got {list(arr.shape)}")
-    return to_features(arr, what=what, n_features=n_features)
+    if n_features is not None and arr.shape[1] != n_features:
+        raise RequestError(400, f"{what}: the model takes {n_features} features per row, got {arr.shape[1]}")
+    if arr.dtype == np.float32:
+        x: npt.NDArray[np.float32] = arr
+    else:
+        with np.errstate(over="ignore", invalid="ignore"):  # FP64 beyond float32 range -> inf, refused below
+            x = arr.astype(np.float32)
+    if not np.isfinite(x).all():
+        raise RequestError(400, f"{what} holds NaN, infinity or values beyond float32 range; "
+                                "the model takes finite numbers only")
+    return x
 
 
 async def infer(batcher: MicroBatcher, x: npt.NDArray[np.float32], names: Sequence[str]) -> list[Array]:

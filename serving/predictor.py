@@ -6,10 +6,11 @@ when asked for and available, class probabilities (``predict_proba``).
 
 * :class:`BoosterPredictor` — a native XGBoost ``Booster`` (or the one inside an
   ``XGBClassifier``). Classes are ``argmax`` of the probabilities, exactly as
-  ``XGBClassifier.predict`` computes them. Small batches go through :mod:`serving.trees`
-  (bit-identical, ~5x cheaper for a single row) when the model passed the load-time
-  self-check; larger ones through ``inplace_predict``, which wins above ~32 rows (measured,
-  see bench/README.md).
+  ``XGBClassifier.predict`` computes them. Batches up to ``BINNED_MAX_ROWS`` go through
+  :mod:`serving.binned`'s lookup tables (bit-identical, one matrix product per call), else up
+  to ``COMPILED_MAX_ROWS`` through :mod:`serving.trees`' walker (bit-identical too, for models
+  whose tables would be too large), each only if it passed the load-time self-check against
+  the booster; the rest through ``inplace_predict`` (crossovers measured, see bench/README.md).
 * :class:`EstimatorPredictor` — any unpickled object with ``predict`` (scikit-learn
   estimators and pipelines), with ``predict_proba`` when it has one.
 """
@@ -18,18 +19,30 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 import numpy as np
 import numpy.typing as npt
 
+from serving.binned import BinnedTrees
 from serving.trees import CompiledTrees, probe_rows
 
 F32 = npt.NDArray[np.float32]
 
+
+class _Fast(Protocol):
+    def predict_proba(self, x: F32) -> F32: ...
+
+
+T = TypeVar("T", bound=_Fast)
+
 # Up to this many rows the numpy walker beats inplace_predict (~100 µs fixed cost): measured with
 # bench/serving/walker.py, 113 vs 122 µs at 32 rows, 205 vs 159 µs at 64.
 COMPILED_MAX_ROWS = 32
+# Up to this many rows the binned tables beat inplace_predict on the iris model (bench/serving/walker.py:
+# 56 vs 199 µs at 32 rows, 1.6 vs 3.0 ms at 2048, even at 4096); above it their temporaries (trees x
+# rows indices, ~10 MB at 2048 rows) grow while XGBoost streams.
+BINNED_MAX_ROWS = 2048
 # Rows checked against XGBoost before the walker is trusted.
 SELF_CHECK_ROWS = 4096
 
@@ -59,23 +72,29 @@ class BoosterPredictor:
         doc = json.loads(bytes(booster.save_raw("json")))
         self.objective: str = doc["learner"]["objective"]["name"]
         self.has_proba = self.objective in ("multi:softprob", "binary:logistic")
-        self.compiled = self._self_checked(CompiledTrees.from_booster_json(doc))
-        self.kind = "xgboost+numpy-walker" if self.compiled is not None else "xgboost"
+        compiled = CompiledTrees.from_booster_json(doc)
+        self.compiled = self._self_checked(compiled, compiled)
+        tables = BinnedTrees.from_compiled(self.compiled) if self.compiled is not None else None
+        self.binned = self._self_checked(compiled, tables)
+        self.kind = ("xgboost+binned-tables" if self.binned is not None
+                     else "xgboost+numpy-walker" if self.compiled is not None else "xgboost")
 
-    def _self_checked(self, trees: CompiledTrees | None) -> CompiledTrees | None:
-        """Trust the walker only if it reproduces XGBoost exactly on inputs at every split edge."""
-        if trees is None:
+    def _self_checked(self, trees: CompiledTrees | None, fast: T | None) -> T | None:
+        """Trust a fast path only if it reproduces XGBoost exactly on inputs at every split edge."""
+        if trees is None or fast is None:
             return None
         x = probe_rows(trees, n=SELF_CHECK_ROWS)
         ref = np.asarray(self._booster.inplace_predict(x), dtype=np.float32)
-        mine = trees.predict_proba(x)
-        return trees if ref.shape == mine.shape and bool(np.array_equal(ref, mine)) else None
+        mine = fast.predict_proba(x)
+        return fast if ref.shape == mine.shape and bool(np.array_equal(ref, mine)) else None
 
     def _xgb(self, x: F32) -> npt.NDArray[Any]:
         return np.asarray(self._booster.inplace_predict(x))
 
     def run(self, x: F32, *, want_proba: bool) -> Outputs:
-        if self.compiled is not None and x.shape[0] <= COMPILED_MAX_ROWS:
+        if self.binned is not None and x.shape[0] <= BINNED_MAX_ROWS:
+            proba = self.binned.predict_proba(x)
+        elif self.compiled is not None and x.shape[0] <= COMPILED_MAX_ROWS:
             proba = self.compiled.predict_proba(x)
         elif self.has_proba:
             proba = self._xgb(x).astype(np.float32, copy=False)

@@ -11,8 +11,9 @@ uses it after a self-check against the real booster on the loaded model (4,096 r
 every split threshold and its float32 neighbours, see :func:`probe_rows`):
 
 * inputs are cast to float32 and compared with ``value < split_condition`` (XGBoost's rule);
-* leaf values are accumulated in float32, tree by tree in model order, starting from the
-  base margin — ``np.add.accumulate`` is sequential (``np.sum`` is pairwise and would differ);
+* leaf values are summed in float32, tree by tree in model order, starting from the base
+  margin — a reduction over the outer axis, which numpy runs sequentially (a sum along the
+  contiguous axis would be pairwise and differ, see :func:`sequential_sum`);
 * ``multi:softprob`` probabilities follow ``common::Softmax``: ``expf(m - max)`` in float32,
   the sum in double, one float32 division. ``expf`` is glibc's, which is not always what
   ``float32(exp(double))`` gives (measured: ~0.1 % of values differ by one ulp). We compute
@@ -88,9 +89,22 @@ def softmax(margins: F32) -> F32:
     """XGBoost's ``common::Softmax`` over the last axis, bit for bit."""
     wmax = margins.max(axis=1, keepdims=True)
     e = expf((margins - wmax).astype(np.float32))
-    # sequential double sum, as the C++ loop does (add.accumulate is sequential, sum is pairwise)
-    wsum = np.add.accumulate(e, axis=1, dtype=np.float64)[:, -1:].astype(np.float32)
-    return e / wsum
+    # the sum in double, class by class in order, as the C++ loop does (see sequential_sum)
+    wsum = sequential_sum(e.T, dtype=np.float64).astype(np.float32)
+    return e / wsum[:, None]
+
+
+def sequential_sum(seq: npt.NDArray[Any], dtype: type[np.floating[Any]] = np.float32) -> npt.NDArray[Any]:
+    """``seq[0] + seq[1] + ...`` in float32, in that order, element by element: XGBoost's order.
+
+    A reduction over the *outer* axis of a C-contiguous array runs as one vectorised add per
+    step (numpy sums pairwise only along the contiguous inner axis), so it is both sequential
+    and fast: 4.6 µs for (101, 3, 32) where ``np.add.accumulate`` took 61 µs (it runs one
+    strided 1-D loop per inner element). tests/unit/test_serving_trees.py holds it to a
+    Python loop and to XGBoost.
+    """
+    out: npt.NDArray[Any] = np.add.reduce(np.ascontiguousarray(seq, dtype=dtype), axis=0, dtype=dtype)
+    return out
 
 
 def _depth(left: list[int], right: list[int], node: int = 0) -> int:
@@ -233,7 +247,7 @@ class CompiledTrees:
             seq = np.empty((leaves.shape[0] // g + 1, g, n), dtype=np.float32)
             seq[0] = self.base_margin[:, None]
             self.leaf_value2.take(leaves, out=seq[1:].reshape(leaves.shape))
-            total: F32 = np.add.accumulate(seq, axis=0, dtype=np.float32)[-1]
+            total = sequential_sum(seq)
             return np.ascontiguousarray(total.T)
         values = self.leaf_value2.take(leaves)
         out = np.empty((n, g), dtype=np.float32)
@@ -241,7 +255,7 @@ class CompiledTrees:
             col = np.empty((idx.shape[0] + 1, n), dtype=np.float32)
             col[0] = self.base_margin[k]
             col[1:] = values[idx]
-            out[:, k] = np.add.accumulate(col, axis=0, dtype=np.float32)[-1]
+            out[:, k] = sequential_sum(col)
         return out
 
     def predict_proba(self, x: F32) -> F32:

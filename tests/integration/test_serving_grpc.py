@@ -99,7 +99,7 @@ async def test_health_and_metadata(ep: Endpoints) -> None:
     server = await ep.stub.ServerMetadata(pb.ServerMetadataRequest())
     assert server.name == "kserve-warden-serving" and list(server.extensions) == ["binary_tensor_data"]
     meta = await ep.stub.ModelMetadata(pb.ModelMetadataRequest(name=NAME))
-    assert meta.name == NAME and meta.platform == "xgboost+numpy-walker"
+    assert meta.name == NAME and meta.platform == "xgboost+binned-tables"
     assert [(t.name, t.datatype, list(t.shape)) for t in meta.inputs] == [("input-0", "FP32", [-1, 4])]
     assert [(t.name, t.datatype, list(t.shape)) for t in meta.outputs] == [
         ("predict", "INT64", [-1]), ("predict_proba", "FP32", [-1, -1])]

@@ -1,7 +1,9 @@
-"""The numpy tree walker must give exactly XGBoost's outputs (not approximately)."""
+"""The numpy tree walker and the binned lookup tables must give exactly XGBoost's outputs
+(not approximately)."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from typing import Any
 
@@ -10,8 +12,9 @@ import pytest
 import xgboost as xgb
 from sklearn.datasets import load_iris
 
-from serving.predictor import COMPILED_MAX_ROWS, BoosterPredictor
-from serving.trees import CompiledTrees, expf, probe_rows
+from serving.binned import BinnedTrees
+from serving.predictor import BINNED_MAX_ROWS, COMPILED_MAX_ROWS, BoosterPredictor
+from serving.trees import CompiledTrees, expf, probe_rows, sequential_sum
 
 
 @pytest.fixture(scope="module")
@@ -57,11 +60,37 @@ def test_probabilities_and_classes_identical_to_xgboost(booster: Any, trees: Com
     assert np.array_equal(mine.argmax(axis=1), ref.argmax(axis=1))
 
 
+def test_binned_tables_identical_to_xgboost(booster: Any, trees: CompiledTrees) -> None:
+    binned = BinnedTrees.from_compiled(trees)
+    assert binned is not None
+    x = _inputs(trees)
+    for start in range(0, x.shape[0], 8192):  # the tables' temporaries grow with rows x trees
+        chunk = x[start:start + 8192]
+        assert np.array_equal(binned.margins(chunk), booster.inplace_predict(chunk, predict_type="margin"))
+        assert np.array_equal(binned.predict_proba(chunk), booster.inplace_predict(chunk))
+
+
+def test_binned_tables_refuse_what_they_cannot_hold(trees: CompiledTrees) -> None:
+    assert BinnedTrees.from_compiled(trees, max_entries=100) is None  # tables over the limit
+    assert BinnedTrees.from_compiled(dataclasses.replace(trees, regular_groups=False)) is None
+
+
+def test_sequential_sum_is_a_left_to_right_sum() -> None:
+    rng = np.random.default_rng(1)
+    for shape in [(300, 3, 1), (101, 3, 32), (7, 1000)]:
+        seq = (rng.standard_normal(shape) * rng.uniform(1e-3, 1e3, size=shape)).astype(np.float32)
+        ref = seq[0].copy()
+        for row in seq[1:]:
+            ref = (ref + row).astype(np.float32)
+        assert np.array_equal(sequential_sum(seq), ref)
+
+
 def test_small_batches_through_predictor_identical(booster: Any, trees: CompiledTrees) -> None:
     pred = BoosterPredictor(booster)
     assert pred.compiled is not None, "self-check should accept the walker on this model"
+    assert pred.binned is not None and pred.kind == "xgboost+binned-tables"
     x = _inputs(trees)[:5_000]
-    for n in (1, 2, COMPILED_MAX_ROWS, COMPILED_MAX_ROWS + 1, 64):
+    for n in (1, 2, COMPILED_MAX_ROWS, COMPILED_MAX_ROWS + 1, 64, BINNED_MAX_ROWS, BINNED_MAX_ROWS + 1):
         for start in range(0, 600, n):
             chunk = x[start:start + n]
             out = pred.run(chunk, want_proba=True)
