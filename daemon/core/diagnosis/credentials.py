@@ -94,7 +94,9 @@ def storage_credentials(ctx: Pass, m: Model, res: Resolution) -> None:
         # with usable credentials configured comes from a pod of an older revision.
         return
     failed_lines = [ln for ln in m.log_lines() if any(e in ln for e in _CREDENTIAL_ERRORS)][:3]
-    probe_none = probe is not None and probe.outcome == "no-credentials"
+    # The probe's "no-credentials" when nothing names a secret is the same fact again, not a
+    # failure seen (and it cannot use a pod's workload identity): only the pods' words count.
+    probe_none = probe is not None and probe.outcome == "no-credentials" and problem != "no-secret-referenced"
     seen_in_pod = any(k == "credentials" for k, _ in m.symptoms)
     seen_failing = bool(failed_lines) or invalid or probe_none or seen_in_pod
     identity = workload_identity(ctx, m)

@@ -133,12 +133,14 @@ def istio_revision(ctx: Pass, m: Model, inj: Injection) -> None:
     if rev is None or not inj.injected or m.pods:
         return
     root = ctx.settings.mesh.root_namespace
-    istiods = [str(meta(d).get("name")) for d in ctx.world.list("Deployment", root)
-               if str(meta(d).get("name", "")).startswith("istiod")]
+    # istiod of revision R runs as Deployment and Service istiod-R (istiod for "default").
+    names = {str(meta(d).get("name", "")) for kind in ("Deployment", "Service")
+             for d in ctx.world.list(kind, root)}
+    istiods = sorted(n for n in names if n.startswith("istiod"))
     if not istiods:
         ctx.not_checked(
             m, what=f"istio revision {rev} of namespace {m.cfg.namespace}",
-            why=f"no istiod Deployment visible in {root}",
+            why=f"no istiod Deployment or Service visible in {root}",
         )
         return
     wanted = {f"istiod-{rev}"} | ({"istiod"} if rev == "default" else set())
@@ -150,7 +152,7 @@ def istio_revision(ctx: Pass, m: Model, inj: Injection) -> None:
         severity=Severity.WARNING,
         evidence=[
             f"namespace {m.cfg.namespace} is labelled istio.io/rev={rev}",
-            f"istiod Deployments in {root}: {istiods}; none is istiod-{rev}",
+            f"istiod Deployments/Services in {root}: {istiods}; none is istiod-{rev}",
         ],
         remedy=(
             f"label the namespace with an existing revision (kubectl label namespace {m.cfg.namespace} "

@@ -75,7 +75,9 @@ def not_ready(ctx: Pass, m: Model) -> None:
     # predictor ready, it is that component's finding, not the predictor's.
     looked_at = ("PredictorReady",) if "PredictorReady" in cond or components_bad else ("Ready",)
     unready = [t for t in looked_at if t in cond and cond[t].get("status") != "True"]
-    probe_bad = pr is not None and not pr.ok and pr.outcome != "probe-error"
+    probe_bad = pr is not None and not pr.ok and pr.outcome not in ("probe-error", "not-checked")
+    if probe_bad and components_bad and cond.get("PredictorReady", {}).get("status") == "True":
+        probe_bad = False  # the probe reads Ready, which a transformer/explainer holds down
     if not unready and not probe_bad:
         return
     ev: list[str] = []
