@@ -161,6 +161,14 @@ class Kube:
                                       apps.patch_namespaced_deployment, apps.list_namespaced_deployment),
             "Lease": _TypedCalls(coord.read_namespaced_lease, coord.list_lease_for_all_namespaces,
                                  coord.patch_namespaced_lease),
+            # Read only (a model's store Service, its pvc:// claim): core kinds need the typed API.
+            "Service": _TypedCalls(core.read_namespaced_service, core.list_service_for_all_namespaces,
+                                   core.patch_namespaced_service, core.list_namespaced_service),
+            "PersistentVolumeClaim": _TypedCalls(
+                core.read_namespaced_persistent_volume_claim,
+                core.list_persistent_volume_claim_for_all_namespaces,
+                core.patch_namespaced_persistent_volume_claim,
+                core.list_namespaced_persistent_volume_claim),
         }
         self._events: OrderedDict[tuple[str, str, str, str], _EventRecord] = OrderedDict()
 

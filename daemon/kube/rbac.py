@@ -142,6 +142,10 @@ NOT_GRANTED: Final[tuple[Rule, ...]] = (
          why="generic cluster-scoped patch path; only namespaced ServingRuntimes are applied"),
     Rule(api_group=ISTIO_SECURITY, resource="peerauthentications", verbs=("patch",),
          why="generic custom-object patch path; PeerAuthentications are only read"),
+    Rule(api_group="", resource="services", verbs=("patch",),
+         why="generic typed patch path; Services are only read"),
+    Rule(api_group="", resource="persistentvolumeclaims", verbs=("patch",),
+         why="generic typed patch path; claims are only read"),
 )
 
 
