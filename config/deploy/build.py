@@ -5,9 +5,10 @@ kustomize only reads files inside a kustomization's own directory, and each of t
 true home elsewhere, so they are generated here and committed (``kubectl apply -k`` needs them
 on disk); ``tests/unit/test_deploy_manifests.py`` runs ``--check`` and fails when one is stale:
 
-- ``base/rbac.yaml``: ClusterRole, Roles and bindings, from ``daemon/kube/rbac.py`` (``REQUIRED``),
-  the write Roles once per workload namespace (``namespaces`` of ``config/warden.yaml`` and the
-  namespaces of ``config/desired``);
+- ``base/rbac.yaml``: ClusterRole, Roles and bindings, from ``daemon.kube.rbac.required`` for
+  the configuration this base ships (``config/warden.yaml`` and ``config/desired``): cluster-wide
+  reads for discovery, Secrets read per opted-in namespace, each desired object writable by its
+  own name where it lives, one Role per namespace that needs one;
 - ``base/config/``: byte-for-byte copies of ``config/warden.yaml`` and ``config/desired/``;
 - ``base/config-volume.yaml``: the ConfigMap volume's key → path items, so the files appear in
   the pod as ``/etc/kserve-warden/warden.yaml`` and ``/etc/kserve-warden/desired/...``;
@@ -32,7 +33,10 @@ REPO = Path(__file__).resolve().parents[2]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from daemon.kube.rbac import CLUSTER, OWN_NAMESPACE, REQUIRED, WORKLOADS, Rule  # noqa: E402
+from daemon.core.desired import DesiredState  # noqa: E402
+from daemon.core.settings import Settings  # noqa: E402
+from daemon.kube.rbac import CLUSTER, OWN_NAMESPACE, Rule, required  # noqa: E402
+from daemon.process.config_files import load_desired, load_settings  # noqa: E402
 
 NAME = "kserve-warden"
 CONFIGMAP = "kserve-warden-config"
@@ -49,6 +53,7 @@ BASE_RESOURCES = (
     "pdb.yaml",
     "servicemonitor.yaml",
     "authorizationpolicy.yaml",
+    "networkpolicy.yaml",
 )
 
 
@@ -86,29 +91,21 @@ def policy_rules(rules: tuple[Rule, ...]) -> list[dict[str, Any]]:
     return out
 
 
-def workload_namespaces(repo: Path) -> list[str]:
-    """Where the daemon may write: the namespaces it watches and those desired objects live in."""
-    settings = yaml.safe_load((repo / "config" / "warden.yaml").read_text()) or {}
-    found = set((settings.get("secrets") or {}).get("namespaces") or []) - {"*"}
-    found |= {m["namespace"] for m in settings.get("models") or [] if m.get("namespace")}
-    storage_ns = (settings.get("mesh") or {}).get("storage_namespace")
-    if storage_ns:
-        found.add(storage_ns)
-    for p in sorted((repo / "config" / "desired").rglob("*.y*ml")):
-        for obj in yaml.safe_load_all(p.read_text()):
-            ns = ((obj or {}).get("metadata") or {}).get("namespace") if isinstance(obj, dict) else None
-            if ns:
-                found.add(ns)
-    if not found:
-        raise SystemExit("build.py: no workload namespace in config/warden.yaml or config/desired")
-    return sorted(found)
+def configuration(repo: Path) -> tuple[Settings, DesiredState]:
+    """The settings and desired state this base ships, parsed as the daemon parses them."""
+    settings = load_settings(repo / "config" / "warden.yaml", environ={})
+    return settings, load_desired(repo / "config" / "desired")
 
 
-def rbac_docs(rules: tuple[Rule, ...], workloads: list[str]) -> list[dict[str, Any]]:
+def required_rules(repo: Path) -> tuple[Rule, ...]:
+    settings, desired = configuration(repo)
+    return required(settings, desired)
+
+
+def rbac_docs(rules: tuple[Rule, ...]) -> list[dict[str, Any]]:
     by_scope: dict[str, list[Rule]] = defaultdict(list)
     for r in rules:
-        for scope in workloads if r.scope == WORKLOADS else [r.scope]:
-            by_scope[scope].append(r)
+        by_scope[r.scope].append(r)
     subject = {"kind": "ServiceAccount", "name": NAME, "namespace": OWN_NAMESPACE}
     docs: list[dict[str, Any]] = []
     if CLUSTER in by_scope:
@@ -203,8 +200,8 @@ def render(repo: Path = REPO) -> dict[Path, bytes]:
     sources = config_sources(repo)
     mount_paths = list(sources)
     out: dict[Path, bytes] = {}
-    rbac = rbac_docs(REQUIRED, workload_namespaces(repo))
-    header = HEADER.format(src="daemon/kube/rbac.py and config/warden.yaml")
+    rbac = rbac_docs(required_rules(repo))
+    header = HEADER.format(src="daemon/kube/rbac.py, config/warden.yaml and config/desired")
     out[deploy / "rbac.yaml"] = (header + dump(*rbac)).encode()
     for m, src in sources.items():
         out[deploy / "config" / m] = src.read_bytes()

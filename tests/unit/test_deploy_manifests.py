@@ -308,13 +308,36 @@ def test_rbac_binds_the_deployment_service_account_in_the_right_namespaces() -> 
     assert dep["spec"]["template"]["spec"]["serviceAccountName"] == sa["metadata"]["name"]
     role_ns = sorted(d["metadata"]["namespace"] for d in docs if d["kind"] == "Role")
     settings = yaml.safe_load((ROOT / "config/warden.yaml").read_text())
-    # the Lease, CoreDNS, and one write Role per workload namespace
-    assert role_ns == sorted({"kserve-warden", "kube-system", *settings["secrets"]["namespaces"]})
+    # the Lease, CoreDNS, KServe's ConfigMap (by name), and one Role per namespace the desired
+    # state writes to or Secrets are read in
+    assert role_ns == sorted({"kserve-warden", "kube-system", "kserve", *settings["secrets"]["namespaces"]})
     binding_ns = sorted(d["metadata"]["namespace"] for d in docs if d["kind"] == "RoleBinding")
     assert binding_ns == role_ns
     cluster_role = one(docs, "ClusterRole")
-    assert {v for r in cluster_role["rules"] for v in r["verbs"]} == {"get", "list", "watch"}, \
-        "cluster-wide: reads only"
+    writes = {(res, v) for r in cluster_role["rules"] for res in r["resources"] for v in r["verbs"]
+              if v not in ("get", "list", "watch")}
+    assert writes == {("events", "create"), ("events", "patch")}, "cluster-wide: reads, and Events only"
+    assert "secrets" not in {res for r in cluster_role["rules"] for res in r["resources"]}, \
+        "Secrets are read per opted-in namespace, never cluster-wide"
+
+
+def test_own_namespace_enforces_the_restricted_pod_security_profile() -> None:
+    ns = one(kustomize(BUILDS[1]), "Namespace", "kserve-warden")
+    assert ns["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "restricted"
+
+
+def test_a_network_policy_says_who_may_scrape_the_metrics_port() -> None:
+    docs = kustomize(BUILDS[1])
+    pol = one(docs, "NetworkPolicy")
+    dep = one(docs, "Deployment")
+    assert pol["metadata"]["namespace"] == dep["metadata"]["namespace"]
+    pod_labels = dep["spec"]["template"]["metadata"]["labels"]
+    assert pol["spec"]["podSelector"]["matchLabels"].items() <= pod_labels.items()
+    assert pol["spec"]["policyTypes"] == ["Ingress"]
+    (rule,) = pol["spec"]["ingress"]
+    assert rule["ports"] == [{"port": "metrics", "protocol": "TCP"}]
+    monitoring = {"kubernetes.io/metadata.name": "monitoring"}
+    assert rule["from"] == [{"namespaceSelector": {"matchLabels": monitoring}}]
 
 
 def test_overlay_adds_the_prometheus_rule_with_the_plain_files_groups() -> None:

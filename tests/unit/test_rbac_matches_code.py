@@ -1,10 +1,10 @@
 """The daemon's RBAC is exactly ``daemon/kube/rbac.py``, and the code asks for nothing outside it.
 
-Three checks, each a way the role and the code could drift apart:
+Four checks, each a way the role and the code could drift apart:
 
 1. **Role ↔ table**: the ClusterRole/Roles in ``config/deploy/base/rbac.yaml`` grant exactly the
-   permissions ``daemon.kube.rbac.REQUIRED`` expands to (no more: least privilege; no less: the daemon
-   would get a 403 in production that no sandbox test shows).
+   permissions ``daemon.kube.rbac.required`` expands to for the shipped configuration (no more:
+   least privilege; no less: the daemon would get a 403 in production that no sandbox test shows).
 2. **Code → table** (static): an AST scan of ``daemon/`` and ``probes/`` for every
    kubernetes_asyncio API method the code references (``read_namespaced_secret``,
    ``patch_namespaced_deployment``, ``list_cluster_custom_object(group, version, plural)``…),
@@ -12,7 +12,11 @@ Three checks, each a way the role and the code could drift apart:
    ``NOT_GRANTED`` (a generic per-kind code path the daemon never takes, refused on purpose).
    A custom-object call whose ``plural`` is not a literal stands for every custom resource in
    ``daemon.core.resources.RESOURCES`` of that scope. A module that watches (``watch=True`` or
-   ``Watch().stream``) needs ``watch`` for every ``list`` it references.
+   ``Watch().stream``) needs ``watch`` for every ``list`` it references; a module that
+   server-side applies (``application/apply-patch+yaml``) needs ``create`` for every ``patch``
+   (an apply that creates is authorised as ``create``).
+2b. **Table → code** (surplus): every (group, resource, verb) the role grants is used by some code
+   path the scan finds; a permission no code uses fails the test.
 3. **Data → table**: every kind in the desired manifests can be server-side applied (create +
    patch + get) where it lives; CoreDNS can be patched by the name and namespace the settings
    give; the Lease works in the namespace the settings give; KServe's ConfigMap can be read.
@@ -30,18 +34,21 @@ import pytest
 import yaml
 
 from daemon.kube import rbac
-from daemon.kube.rbac import CLUSTER, NOT_GRANTED, REQUIRED, WORKLOADS, Grant, Rule, allows, expand
+from daemon.kube.rbac import CLUSTER, NOT_GRANTED, Grant, Rule, allows, expand
 from tests.conftest import ROOT
 
 
-def workloads() -> list[str]:
-    """The workload namespaces, as config/deploy/build.py derives them (warden.yaml + desired)."""
+def _required() -> tuple[Rule, ...]:
+    """The rules for the shipped configuration, as config/deploy/build.py derives them."""
     spec = importlib.util.spec_from_file_location("warden_deploy_build", ROOT / "config/deploy/build.py")
     assert spec is not None and spec.loader is not None
     build = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(build)
-    found: list[str] = build.workload_namespaces(ROOT)
+    found: tuple[Rule, ...] = build.required_rules(ROOT)
     return found
+
+
+REQUIRED = _required()
 
 # -- the scanner -----------------------------------------------------------------------------------
 
@@ -171,6 +178,8 @@ def scan_source(source: str, *, filename: str, custom: tuple[CustomResource, ...
         or (isinstance(n, ast.Attribute) and n.attr == "stream")
         for n in ast.walk(tree)
     )
+    applies = any(isinstance(n, ast.Constant) and n.value == "application/apply-patch+yaml"
+                  for n in ast.walk(tree))
     uses: set[Use] = set()
     for node in ast.walk(tree):
         if not isinstance(node, ast.Attribute) or node.attr not in API_METHODS:
@@ -187,6 +196,8 @@ def scan_source(source: str, *, filename: str, custom: tuple[CustomResource, ...
         uses.update(found)
         if watches:
             uses.update(Use(u.api_group, u.resource, "watch", u.where) for u in found if u.verb == "list")
+        if applies:
+            uses.update(Use(u.api_group, u.resource, "create", u.where) for u in found if u.verb == "patch")
     return uses
 
 
@@ -245,6 +256,9 @@ CUSTOM = (CustomResource("serving.kserve.io", "inferenceservices", True),
     ("f = api.list_secret_for_all_namespaces\nf(watch=True)",
      {("", "secrets", "list"), ("", "secrets", "watch")}),
     ("w = Watch()\nw.stream(api.list_namespaced_pod, ns)", {("", "pods", "list"), ("", "pods", "watch")}),
+    # a module that server-side applies needs create with its patches
+    ("CT = 'application/apply-patch+yaml'\napi.patch_namespaced_secret(n, ns, b)",
+     {("", "secrets", "patch"), ("", "secrets", "create")}),
     # not API calls
     ("x.read_text(); y.list_files(); z.patch(1); api.get_api_resources()", set()),
     ("kube.read_pod_log(ns, n)", set()),
@@ -289,32 +303,48 @@ def _grants_from_manifests(docs: list[dict[str, Any]]) -> set[Grant]:
 def test_role_grants_exactly_the_table() -> None:
     docs = [d for d in yaml.safe_load_all((ROOT / "config/deploy/base/rbac.yaml").read_text()) if d]
     granted = _grants_from_manifests(docs)
-    required = set(expand(REQUIRED, workloads=workloads()))
-    assert granted - required == set(), "the role grants more than daemon/kube/rbac.py REQUIRED"
+    required = set(expand(REQUIRED))
+    assert granted - required == set(), "the role grants more than daemon.kube.rbac.required()"
     assert required - granted == set(), "the role lacks part of REQUIRED: run python config/deploy/build.py"
 
 
 def test_table_is_consistent() -> None:
-    assert not set(expand(REQUIRED)) & set(expand(NOT_GRANTED)), "a permission is both required and refused"
+    both = {(g.api_group, g.resource, g.verb) for g in expand(REQUIRED)} & \
+        {(g.api_group, g.resource, g.verb) for g in expand(NOT_GRANTED)}
+    assert not both, f"required and refused at once: {both}"
     for r in REQUIRED + NOT_GRANTED:
         assert r.verbs and r.why, r
         assert set(r.verbs) <= {"get", "list", "watch", "create", "update", "patch", "delete"}, r
-    # secrets are readable but never deletable or listable by name-guessing wildcards
-    assert not allows("delete", api_group="", resource="secrets", namespace="user-example-com")
+    # Secrets: never read cluster-wide, never deleted, written only under the derived secret's name.
+    assert not allows("get", api_group="", resource="secrets", namespace="default", rules=REQUIRED)
+    assert not allows("list", api_group="", resource="secrets", rules=REQUIRED)
+    assert allows("list", api_group="", resource="secrets", namespace="user-example-com", rules=REQUIRED)
+    assert not allows("delete", api_group="", resource="secrets", namespace="user-example-com",
+                      rules=REQUIRED)
+    for verb in ("create", "patch"):
+        assert allows(verb, api_group="", resource="secrets", namespace="user-example-com",
+                      name="minio-s3-secret", rules=REQUIRED)
+        assert not allows(verb, api_group="", resource="secrets", namespace="user-example-com",
+                          name="minted-token", rules=REQUIRED), "a Secret could be minted under any name"
+        assert not allows(verb, api_group="", resource="secrets", namespace="kubeflow",
+                          name="minio-s3-secret", rules=REQUIRED)
     # CoreDNS only, only in kube-system
     for ns, name, ok in (("kube-system", "coredns", True), ("kube-system", "other", False),
                          ("kserve", "coredns", False)):
-        assert allows("patch", api_group="apps", resource="deployments", namespace=ns, name=name) is ok
-    # writes only in workload namespaces; reads everywhere
-    cases: list[tuple[str | None, bool]] = [("user-example-com", True), ("kube-system", False),
-                                            ("default", False), (None, False)]
-    for where, ok in cases:
-        assert allows("patch", api_group="", resource="secrets", namespace=where,
-                      workloads=["user-example-com"]) is ok
-    assert allows("get", api_group="", resource="secrets", namespace="default")
-    writes = {v for r in REQUIRED if r.scope == CLUSTER for v in r.verbs}
-    assert writes <= {"get", "list", "watch"}, "no cluster-wide write"
-    assert {r.resource for r in REQUIRED if r.scope == WORKLOADS} >= {"secrets", "serviceaccounts", "pods"}
+        assert allows("patch", api_group="apps", resource="deployments", namespace=ns, name=name,
+                      rules=REQUIRED) is ok
+    # kubeflow: exactly what its one desired AuthorizationPolicy needs (plus reading the source secret)
+    kubeflow = {(r.api_group, r.resource, v, n) for r in REQUIRED if r.scope == "kubeflow"
+                for v in r.verbs if v not in ("get", "list", "watch") for n in r.resource_names}
+    ap, name = ("security.istio.io", "authorizationpolicies"), "minio-user-namespace-access"
+    assert kubeflow == {(*ap, "create", name), (*ap, "patch", name)}
+    # pods/log and pod deletion only where the predictor pods live
+    assert {r.scope for r in REQUIRED if r.resource in ("pods/log",) or "delete" in r.verbs} == \
+        {"user-example-com"}
+    # cluster-wide: reads, and Events (findings on every InferenceService in scope)
+    writes = {(r.resource, v) for r in REQUIRED if r.scope == CLUSTER for v in r.verbs
+              if v not in ("get", "list", "watch")}
+    assert writes <= {("events", "create"), ("events", "patch")}, "no cluster-wide write but Events"
 
 
 # -- 2. code → table ------------------------------------------------------------------------------------
@@ -328,6 +358,20 @@ def test_code_uses_nothing_the_role_lacks() -> None:
         "config/deploy/build.py, or to NOT_GRANTED if that code path is never taken):\n"
         + "\n".join(f"  {u.verb} {u.api_group or 'core'}/{u.resource}  at {u.where}" for u in missing)
     )
+
+
+def test_role_grants_nothing_the_code_never_uses() -> None:
+    """Surplus: a permission in the role that no code path uses is privilege for nothing."""
+    uses = {(u.api_group, u.resource, u.verb) for u in scan_tree()}
+    surplus = sorted({(g.api_group, g.resource, g.verb) for g in expand(REQUIRED)} - uses)
+    assert not surplus, f"the role grants permissions no code uses: {surplus}"
+
+
+def test_the_surplus_check_fails_on_an_unused_permission() -> None:
+    uses = {(u.api_group, u.resource, u.verb) for u in scan_tree()}
+    extra = Rule(api_group="", resource="secrets", verbs=("delete",), scope="user-example-com", why="x")
+    granted = {(g.api_group, g.resource, g.verb) for g in expand((*REQUIRED, extra))}
+    assert granted - uses == {("", "secrets", "delete")}
 
 
 def test_not_granted_declarations_are_not_stale() -> None:
@@ -352,7 +396,6 @@ def test_every_desired_kind_can_be_applied_where_it_lives() -> None:
     from daemon.core.resources import UnknownKindError as UnknownResourceKind
     from daemon.core.resources import resource_for
 
-    w = workloads()
     for obj in _desired_objects():
         try:
             res = resource_for(obj["apiVersion"], obj["kind"])
@@ -364,35 +407,66 @@ def test_every_desired_kind_can_be_applied_where_it_lives() -> None:
                               ((spec.get("source") or {}).get("namespace"), ("get",))):
                 assert ns, obj
                 for verb in verbs:
-                    assert allows(verb, api_group="", resource="secrets", namespace=ns, workloads=w), \
-                        (verb, ns)
+                    name = obj["metadata"]["name"] if verb != "get" else spec["source"]["name"]
+                    assert allows(verb, api_group="", resource="secrets", namespace=ns, name=name,
+                                  rules=REQUIRED), (verb, ns)
             continue
         ns = (obj.get("metadata") or {}).get("namespace")
         for verb in ("get", "create", "patch"):
             name = obj["metadata"]["name"]
             assert allows(verb, api_group=res.group, resource=res.plural, namespace=ns, name=name,
-                          workloads=w), (
+                          rules=REQUIRED), (
                 f"cannot {verb} {obj['kind']} {ns}/{name}")
 
 
 def test_settings_targets_are_permitted() -> None:
     s = yaml.safe_load((ROOT / "config/warden.yaml").read_text())
     dns = s["coredns"]
-    for verb in ("get", "patch"):
+    for verb in ("get", "list", "watch", "patch"):
         assert allows(verb, api_group="apps", resource="deployments", namespace=dns["namespace"],
-                      name=dns["deployment"])
+                      name=dns["deployment"], rules=REQUIRED)
     le = s["leader_election"]
     for verb in ("get", "create", "update"):
         assert allows(verb, api_group="coordination.k8s.io", resource="leases",
-                      namespace=le["lease_namespace"], name=le["lease_name"])
+                      namespace=le["lease_namespace"], name=le["lease_name"], rules=REQUIRED)
     kc = s["kserve_config"]
-    assert allows("get", api_group="", resource="configmaps", namespace=kc["namespace"], name=kc["name"])
-    for m in s["models"]:  # the models' namespaces are written to (apply, derive, delete-pod, events)
-        for verb, res in (("patch", "serviceaccounts"), ("create", "secrets"), ("delete", "pods")):
-            assert allows(verb, api_group="", resource=res, namespace=m["namespace"], workloads=workloads())
+    for verb in ("get", "list", "watch"):
+        assert allows(verb, api_group="", resource="configmaps", namespace=kc["namespace"], name=kc["name"],
+                      rules=REQUIRED)
+    assert not allows("list", api_group="", resource="configmaps", namespace=kc["namespace"], name="other",
+                      rules=REQUIRED)
+    for m in s["models"]:  # the models' namespaces: their pods may be deleted, their logs read
+        for verb, res in (("delete", "pods"), ("get", "pods/log")):
+            assert allows(verb, api_group="", resource=res, namespace=m["namespace"], rules=REQUIRED)
     for ns in s["secrets"]["namespaces"]:
-        for res in ("pods", "serviceaccounts", "secrets", "events"):
-            assert allows("watch", api_group="", resource=res, namespace=ns)
-        assert allows("create", api_group="", resource="events", namespace=ns, workloads=workloads())
-    assert allows("create", api_group="", resource="events", namespace=dns["namespace"]), \
+        for verb in ("get", "list", "watch"):
+            assert allows(verb, api_group="", resource="secrets", namespace=ns, rules=REQUIRED)
+        for res in ("pods", "serviceaccounts"):
+            assert allows("watch", api_group="", resource=res, namespace=ns, rules=REQUIRED)
+        assert allows("create", api_group="", resource="events", namespace=ns, rules=REQUIRED)
+    assert allows("create", api_group="", resource="events", namespace=dns["namespace"], rules=REQUIRED), \
         "the CoreDNS restart event"
+
+
+def test_namespace_scope_and_secret_opt_in_shape_the_role() -> None:
+    """With scope.namespaces the reads become Roles there; secrets: ["*"] is the only way to a
+    cluster-wide Secret read; with no settings at all nothing is written anywhere."""
+    from daemon.core.desired import parse_desired
+    from daemon.core.settings import ScopeSettings, SecretAccessSettings, Settings
+    from daemon.kube.rbac import required
+
+    empty = parse_desired([])
+    bare = required(Settings(), empty)
+    assert not [r for r in bare if r.resource == "secrets"]
+    assert {(r.resource, v) for r in bare for v in r.verbs if v not in ("get", "list", "watch")} == \
+        {("events", "create"), ("events", "patch"), ("deployments", "patch"), ("leases", "create"),
+         ("leases", "update")}
+    everywhere = required(Settings(secrets=SecretAccessSettings(namespaces=("*",))), empty)
+    assert allows("list", api_group="", resource="secrets", rules=everywhere)
+    scoped = required(Settings(scope=ScopeSettings(namespaces=("team-a",))), empty)
+    assert allows("watch", api_group="serving.kserve.io", resource="inferenceservices", namespace="team-a",
+                  rules=scoped)
+    assert not allows("watch", api_group="serving.kserve.io", resource="inferenceservices", rules=scoped)
+    assert not allows("watch", api_group="serving.kserve.io", resource="inferenceservices",
+                      namespace="team-b", rules=scoped)
+    assert allows("list", api_group="", resource="namespaces", rules=scoped)  # cluster-scoped kind
