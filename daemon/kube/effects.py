@@ -300,11 +300,13 @@ class Kube:
 
     async def watch(self, res: Resource, *, resource_version: str, namespace: str | None = None,
                     label_selector: str | None = None, field_selector: str | None = None,
-                    timeout_seconds: int = 300) -> AsyncIterator[WatchEvent]:
+                    timeout_seconds: int = 300,
+                    on_open: Callable[[], None] | None = None) -> AsyncIterator[WatchEvent]:
         """Events of a kind after ``resource_version``, until the server ends the watch.
 
         An ``ERROR`` event becomes its typed error (410 Expired → :class:`GoneError`); a dropped
         connection → :class:`UnavailableError`. The caller resumes from the last event's RV.
+        ``on_open``: called once the server accepted the watch (the stream is connected).
         """
         call = self._list_call(
             res, namespace, label_selector=label_selector, field_selector=field_selector,
@@ -317,6 +319,8 @@ class Kube:
             try:
                 if not 200 <= resp.status < 300:
                     raise from_status(resp.status, body=await resp.read(), headers=dict(resp.headers))
+                if on_open is not None:
+                    on_open()
                 while True:
                     try:
                         line = await resp.content.readline()

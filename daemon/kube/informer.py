@@ -13,6 +13,19 @@ The shape is client-go's reflector + store, reduced to what the daemon needs:
 * a dropped connection / 5xx → resume the watch from the last RV after a jittered back-off;
   **429** → wait the server's ``Retry-After``. Delays come from :func:`daemon.core.backoff.retry_delay`.
 
+**Another history.** When the API's state is replaced (an etcd restore; a test API wiped and
+restarted on the same port), the resourceVersions the caches hold belong to a history the
+server no longer has. Every sign of it makes *every* stream relist at once (client-go's
+reflector does the same on each): a 410, the watch cache's ``504 ResourceVersionTooLarge``
+(:class:`~daemon.core.errors.ResourceVersionTooLargeError`), a list whose resourceVersion is
+lower than one seen before, an object whose uid changed in a ``MODIFIED`` event. A stream
+idle in its watch is interrupted for it, not left until its watch times out.
+
+**Freshness** (what ``/readyz`` reports): each stream records when it last heard from the
+server (a list, a watch accepted, an event or bookmark) and whether its watch is connected;
+:meth:`Informer.stale` names the streams that have been without a watch for longer than a
+bound (the API unreachable), with the last error.
+
 So in steady state there are no polling lists at all: ``stats.lists`` grows only at start and
 after a 410. Secrets are stored *hashed* (:func:`daemon.core.world.hash_secret`): the cache never
 holds a credential.
@@ -39,12 +52,20 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
-from collections.abc import Awaitable, Iterable, Mapping
+import time
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final, Protocol
 
 from daemon.core.backoff import retry_delay
-from daemon.core.errors import GoneError, InvalidError, KubeError, NotFoundError, UnavailableError
+from daemon.core.errors import (
+    GoneError,
+    InvalidError,
+    KubeError,
+    NotFoundError,
+    ResourceVersionTooLargeError,
+    UnavailableError,
+)
 from daemon.core.logs import get_logger
 from daemon.core.objects import ObjectRef
 from daemon.core.resources import Resource, resource_for
@@ -139,7 +160,8 @@ class Informer:
     def __init__(self, kube: Kube, *, kinds: Iterable[tuple[str, str]] = WATCHED_KINDS,
                  namespaces: Iterable[str] | None = None, secret_namespaces: Iterable[str] | None = None,
                  selector: str | None = None, by_name: Mapping[str, tuple[str, str]] | None = None,
-                 watch_timeout_seconds: int = 300, rng: random.Random | None = None) -> None:
+                 watch_timeout_seconds: int = 300, rng: random.Random | None = None,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         """``namespaces``: read namespaced kinds only there (``None``: everywhere).
         ``secret_namespaces``: where Secrets are read (``None``: as ``namespaces``; ``"*"``:
         everywhere). ``selector``: label selector on InferenceServices. ``by_name``: kind →
@@ -155,6 +177,15 @@ class Informer:
         self._caches: dict[str, dict[str, dict[str, Any]]] = {r.kind: {} for r in self.resources}
         self._synced: dict[Stream, asyncio.Event] = {s: asyncio.Event() for s in self.streams}
         self._subscribers: list[Subscriber] = []
+        self.clock = clock
+        born = clock()
+        self._contact: dict[Stream, float] = dict.fromkeys(self.streams, born)
+        """When each stream last heard from the server (list, watch accepted, event, bookmark)."""
+        self._connected: dict[Stream, bool] = dict.fromkeys(self.streams, False)
+        self._errors: dict[Stream, str] = {}
+        self._relist: dict[Stream, asyncio.Event] = {s: asyncio.Event() for s in self.streams}
+        self._highest_rv = 0
+        """The highest resourceVersion any list or event carried (a list below it: another history)."""
 
     # -- reading the caches ---------------------------------------------------------------
 
@@ -169,6 +200,44 @@ class Informer:
     async def wait_synced(self) -> None:
         for e in self._synced.values():
             await e.wait()
+
+    def stale(self, bound: float) -> list[str]:
+        """The streams whose caches are not current: no watch connected and nothing heard from
+        the server for more than ``bound`` seconds; each with how long and the last error."""
+        now = self.clock()
+        out = []
+        for st in self.streams:
+            age = now - self._contact[st]
+            if not self._connected[st] and age > bound:
+                err = self._errors.get(st)
+                out.append(f"{st.name}: no watch for {age:.0f} s" + (f" ({err})" if err else ""))
+        return out
+
+    @property
+    def watching(self) -> bool:
+        """Every stream's watch is connected right now."""
+        return all(self._connected.values())
+
+    @property
+    def last_error(self) -> str | None:
+        """The most recent error of any stream (what ``run --once`` reports when it gives up)."""
+        return next(reversed(self._errors.values()), None)
+
+    def _heard(self, stream: Stream) -> None:
+        self._contact[stream] = self.clock()
+        self._errors.pop(stream, None)
+
+    def _saw_rv(self, rv: str) -> None:
+        if rv.isdigit():
+            self._highest_rv = max(self._highest_rv, int(rv))
+
+    def _history_replaced(self, why: str) -> None:
+        """Our resourceVersions come from another history: every stream relists."""
+        log.warning("the API's history was replaced; relisting every kind", why=why)
+        self.stats.relists += 1
+        self._highest_rv = 0
+        for ev in self._relist.values():
+            ev.set()
 
     def get(self, kind: str, namespace: str | None, name: str) -> dict[str, Any] | None:
         return self._caches.get(kind, {}).get(f"{namespace}/{name}" if namespace else name)
@@ -245,6 +314,16 @@ class Informer:
             if k not in fresh:
                 self._notify(res, o, "DELETED")
 
+    def _uid_changed(self, stream: Stream, etype: str, obj: Mapping[str, Any]) -> bool:
+        """A ``MODIFIED`` object whose uid is not the cached one: the same name in another
+        history (a real delete + create arrives as DELETED then ADDED)."""
+        if etype != "MODIFIED":
+            return False
+        before = self._caches[stream.resource.kind].get(_key(obj))
+        old = str(((before or {}).get("metadata") or {}).get("uid") or "")
+        new = str((obj.get("metadata") or {}).get("uid") or "")
+        return bool(old and new and old != new)
+
     def _apply(self, stream: Stream, etype: str, obj: dict[str, Any]) -> None:
         res = stream.resource
         if not stream.owns(obj):
@@ -265,30 +344,51 @@ class Informer:
         res = stream.resource
         rv: str | None = None
         failures = 0
+        relist = self._relist[stream]
         while True:
             try:
+                if relist.is_set():
+                    relist.clear()
+                    rv = None
                 if rv is None:
                     listed = await self._list(stream)
+                    self._heard(stream)
                     self.stats.lists += 1
                     self.stats.by_kind_lists[res.kind] = self.stats.by_kind_lists.get(res.kind, 0) + 1
-                    self._replace(stream, listed.items)
                     rv = listed.resource_version
+                    if rv.isdigit() and int(rv) < self._highest_rv:
+                        # Lower than what we saw before: the caches of every kind are from
+                        # another history (etcd restored, API replaced).
+                        self._history_replaced(f"{stream.name} listed at resourceVersion {rv}, "
+                                               f"below {self._highest_rv} seen before")
+                        relist.clear()  # this stream's list is the new history already
+                    self._saw_rv(rv)
+                    self._replace(stream, listed.items)
                     self._synced[stream].set()
                 self.stats.watches += 1
                 loop = asyncio.get_running_loop()
-                opened, seen = loop.time(), 0
-                async for ev in self.kube.watch(res, resource_version=rv, namespace=stream.namespace,
-                                                label_selector=stream.label_selector,
-                                                field_selector=stream.field_selector,
-                                                timeout_seconds=self.watch_timeout_seconds):
-                    if ev.resource_version:
-                        rv = ev.resource_version
-                    if ev.type != "BOOKMARK":
-                        self.stats.events += 1
-                        self._apply(stream, ev.type, ev.object)
-                    seen += 1
-                    failures = 0
-                if seen or loop.time() - opened >= 1.0:
+                opened = loop.time()
+                box = _Cursor(rv=rv)
+                consume = asyncio.create_task(self._consume(stream, box), name=f"watch-{stream.name}")
+                interrupt = asyncio.create_task(relist.wait())
+                try:
+                    await asyncio.wait({consume, interrupt}, return_when=asyncio.FIRST_COMPLETED)
+                finally:
+                    if self._connected[stream]:
+                        # Current until this moment: the bound counts from the drop, not from
+                        # the last event of a quiet watch.
+                        self._contact[stream] = self.clock()
+                    self._connected[stream] = False
+                    for t in (consume, interrupt):
+                        if not t.done():
+                            t.cancel()
+                            with contextlib.suppress(asyncio.CancelledError):
+                                await t
+                rv = box.rv
+                if not consume.done() or consume.cancelled():
+                    continue  # interrupted: another stream saw the history change; relist
+                consume.result()  # re-raises the watch's error
+                if box.seen or loop.time() - opened >= 1.0:
                     failures = 0
                 else:
                     # Closed at once with nothing in it: resume, but never in a tight loop.
@@ -301,6 +401,7 @@ class Informer:
                 raise  # the server refuses the request itself (a bad selector): not transient
             except KubeError as err:
                 self.stats.errors += 1
+                self._errors[stream] = str(err)
                 failures += 1
                 if isinstance(err, NotFoundError) and rv is None and not self._synced[stream].is_set():
                     # The resource type is not served (e.g. no Istio CRDs in this cluster): an
@@ -309,7 +410,11 @@ class Informer:
                                 api_version=res.api_version)
                     self._replace(stream, [])
                     self._synced[stream].set()
-                if isinstance(err, GoneError):
+                if isinstance(err, ResourceVersionTooLargeError):
+                    # The server never reached our resourceVersion: its history is not ours.
+                    self._history_replaced(f"{stream.name}: {err}")
+                    rv = None
+                elif isinstance(err, GoneError):
                     self.stats.relists += 1
                     log.info("watch expired, relisting", kind=res.kind, resource_version=rv)
                     rv = None
@@ -319,6 +424,38 @@ class Informer:
                 delay = retry_delay(error=err, failures=failures, rng=self.rng) or 0.0
                 if delay:
                     await asyncio.sleep(delay)
+
+    async def _consume(self, stream: Stream, box: _Cursor) -> None:
+        """One watch of ``stream`` from ``box.rv`` until the server ends it; ``box`` follows."""
+
+        def opened() -> None:
+            self._connected[stream] = True
+            self._heard(stream)
+
+        async for ev in self.kube.watch(stream.resource, resource_version=box.rv,
+                                        namespace=stream.namespace,
+                                        label_selector=stream.label_selector,
+                                        field_selector=stream.field_selector,
+                                        timeout_seconds=self.watch_timeout_seconds, on_open=opened):
+            self._heard(stream)
+            if ev.type != "BOOKMARK" and self._uid_changed(stream, ev.type, ev.object):
+                self._history_replaced(f"{stream.name}: {_key(ev.object)} changed uid in a MODIFIED event")
+                return
+            if ev.resource_version:
+                box.rv = ev.resource_version
+                self._saw_rv(box.rv)
+            if ev.type != "BOOKMARK":
+                self.stats.events += 1
+                self._apply(stream, ev.type, ev.object)
+            box.seen += 1
+
+
+@dataclass
+class _Cursor:
+    """Where a watch is: the last resourceVersion and how many events it brought."""
+
+    rv: str
+    seen: int = 0
 
 
 async def run_until_synced(informer: Informer) -> asyncio.Task[None]:

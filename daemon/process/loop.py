@@ -183,6 +183,8 @@ class Reconciler:
                                      namespace=settings.coredns.namespace, name=settings.coredns.deployment)
         metrics.set_leader(leading)
         health.set_leader(leading)
+        stale_after = settings.kube.cache_stale_seconds
+        health.watch_caches(lambda: informer.stale(stale_after))
 
     # -- wiring ---------------------------------------------------------------------------
 
@@ -194,6 +196,10 @@ class Reconciler:
     def in_flight(self) -> frozenset[tuple[str, str]]:
         """``(action kind, target)`` of the actions being carried out right now."""
         return frozenset(self._inflight)
+
+    def not_before(self, key: str) -> float | None:
+        """When ``key`` may be acted on again (a Retry-After or back-off pending), by ``clock``."""
+        return self._not_before.get(key)
 
     def set_leading(self, leading: bool) -> None:
         if leading and not self._leading:

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import yaml
 from kubernetes_asyncio import client, config
 from kubernetes_asyncio.config.config_exception import ConfigException
 from prometheus_client import CollectorRegistry
@@ -92,11 +93,30 @@ async def api_client_for(kubeconfig: str | None) -> client.ApiClient:
                 config.load_incluster_config(client_configuration=cfg)  # type: ignore[no-untyped-call]
             except ConfigException:
                 await config.load_kube_config(client_configuration=cfg)
+    except yaml.YAMLError as err:
+        # One line, not PyYAML's multi-line report (and never the file's content).
+        mark = getattr(err, "problem_mark", None)
+        at = f" (line {mark.line + 1}, column {mark.column + 1})" if mark is not None else ""
+        raise BadInput([f"kubeconfig {_kubeconfig_path(kubeconfig)}: not valid YAML{at}: "
+                        f"{getattr(err, 'problem', None) or type(err).__name__}"]) from err
     except (ConfigException, OSError, ValueError, TypeError) as err:
-        where = kubeconfig or os.environ.get("KUBECONFIG") or "~/.kube/config"
-        raise BadInput([f"kubeconfig: cannot load a Kubernetes configuration (not in a cluster; {where}): "
-                        f"{err}"]) from err
-    return client.ApiClient(configuration=cfg)
+        raise BadInput([f"kubeconfig: cannot load a Kubernetes configuration (not in a cluster; "
+                        f"{_kubeconfig_path(kubeconfig)}): {_one_line(err)}"]) from err
+    try:
+        # The TLS context is built here: a certificate-authority-data that is not a certificate
+        # fails now (ssl.SSLError, an OSError), not at the first request.
+        return client.ApiClient(configuration=cfg)
+    except (OSError, ValueError) as err:
+        raise BadInput([f"kubeconfig {_kubeconfig_path(kubeconfig)}: unusable TLS settings "
+                        f"(certificate-authority / client certificate): {_one_line(err)}"]) from err
+
+
+def _kubeconfig_path(kubeconfig: str | None) -> str:
+    return kubeconfig or os.environ.get("KUBECONFIG") or "~/.kube/config"
+
+
+def _one_line(err: BaseException) -> str:
+    return " ".join(str(err).split()) or type(err).__name__
 
 
 def watch_namespaces(settings: Settings, desired: DesiredState) -> frozenset[str] | None:
@@ -185,6 +205,7 @@ def build_daemon(*, inputs: Inputs, api: client.ApiClient, redactor: logs.Redact
     health = HealthState(clock=time.time)
     me = name or identity()
     kube = Kube(api, field_manager=settings.kube.field_manager, dry_run=dry, redactor=redactor, instance=me,
+                request_timeout=settings.kube.request_timeout_seconds,
                 on_error=lambda err: metrics.api_error(code=err.status or "unavailable"))
     informer = informer_for(kube, settings, inputs.desired)
     store = ObservationStore()
@@ -250,12 +271,20 @@ async def run_daemon(d: Daemon, *, stop: asyncio.Event, once: bool = False) -> i
         informer_task = asyncio.create_task(d.informer.run(), name="informer")
         synced = asyncio.create_task(d.informer.wait_synced())
         stopper = asyncio.create_task(stop.wait())
-        await asyncio.wait({synced, stopper, informer_task}, return_when=asyncio.FIRST_COMPLETED)
+        # --once is a bounded command: an API that cannot be read within the request timeout
+        # ends it (exit 2, one line); ``run`` waits, not ready, until the API is back.
+        bound = settings.kube.request_timeout_seconds if once else None
+        await asyncio.wait({synced, stopper, informer_task}, timeout=bound,
+                           return_when=asyncio.FIRST_COMPLETED)
+        gave_up = not (synced.done() or stopper.done() or informer_task.done())
         await _cancel(synced, stopper)
         if informer_task.done():
             _informer_result(informer_task)
         if stop.is_set():
             return EXIT_OK
+        if gave_up:
+            raise BadInput([f"api: cannot read the cluster within {bound:g} s "
+                            f"(kube.request_timeout_seconds): {d.informer.last_error or 'no answer'}"])
         d.health.set_synced(True)
         log.info("caches synced", kinds=len(d.informer.resources), lists=d.informer.stats.lists)
         rec.restore_ledger()

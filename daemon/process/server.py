@@ -9,9 +9,16 @@ one small server so a Deployment needs one ``containerPort`` and one probe confi
 - ``/healthz`` (liveness): 200 while the reconcile loop is alive, judged by a heartbeat the
   loop writes into :class:`HealthState`. When the heartbeat is older than the threshold the
   loop is wedged, the answer is 503 with the reason in JSON, and the kubelet restarts us.
-- ``/readyz`` (readiness): 200 once the informer caches are synced and the configuration is
-  valid; 503 naming each missing condition. Leadership is reported but is *not* a readiness
-  condition: every replica observes and serves metrics, only the leader acts.
+- ``/readyz`` (readiness): 200 while the informer caches are synced *and current* and the
+  configuration is valid; 503 naming each missing condition and why. "Current" is judged by
+  the check the loop registers (:meth:`HealthState.watch_caches`, the informer's
+  :meth:`~daemon.kube.informer.Informer.stale` with ``kube.cache_stale_seconds``): every watch
+  connected, or heard from within the bound. Synced once is not enough: with the API
+  unreachable for longer than the bound the caches are stale and the answer is 503 with the
+  streams and their last error (so Kubernetes takes the replica out, and the ``no leader`` /
+  ``daemon absent`` alerts, which read ``up`` and the leader gauge, see it). Leadership is
+  reported but is *not* a readiness condition: every replica observes and serves metrics,
+  only the leader acts.
 
 :class:`HealthState` takes its clock as a callable so tests move time by hand instead of
 sleeping. The loop and the handlers run on one event loop, so plain attributes suffice.
@@ -32,6 +39,7 @@ DEFAULT_HEARTBEAT_TIMEOUT = 60.0
 """Seconds without a heartbeat before ``/healthz`` fails (several resync periods)."""
 
 SYNCED = "caches-synced"
+CURRENT = "caches-current"
 CONFIG_VALID = "config-valid"
 
 
@@ -60,6 +68,11 @@ class HealthState:
         self._synced = False
         self._config_valid = False
         self._leader = False
+        self._stale: Callable[[], list[str]] = list
+
+    def watch_caches(self, stale: Callable[[], list[str]]) -> None:
+        """``stale()`` names what is not current (empty: all current); read on each ``/readyz``."""
+        self._stale = stale
 
     def beat(self, now: float) -> None:
         """The loop is alive at ``now`` (same clock as the one passed in)."""
@@ -96,7 +109,9 @@ class HealthState:
         return Verdict(ok=True, body={"status": "ok", **body})
 
     def readiness(self) -> Verdict:
-        conditions = {SYNCED: self._synced, CONFIG_VALID: self._config_valid}
+        stale = self._stale() if self._synced else []
+        conditions = {SYNCED: self._synced, CURRENT: not stale,
+                      CONFIG_VALID: self._config_valid}
         missing = [name for name, met in conditions.items() if not met]
         body: dict[str, Any] = {
             "status": "not-ready" if missing else "ready",
@@ -106,6 +121,9 @@ class HealthState:
         if missing:
             body["missing"] = missing
             body["reason"] = "waiting for: " + ", ".join(missing)
+            if stale:
+                body["stale"] = stale
+                body["reason"] += f"; caches not current: {'; '.join(stale[:5])}"
         return Verdict(ok=not missing, body=body)
 
 
