@@ -32,6 +32,8 @@ MODEL_SUFFIXES = (
     ".safetensors",
 )
 _NOT_FOUND = re.compile(r"model file not found|no model (file )?found|FileNotFoundError|NoSuchKey", re.I)
+_CREDENTIAL_ERROR = re.compile(
+    r"NoCredentialsError|InvalidAccessKeyId|SignatureDoesNotMatch|AccessDenied|Unable to locate credentials")
 _WRONG_FORMAT = re.compile(
     r"unsupported model|not a valid model|cannot load model|could not load model|failed to load model|"
     r"unknown model format",
@@ -114,8 +116,11 @@ def model_files(ctx: Pass, m: Model) -> bool:
     uri = storage_uri(m)
     logs = m.log_lines()
     not_found_log = [ln for ln in logs if _NOT_FOUND.search(ln)]
-    wrong_fmt_log = [ln for ln in logs if _WRONG_FORMAT.search(ln)]
+    # A load that failed on credentials (missing, refused) says nothing about the format.
+    wrong_fmt_log = [ln for ln in logs if _WRONG_FORMAT.search(ln) and not _CREDENTIAL_ERROR.search(ln)]
     reason, message = m.failure_reason()
+    if reason == "ModelLoadFailed" and _CREDENTIAL_ERROR.search(message):
+        reason = None
     files = stored_files(m)
     files_line = stored_files_line(m)
     if (s is not None and s.outcome == "not-found") or not_found_log:
