@@ -15,8 +15,10 @@ do about it (see :mod:`daemon.core.plan` for the keys).
 Some causes are judged statically, before any pod tries: which secret KServe would hand
 the storage-initializer (the way KServe resolves it, with the annotation key from the live
 ``inferenceservice-config``); whether the mesh would admit the model's ServiceAccount to the
-object store (:func:`daemon.core.authz.evaluate`); whether a ServingRuntime supports the model's
-format; whether sidecar injection is off while a policy is meant to admit the model.
+object store its own endpoint names (:func:`daemon.core.authz.evaluate`); whether a runtime
+would be selected for the model's format, version and protocol; whether sidecar injection is off
+while a policy is meant to admit the model. What cannot be judged is ``not-checked`` (info).
+Every model-scoped finding carries ``inferenceservice`` (``namespace/name``).
 
 ``observations`` should hold the recent history of each probe (a few runs per target), oldest
 first or in any order: the latest run per target is the current state, and the run of
@@ -27,8 +29,9 @@ Layout: :mod:`.run` holds :func:`diagnose` and the order the rules run in; :mod:
 the per-pass state (indexes, claims, drafts), :mod:`.model` what is known about one model,
 :mod:`.draft` a finding under construction, :mod:`.text` the explanations, :mod:`.fields`
 the raw-JSON readers. Each rule lives in the module named for what it diagnoses:
-:mod:`.runtime`, :mod:`.mesh`, :mod:`.credentials`, :mod:`.image_pull`, :mod:`.model_files`,
-:mod:`.storage`, :mod:`.dns`, :mod:`.predictor`, :mod:`.drift`.
+:mod:`.runtime`, :mod:`.mesh`, :mod:`.credentials`, :mod:`.storage_source`, :mod:`.store`,
+:mod:`.image_pull`, :mod:`.model_files`, :mod:`.storage`, :mod:`.readiness`, :mod:`.dns`,
+:mod:`.predictor`, :mod:`.drift`; :mod:`.spec` reads every InferenceService shape.
 """
 
 from daemon.core.diagnosis.run import diagnose

@@ -1,14 +1,20 @@
-"""The mesh between the model and its object store: ``mesh-policy-denies`` and
-``sidecar-disabled-policy-unenforced``.
+"""The mesh between the model and its object store.
 
-Both are judged statically, before any pod tries. :func:`policy_denies` evaluates the live
-AuthorizationPolicies for the model's ServiceAccount principal against the object store's
-workload (:func:`daemon.core.authz.evaluate`, Istio's own order: CUSTOM, DENY, ALLOW); a
-``mesh-denied`` storage probe counts too. :func:`sidecar_disabled` finds injection turned off
-(on the InferenceService, its pod template, its pods, or its namespace) while a policy is
-*meant* to admit the model: with no sidecar the traffic carries no identity, so the policy
-cannot match it. The sidecar finding runs first, because it explains storage errors the
-other rules would otherwise report again (they are folded into its ``caused``).
+* :func:`injection` decides whether the model's pods get an istio-proxy, by Istio's rules
+  (namespace ``istio-injection``/``istio.io/rev``, the ``sidecar.istio.io/inject`` pod *label*,
+  which wins, then the annotation; the running pods show what actually happened);
+* :func:`istio_revision`: ``istio-revision-missing`` when ``istio.io/rev`` names a revision
+  whose istiod is not there ("not checked" when no istiod is visible at all);
+* :func:`sidecar_disabled`: ``sidecar-disabled-policy-unenforced`` — injection off while a policy
+  is *meant* to admit the model (no sidecar, no identity: the policy cannot match it). It runs
+  before the policy and storage rules because it explains their symptoms;
+* :func:`peer_authentication_strict`: a STRICT PeerAuthentication on the store (workload,
+  namespace or mesh-wide, the most specific wins) while the model has no sidecar;
+* :func:`policy_denies`: ``mesh-policy-denies`` — the live AuthorizationPolicies evaluated for the
+  model's principal against the *model's own* store workload (:mod:`.store`:
+  :func:`daemon.core.authz.evaluate`, Istio's order CUSTOM, DENY, ALLOW), or a ``mesh-denied``
+  storage probe. A store outside the mesh or the cluster is not evaluated; CUSTOM policies and
+  rules on request attributes are ``mesh-policy-not-evaluated`` (info), never silence.
 """
 
 from __future__ import annotations

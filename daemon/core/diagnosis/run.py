@@ -2,11 +2,18 @@
 
 DNS first, for the whole cluster: its finding collects the symptoms it explains while the
 models are diagnosed. Then, per model, the rules that can name a root cause, most specific
-and most static first: runtime, sidecar (before the mesh policy and the storage errors it
-explains), mesh policy, credentials, image pull, the stored model (and only if the model
-files are fine, a wrong model answer), an unreachable store (deferring to sidecar, policy
-and DNS). Then DNS correlation, then not-ready as the last word for an unexplained model.
-Last, across the cluster, whatever drift no rule claimed.
+and most static first: runtime (KServe's selection), injection and the istio revision, the
+sidecar (before the mesh policy and the storage errors it explains), the storage by scheme
+(credentials, GCS, PVC), the model's own store and its mesh (STRICT mTLS, policy), image pull,
+the stored model (and only if the model files are fine, a wrong model answer), an unreachable
+store (deferring to sidecar, policy and DNS); then the transformer/explainer/ingress, DNS
+correlation, and not-ready as the last word for an unexplained model. Each symptom goes to one
+cause (:class:`daemon.core.diagnosis.model.Model`). Last, across the cluster, whatever drift no
+rule claimed.
+
+A desired InferenceService that does not exist yet is judged from configuration alone (runtime,
+injection, storage, mesh, pull secrets) so its causes are named before a pod tries. A ModelMesh
+InferenceService is judged from its conditions only.
 """
 
 from __future__ import annotations
