@@ -5,7 +5,7 @@ read) and the settings schema (:mod:`~daemon.core.settings`, :mod:`~daemon.core.
 the views of the cluster the decisions read (:mod:`~daemon.core.world`,
 :mod:`~daemon.core.objects`, :mod:`~daemon.core.resources`); :mod:`~daemon.core.diff`,
 :mod:`~daemon.core.diagnosis` (one root cause per failure, a :class:`~daemon.core.findings.Finding`
-each) and :mod:`~daemon.core.plan` (every guard: allow-list, cooldowns, budgets via
+each) and :mod:`~daemon.core.plan` (every guard: allow-list, back-off, budgets via
 :mod:`~daemon.core.ledger`, hysteresis, dry-run) turning findings into
 :mod:`~daemon.core.actions`; Istio policy evaluation (:mod:`~daemon.core.authz`); the typed
 API errors and retry delays (:mod:`~daemon.core.errors`, :mod:`~daemon.core.backoff`);
