@@ -37,3 +37,9 @@ unit: setup
 
 clean:
 	rm -rf $(VENV) .cache .mypy_cache .ruff_cache .pytest_cache
+
+# The real control plane (kube-apiserver, kube-controller-manager, kubectl, etcd, KServe's manager),
+# built from Go modules into ${KSW_CACHE:-~/.cache/kserve-warden}/control-plane; prints its bin dir.
+.PHONY: control-plane
+control-plane:
+	@bash scripts/control-plane.sh
