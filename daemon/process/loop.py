@@ -40,7 +40,8 @@ reports the conflict (log, Warning Event with the exact command to hand the fiel
 does not ask again until that object changes.
 
 Nothing claims a heal that did not happen: a finding that disappears while another finding now
-names the same object was *superseded*, not resolved (no "resolved" Event, no heal time); an
+names the same object was *superseded*, not resolved (its "finding cleared" log line says
+``superseded_by``; no "resolved" Event, no heal time); an
 action the API refused is logged, evented and published as ``refused`` until its object changes.
 
 The CoreDNS restart budget survives a daemon restart: each restart writes its time (and the
@@ -315,9 +316,10 @@ class Reconciler:
             took = now - gone.first_seen
             now_named = subjects.get(str(gone.finding.subject))
             if now_named:
-                # The same object is still wrong, under another name: nothing was resolved.
-                log.info("finding superseded", code=gone.finding.code.value,
-                         subject=str(gone.finding.subject), by=now_named)
+                # The same object is still wrong, under another name: this code is no longer
+                # reported, but nothing was resolved (no Event, no heal time says so).
+                log.info("finding cleared", code=gone.finding.code.value, subject=str(gone.finding.subject),
+                         after_seconds=round(took, 3), superseded_by=now_named)
                 continue
             self.metrics.observe_heal(code=gone.finding.code.value, seconds=took)
             log.info("finding cleared", code=gone.finding.code.value, subject=str(gone.finding.subject),
@@ -325,6 +327,8 @@ class Reconciler:
             await self._event(gone.finding.subject, type="Normal", reason=gone.finding.code.value,
                               message=f"resolved after {took:.1f} s")
         index = index_by_ref(ev.manifests)
+        for key in [k for k, t in self._not_before.items() if t <= now]:
+            del self._not_before[key]  # served its time: nothing to remember
         for p in self.ledger.settle({k: fingerprint(f, index) for k, f in current.items()}):
             log.info("heal verified", finding=list(p.finding), actions=list(p.actions),
                      after_seconds=round(now - p.acted_at, 3))
