@@ -43,8 +43,10 @@ SPECS: Final[tuple[MetricSpec, ...]] = (
                help="Wall time of one probe run."),
     MetricSpec(name="warden_dns_latency_seconds", type=MetricType.HISTOGRAM, labels=(),
                help="Latency of one DNS query to the cluster resolver (istiod's name)."),
-    MetricSpec(name="warden_findings", type=MetricType.GAUGE, labels=("code", "severity"),
-               help="Number of current findings by code and severity."),
+    MetricSpec(name="warden_findings", type=MetricType.GAUGE,
+               labels=("code", "severity", "namespace", "inferenceservice"),
+               help="Current findings by code and severity, per InferenceService "
+                    "(empty labels: cluster-wide)."),
     MetricSpec(name="warden_remediations_total", type=MetricType.COUNTER, labels=("action", "result"),
                help="Remediations decided, by action kind and result."),
     MetricSpec(name="warden_remediation_held_total", type=MetricType.COUNTER, labels=("action", "verdict"),

@@ -48,6 +48,11 @@ def isvc_of(f: Finding) -> tuple[str, str] | None:
     return None
 
 
+def _finding_labels(f: Finding) -> tuple[str, str, str, str]:
+    ns, name = isvc_of(f) or ("", "")
+    return f.code.value, f.severity.value, ns, name
+
+
 class WardenMetrics:
     """Every metric family the daemon exports, registered on ``registry``."""
 
@@ -55,8 +60,9 @@ class WardenMetrics:
         self.registry = registry
         self.probes = ProbeMetrics(registry)
         self.findings = Gauge(
-            "warden_findings", "Number of current findings by code and severity.",
-            ("code", "severity"), registry=registry,
+            "warden_findings",
+            "Current findings by code and severity, per InferenceService (empty labels: cluster-wide).",
+            ("code", "severity", "namespace", "inferenceservice"), registry=registry,
         )
         self.remediations = Counter(
             "warden_remediations_total", "Remediations decided, by action kind and result.",
@@ -93,7 +99,7 @@ class WardenMetrics:
         # version onto other series in PromQL.
         self.build_info = Info("warden_build", "The running kserve-warden build.", registry=registry)
         self.build_info.info({"version": version})
-        self._finding_keys: set[tuple[str, str]] = set()
+        self._finding_keys: set[tuple[str, str, str, str]] = set()
         # Scrapes before the first election should read 0, not "no data".
         self.leader.set(0)
         self.drift_objects.set(0)
@@ -106,18 +112,25 @@ class WardenMetrics:
     # -- findings -------------------------------------------------------------------------
 
     def set_findings(self, findings: Iterable[Finding]) -> None:
-        """Make ``warden_findings`` reflect exactly the current findings.
+        """Make ``warden_findings`` reflect exactly the current findings, per InferenceService.
 
-        Codes that were present before and are gone now are set to 0 rather than removed:
-        an alert's ``for:`` clause and a dashboard both read a drop to 0 as "cleared",
-        while a vanished series looks like a scrape failure.
+        Labels: ``code``, ``severity`` (fixed vocabularies) and ``namespace``/``inferenceservice``
+        of the InferenceService the finding concerns (both ``""`` for a cluster-wide finding) —
+        names of live objects, never free text. Bounded: a per-InferenceService label set whose
+        finding is gone is *removed*, so 1,000 models that were once sick leave no 1,000 zero
+        series behind; a cluster-wide (code, severity) series drops to 0 instead, which an
+        alert's ``for:`` and a dashboard read as "cleared" (there are only codes x severities).
         """
-        counts = Tally((f.code.value, f.severity.value) for f in findings)
+        counts = Tally(_finding_labels(f) for f in findings)
         for key in self._finding_keys - counts.keys():
-            self.findings.labels(*key).set(0)
+            if key[2] or key[3]:
+                self.findings.remove(*key)
+            else:
+                self.findings.labels(*key).set(0)
         for key, n in counts.items():
             self.findings.labels(*key).set(n)
-        self._finding_keys |= counts.keys()
+        self._finding_keys = {k for k in self._finding_keys | counts.keys()
+                              if k in counts or not (k[2] or k[3])}
 
     # -- remediation ----------------------------------------------------------------------
 

@@ -91,7 +91,8 @@ async def test_metrics_text_passes_promtool(served: Served) -> None:
     assert status == 200
     assert content_type.startswith("text/plain; version=0.0.4")
     assert 'warden_probe_success{probe="predictor",target="user-example-com/iris-model"} 0.0' in body
-    assert 'warden_findings{code="wrong-model",severity="critical"} 1.0' in body
+    assert ('warden_findings{code="wrong-model",inferenceservice="iris-model",namespace="user-example-com",'
+            'severity="critical"} 1.0') in body
     assert "warden_leader 1.0" in body
     # Only the registry passed in: nothing from prometheus_client's global one.
     assert "python_gc_objects_collected_total" not in body

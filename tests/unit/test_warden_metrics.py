@@ -64,7 +64,9 @@ def test_set_findings_counts_and_zeroes_cleared_codes() -> None:
     m = WardenMetrics(r)
 
     def value(code: Code, severity: Severity) -> float | None:
-        return r.get_sample_value("warden_findings", {"code": code.value, "severity": severity.value})
+        return r.get_sample_value("warden_findings", {"code": code.value, "severity": severity.value,
+                                                      "namespace": "user-example-com",
+                                                      "inferenceservice": "iris-model"})
 
     m.set_findings([
         _finding(Code.DRIFT), _finding(Code.DRIFT), _finding(Code.WRONG_MODEL, Severity.CRITICAL),
@@ -74,16 +76,46 @@ def test_set_findings_counts_and_zeroes_cleared_codes() -> None:
 
     m.set_findings([_finding(Code.DRIFT)])
     assert value(Code.DRIFT, Severity.WARNING) == 1.0
-    assert value(Code.WRONG_MODEL, Severity.CRITICAL) == 0.0  # cleared: 0, not gone
+    assert value(Code.WRONG_MODEL, Severity.CRITICAL) is None  # a model's cleared finding: series gone
 
-    # Escalation moves a code to another severity: the old series drops to 0.
+    # Escalation moves a code to another severity: the old series goes.
     m.set_findings([_finding(Code.DRIFT, Severity.CRITICAL)])
-    assert value(Code.DRIFT, Severity.WARNING) == 0.0
+    assert value(Code.DRIFT, Severity.WARNING) is None
     assert value(Code.DRIFT, Severity.CRITICAL) == 1.0
 
     m.set_findings([])
-    assert value(Code.DRIFT, Severity.CRITICAL) == 0.0
-    assert value(Code.WRONG_MODEL, Severity.CRITICAL) == 0.0
+    assert value(Code.DRIFT, Severity.CRITICAL) is None
+    assert value(Code.WRONG_MODEL, Severity.CRITICAL) is None
+
+
+def test_findings_per_inferenceservice_bounded_and_cluster_wide_zeroed() -> None:
+    r = CollectorRegistry()
+    m = WardenMetrics(r)
+    dns = ObjectRef(api_version="apps/v1", kind="Deployment", namespace="kube-system", name="coredns")
+    sa = ObjectRef(api_version="v1", kind="ServiceAccount", namespace="team-a", name="sa")
+
+    def series() -> dict[tuple[str, str, str, str], float]:
+        return {(s.labels["code"], s.labels["severity"], s.labels["namespace"], s.labels["inferenceservice"]):
+                s.value for fam in r.collect() if fam.name == "warden_findings" for s in fam.samples}
+
+    isvc = "serving.kserve.io/v1beta1", "InferenceService"
+    many = [Finding(code=Code.PREDICTOR_NOT_READY, severity=Severity.CRITICAL, evidence=(), explanation="",
+                    remedy="", subject=ObjectRef(api_version=isvc[0], kind=isvc[1], namespace=f"ns-{i}",
+                                                 name=f"m-{i}"))
+            for i in range(50)]
+    slow = Finding(code=Code.DNS_LATENCY_HIGH, severity=Severity.CRITICAL, subject=dns, evidence=(),
+                   explanation="", remedy="")
+    by_field = Finding(code=Code.IMAGE_PULL_UNAUTHORIZED, severity=Severity.CRITICAL, subject=sa, evidence=(),
+                       explanation="", remedy="", inferenceservice="team-a/alpha")
+    m.set_findings([*many, slow, by_field])
+    got = series()
+    assert len(got) == 52
+    assert got[("predictor-not-ready", "critical", "ns-7", "m-7")] == 1.0
+    assert got[("dns-latency-high", "critical", "", "")] == 1.0
+    assert got[("image-pull-unauthorized", "critical", "team-a", "alpha")] == 1.0
+    m.set_findings([many[0]])
+    assert series() == {("predictor-not-ready", "critical", "ns-0", "m-0"): 1.0,
+                        ("dns-latency-high", "critical", "", ""): 0.0}
 
 
 def test_remediation_counters_and_label_checks() -> None:
