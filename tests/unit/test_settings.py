@@ -70,7 +70,8 @@ def test_configured_example_differs_from_the_embedded_default_only_where_documen
 
 def test_a_partial_file_merges_over_the_defaults(tmp_path: Path) -> None:
     s = load_settings(
-        write(tmp_path, "remediation:\n  backoff_initial_seconds: 5\nprobes:\n  dns:\n    port: 5353\n"), environ={}
+        write(tmp_path, "remediation:\n  backoff_initial_seconds: 5\nprobes:\n  dns:\n    port: 5353\n"),
+        environ={},
     )
     assert s.remediation.backoff_initial_seconds == 5.0
     assert s.probes.dns.port == 5353
