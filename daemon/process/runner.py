@@ -40,6 +40,7 @@ from daemon.core.settings import Settings, SettingsError
 from daemon.kube.effects import Kube
 from daemon.kube.informer import Informer
 from daemon.kube.leader import LeaderElector, LeaseConfig
+from daemon.kube.rbac import secret_read_namespaces
 from daemon.process import logging_setup
 from daemon.process.config_files import load_desired, load_settings
 from daemon.process.exitcodes import EXIT_BAD_INPUT, EXIT_FINDINGS, EXIT_OK
@@ -140,17 +141,9 @@ def watch_namespaces(settings: Settings, desired: DesiredState) -> frozenset[str
 
 def secret_namespaces(settings: Settings, desired: DesiredState) -> frozenset[str]:
     """Where Secrets are read: the opt-in (``secrets.namespaces``; ``"*"`` = all) plus where the
-    desired state writes Secrets and where a derived secret's source lives. Never more."""
-    names: set[str] = set(settings.secrets.namespaces)
-    if "*" in names:
-        return frozenset({"*"})
-    for m in desired.manifests:
-        ns = (m.get("metadata") or {}).get("namespace")
-        if m.get("kind") == "Secret" and ns:
-            names.add(str(ns))
-    for d in desired.derived:
-        names |= {d.namespace, d.source_namespace}
-    return frozenset(names)
+    desired state writes Secrets and where a derived secret's source lives. Never more: the same
+    set the generated RBAC grants (:func:`daemon.kube.rbac.secret_read_namespaces`)."""
+    return secret_read_namespaces(settings, desired)
 
 
 def read_by_name(settings: Settings, desired: DesiredState) -> dict[str, tuple[str, str]]:

@@ -8,6 +8,8 @@ read by name.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from daemon.core.resources import resource_for
@@ -65,3 +67,24 @@ def test_stream_owns_only_its_namespace_and_name() -> None:
     assert cm.owns({"metadata": {"namespace": "kserve", "name": "inferenceservice-config"}})
     assert not cm.owns({"metadata": {"namespace": "kserve", "name": "other"}})
     assert not cm.owns({"metadata": {"namespace": "x", "name": "inferenceservice-config"}})
+
+
+def test_the_runner_reads_secrets_only_where_the_settings_and_desired_state_say() -> None:
+    from daemon.process.config_files import load_desired, load_settings
+    from daemon.process.runner import read_by_name, secret_namespaces, watch_namespaces
+    from tests.conftest import ROOT
+
+    def streams(settings_path: Path | None) -> set[tuple[str, str | None]]:
+        s = load_settings(settings_path, environ={})
+        d = load_desired(s.desired.dir)
+        return {(st.resource.kind, st.namespace) for st in plan_streams(
+            RESOURCES, namespaces=watch_namespaces(s, d), secret_namespaces=secret_namespaces(s, d),
+            selector=s.scope.selector, by_name=read_by_name(s, d))}
+
+    # No settings: every namespace for discovery, not one Secret.
+    bare = streams(None)
+    assert ("InferenceService", None) in bare and not any(k == "Secret" for k, _ in bare)
+    # The configured example: the opt-in namespaces (also the derived secret's and its source's).
+    example = streams(ROOT / "config" / "warden.yaml")
+    assert {ns for k, ns in example if k == "Secret"} == {"user-example-com", "kubeflow"}
+    assert ("ConfigMap", "kserve") in example and ("Deployment", "kube-system") in example
