@@ -40,8 +40,9 @@ reports the conflict (log, Warning Event with the exact command to hand the fiel
 does not ask again until that object changes.
 
 Nothing claims a heal that did not happen: a finding that disappears while another finding now
-names the same object was *superseded*, not resolved (its "finding cleared" log line says
-``superseded_by``; no "resolved" Event, no heal time); an
+names the same object was *superseded*, not resolved: its "finding cleared" log line says
+``superseded_by``, and its "resolved" Event and heal time wait until the object has no finding
+at all; an
 action the API refused is logged, evented and published as ``refused`` until its object changes.
 
 The CoreDNS restart budget survives a daemon restart: each restart writes its time (and the
@@ -165,6 +166,9 @@ class Reconciler:
         self._announce = leading
         self._stopping = False
         self._seen: dict[tuple[str, str], _Seen] = {}
+        self._unresolved: dict[str, dict[tuple[str, str], _Seen]] = {}
+        """Findings gone while their object still has another finding, by subject: resolved
+        (Event, heal time) only once the object has no finding at all."""
         self._decided: dict[tuple[str, str, str], str] = {}
         self._failures: dict[str, int] = {}
         self._inflight: set[tuple[str, str]] = set()
@@ -317,21 +321,36 @@ class Reconciler:
             now_named = subjects.get(str(gone.finding.subject))
             if now_named:
                 # The same object is still wrong, under another name: this code is no longer
-                # reported, but nothing was resolved (no Event, no heal time says so).
+                # reported, but nothing is resolved yet. "Resolved" (Event, heal time) waits
+                # until the object has no finding at all.
                 log.info("finding cleared", code=gone.finding.code.value, subject=str(gone.finding.subject),
                          after_seconds=round(took, 3), superseded_by=now_named)
+                self._unresolved.setdefault(str(gone.finding.subject), {})[k] = gone
                 continue
-            self.metrics.observe_heal(code=gone.finding.code.value, seconds=took)
-            log.info("finding cleared", code=gone.finding.code.value, subject=str(gone.finding.subject),
-                     after_seconds=round(took, 3))
-            await self._event(gone.finding.subject, type="Normal", reason=gone.finding.code.value,
-                              message=f"resolved after {took:.1f} s")
+            await self._resolved(gone, now)
+        for subject in [s for s in self._unresolved if s not in subjects]:
+            for gone in self._unresolved.pop(subject).values():
+                await self._resolved(gone, now, logged=True)
+        for waiting in self._unresolved.values():
+            for k in [k for k in waiting if k in current]:
+                del waiting[k]  # back under its own name: the new occurrence takes over
         index = index_by_ref(ev.manifests)
         for key in [k for k, t in self._not_before.items() if t <= now]:
             del self._not_before[key]  # served its time: nothing to remember
         for p in self.ledger.settle({k: fingerprint(f, index) for k, f in current.items()}):
             log.info("heal verified", finding=list(p.finding), actions=list(p.actions),
                      after_seconds=round(now - p.acted_at, 3))
+
+    async def _resolved(self, gone: _Seen, now: float, *, logged: bool = False) -> None:
+        """The finding's object has no finding left: its heal time and a "resolved" Event
+        (``logged``: its "finding cleared" line went out when it was superseded)."""
+        took = now - gone.first_seen
+        self.metrics.observe_heal(code=gone.finding.code.value, seconds=took)
+        if not logged:
+            log.info("finding cleared", code=gone.finding.code.value, subject=str(gone.finding.subject),
+                     after_seconds=round(took, 3))
+        await self._event(gone.finding.subject, type="Normal", reason=gone.finding.code.value,
+                          message=f"resolved after {took:.1f} s")
 
     def _publish_decisions(self, ev: Evaluation) -> None:
         live: set[tuple[str, str, str]] = set()
