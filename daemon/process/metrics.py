@@ -109,6 +109,14 @@ class WardenMetrics:
     def record_probe(self, obs: Observation) -> None:
         self.probes.record(obs)
 
+    def forget_probe(self, *, probe: str, target: str) -> None:
+        """Drop ``warden_probe_success{probe, target}`` when a probe's schedule stops (its
+        InferenceService was deleted or left the scope), so series stay bounded by what exists."""
+        try:
+            self.probes.success.remove(probe, target)
+        except KeyError:
+            pass  # never recorded
+
     # -- findings -------------------------------------------------------------------------
 
     def set_findings(self, findings: Iterable[Finding]) -> None:

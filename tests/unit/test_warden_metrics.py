@@ -164,3 +164,13 @@ def test_two_registries_do_not_share_state() -> None:
     WardenMetrics(b)
     assert a.get_sample_value("warden_leader") == 1.0
     assert b.get_sample_value("warden_leader") == 0.0
+
+
+def test_a_stopped_probe_leaves_no_series() -> None:
+    r = CollectorRegistry()
+    m = WardenMetrics(r)
+    m.record_probe(_obs(probe="predictor", ok=True))
+    assert r.get_sample_value("warden_probe_success", {"probe": "predictor", "target": "t"}) == 1.0
+    m.forget_probe(probe="predictor", target="t")
+    m.forget_probe(probe="predictor", target="never-recorded")
+    assert r.get_sample_value("warden_probe_success", {"probe": "predictor", "target": "t"}) is None
