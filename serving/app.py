@@ -6,10 +6,13 @@ holds no global state, so tests and the sandbox can run several apps in one proc
 :class:`serving.loader.ModelLoadError` when there is none; with it, the app starts unready
 and a background task (started and cancelled with the app) polls the directory.
 
-One middleware does three things per request: times it for ``/metrics``, turns
+One middleware does four things per request: times it for ``/metrics``, turns
 :class:`RequestError` and aiohttp's own HTTP errors (no route 404, 405, 413) into
-``{"error": ...}`` JSON, and turns anything unexpected into a 500 JSON body and a logged
-traceback — the server keeps serving.
+``{"error": ...}`` JSON, turns anything unexpected into a 500 JSON body and one rate-limited
+log line (the error's type and frames, never its message or the request: see
+:mod:`serving.logs`) — the server keeps serving — and gives back the body budget a large
+request took. The app carries its :class:`serving.limits.Limits`; serve it with
+:func:`serving.limits.start` (or ``run_app``) for the connection limits to apply.
 """
 
 from __future__ import annotations
@@ -26,7 +29,8 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from serving import state
 from serving.jsonio import RequestError, error_response
-from serving.logs import get_logger
+from serving.limits import BODY_LIMITS, LIMITS, METRICS, BodyLimits, ByteBudget, Limits, current_lease
+from serving.logs import get_logger, log_error
 from serving.metrics import ServingMetrics
 from serving.state import ModelSlot
 from serving.v1 import V1Routes
@@ -64,8 +68,13 @@ def _middleware(metrics: ServingMetrics, max_body_bytes: int) -> Callable[..., A
         except asyncio.CancelledError:
             raise
         except Exception as exc:
-            log.exception("request failed", path=request.path, method=request.method)
-            resp = error_response(500, f"internal error: {type(exc).__name__}: {exc}")
+            endpoint = request.match_info.route.name or "unmatched"
+            log_error(log, "request failed", exc, kind=endpoint, endpoint=endpoint)
+            resp = error_response(500, f"internal error: {type(exc).__name__}: {str(exc)[:200]}")
+        finally:
+            lease = current_lease.get()
+            if lease is not None:
+                lease.release()
         name = request.match_info.route.name or "unmatched"
         metrics.observe(name, resp.status, time.perf_counter() - t0)
         return resp
@@ -83,6 +92,7 @@ def build_app(
     predict_proba: bool | None = None,
     nthread: int = 1,
     poll_seconds: float = 1.0,
+    limits: Limits | None = None,
     grpc_port: int = 0,
     grpc_host: str = "0.0.0.0",
     reuse_port: bool = False,
@@ -96,6 +106,13 @@ def build_app(
 
     # client_max_size: aiohttp itself refuses bodies over the limit while reading (413).
     app = web.Application(client_max_size=max_body_bytes, middlewares=[_middleware(metrics, max_body_bytes)])
+    lim = limits if limits is not None else Limits()
+    budget = ByteBudget(lim.max_inflight_body_bytes)
+    metrics.inflight_body_bytes.set_function(lambda: budget.used)
+    metrics.body_budget_waiting.set_function(lambda: budget.waiting)
+    app[LIMITS] = lim
+    app[METRICS] = metrics
+    app[BODY_LIMITS] = BodyLimits(timeout=lim.body_timeout, budget=budget)
     proba = _env_predict_proba() if predict_proba is None else predict_proba
     V1Routes(slot, max_body_bytes=max_body_bytes, predict_proba=proba).add_to(app.router)
     V2Routes(slot, max_body_bytes=max_body_bytes).add_to(app.router)

@@ -26,6 +26,7 @@ from typing import Any
 
 from aiohttp import web
 
+from serving import jsonio
 from serving.jsonio import RequestError
 
 HEADER = "Inference-Header-Content-Length"
@@ -33,14 +34,9 @@ OCTET_STREAM = "application/octet-stream"
 
 
 async def read_body(request: web.Request, *, max_body_bytes: int) -> bytes:
-    """The raw request body; 413 over the limit, whether declared or found while reading."""
-    length = request.content_length
-    if length is not None and length > max_body_bytes:
-        raise RequestError(413, f"request body of {length} bytes is over the {max_body_bytes} byte limit")
-    try:
-        return await request.read()
-    except web.HTTPRequestEntityTooLarge as exc:
-        raise RequestError(413, f"request body is over the {max_body_bytes} byte limit") from exc
+    """The raw request body: :func:`serving.jsonio.read_body` (413 over the limit, whether
+    declared or found while reading; the body timeout and budget; 400 for a bad encoding)."""
+    return await jsonio.read_body(request, max_body_bytes=max_body_bytes)
 
 
 def split(body: bytes, header_length: str) -> tuple[Any, memoryview]:
@@ -56,6 +52,9 @@ def split(body: bytes, header_length: str) -> tuple[Any, memoryview]:
         doc = json.loads(body[:n])
     except (ValueError, UnicodeDecodeError) as exc:
         raise RequestError(400, f"malformed JSON in the first {n} bytes ({HEADER}): {exc}") from exc
+    except RecursionError as exc:
+        raise RequestError(400, f"malformed JSON in the first {n} bytes ({HEADER}): "
+                                "nested too deeply") from exc
     return doc, memoryview(body)[n:]
 
 

@@ -13,6 +13,15 @@ shows the worker that answered the scrape.
 turns it off) serves the Open Inference Protocol over gRPC from the same process, event loop and
 model (:mod:`serving.grpc_server`); with ``--workers`` every worker shares it like the HTTP port.
 
+Limits (:mod:`serving.limits`; per process): ``--header-timeout`` (10 s) for a request's line
+and headers, ``--body-timeout`` (30 s) for its body (408 after), ``--keepalive-timeout`` (75 s)
+for an idle keep-alive connection, ``--max-connections`` (1000; over it the oldest connection
+still sending its headers is closed to make room, else the new one gets 503) and
+``--max-inflight-body-bytes`` (64 MiB of bodies over 64 KiB in flight; more wait, then 503).
+The open-files limit is raised to fit ``--max-connections`` when the hard limit allows, else
+the cap is lowered to fit it. Every log line is one JSON object, errors rate-limited
+(:mod:`serving.logs`).
+
 Flags KServe passes that this server does not use are accepted and logged as ignored, so a
 ServingRuntime written for KServe's servers does not crash-loop.
 """
@@ -28,9 +37,11 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 from types import FrameType
+from typing import Any
 
 from prometheus_client import disable_created_metrics
 
+from serving import limits
 from serving.app import DEFAULT_MAX_BODY_BYTES
 from serving.loader import ModelLoadError
 from serving.logs import configure, get_logger
@@ -57,6 +68,7 @@ def parser() -> argparse.ArgumentParser:
                    default=None, help="V1 :predict returns probabilities (also PREDICT_PROBA=true, "
                    "as in KServe's sklearnserver)")
     p.add_argument("--nthread", type=int, default=1, help="XGBoost threads per model call")
+    limits.add_arguments(p)
     p.add_argument("--log-format", "--log_format", dest="log_format", choices=("json", "console"),
                    default="json")
     p.add_argument("--log-level", "--log_level", dest="log_level", default="info")
@@ -86,22 +98,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     args, unknown = parser().parse_known_args(argv)
     # Process-wide switch, fine here: this process only serves. Drops the *_created series.
     disable_created_metrics()  # type: ignore[no-untyped-call]
-    configure(fmt=args.log_format, level=args.log_level)
+    configure(fmt=args.log_format, level=args.log_level, stdlib=True)
     log = get_logger("serving.cli").bind(model_name=args.model_name)
+    problem = limits.check(limits.from_args(args))
+    if problem:
+        print(f"python -m serving: error: {problem}", file=sys.stderr)
+        return 2
     if unknown:
         log.warning("ignoring arguments this server does not use", arguments=unknown)
     if args.workers > 1:
         return _supervise(args, argv if argv is not None else sys.argv[1:], log)
 
-    from aiohttp import web
-
     from serving.app import build_app
 
     grpc_port = args.grpc_port if args.enable_grpc else 0
+    lim = _fit_open_files(limits.from_args(args), log)
     try:
         app = build_app(model_name=args.model_name, model_dir=args.model_dir,
                         max_body_bytes=args.max_body_bytes, wait_for_model=args.wait_for_model,
-                        predict_proba=args.predict_proba, nthread=args.nthread,
+                        predict_proba=args.predict_proba, nthread=args.nthread, limits=lim,
                         grpc_port=grpc_port, grpc_host=args.host, reuse_port=args.reuse_port)
     except ModelLoadError as exc:
         return _refuse(log, exc)
@@ -114,14 +129,37 @@ def main(argv: Sequence[str] | None = None) -> int:
     # bench/README.md).
     gc.freeze()
     try:
-        web.run_app(app, host=args.host, port=args.http_port, reuse_port=args.reuse_port or None,
-                    access_log=None, print=None, handle_signals=True)
+        limits.run_app(app, host=args.host, port=args.http_port, reuse_port=args.reuse_port)
     except OSError as exc:  # a port in use, an address not on this host
         log.error("cannot listen; stopping", reason=str(exc))
         return 1
     log.info("stopped")
     return 0
 
+
+
+def _fit_open_files(lim: limits.Limits, log: Any) -> limits.Limits:
+    """Raise the soft open-files limit to fit ``--max-connections`` (plus room for the model,
+    logs and gRPC); if the hard limit is too low, lower the cap instead of failing on accept."""
+    import dataclasses
+    import resource
+
+    room = 128
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    want = lim.max_connections + room
+    if soft != resource.RLIM_INFINITY and soft < want:
+        new_soft = want if hard == resource.RLIM_INFINITY else min(want, hard)
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (new_soft, hard))
+            soft = new_soft
+        except (ValueError, OSError):
+            pass
+    if soft != resource.RLIM_INFINITY and soft < want:
+        cap = max(1, soft - room)
+        log.warning("open-files limit too low for --max-connections; lowering the cap",
+                    max_connections=lim.max_connections, open_files_limit=soft, new_cap=cap)
+        return dataclasses.replace(lim, max_connections=cap)
+    return lim
 
 def _supervise(args: argparse.Namespace, argv: Sequence[str], log: object) -> int:
     from serving.loader import load_model

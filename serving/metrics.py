@@ -32,6 +32,19 @@ class ServingMetrics:
                                     buckets=BATCH_BUCKETS, registry=registry)
         self.batch_requests = Histogram("serving_batch_requests", "Requests coalesced into one model call.",
                                         buckets=BATCH_BUCKETS, registry=registry)
+        # Connection limits (serving.limits): the gauge is read from the guard at scrape time.
+        self.connections = Gauge("serving_http_connections", "Open HTTP connections.", registry=registry)
+        self.connections_dropped = Counter(
+            "serving_http_connections_dropped",
+            "Connections the server closed to protect itself: header-timeout (request header not in "
+            "time), evicted (oldest unfinished header, to admit a connection at the cap), refused "
+            "(503 at the cap).", ["reason"], registry=registry)
+        self.inflight_body_bytes = Gauge("serving_inflight_body_bytes",
+                                         "Bytes of large request bodies in flight (the body budget in use).",
+                                         registry=registry)
+        self.body_budget_waiting = Gauge("serving_body_budget_waiting_requests",
+                                         "Requests with a large body waiting for the body budget.",
+                                         registry=registry)
         self._children: dict[tuple[str, int], tuple[Counter, Histogram]] = {}
 
     def observe(self, endpoint: str, status: int, seconds: float) -> None:

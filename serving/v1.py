@@ -57,6 +57,9 @@ class V1Routes:
                         n_features=model.predictor.n_features)
         if proba and not model.predictor.has_proba:
             raise RequestError(400, "this model has no predict_proba (not a classifier)")
+        # The decoded JSON (~10x the body in Python objects for a large one) must not outlive
+        # decoding: holding it while the model runs is what took 16 large bodies past 1 GB.
+        del body
         out = await batcher.submit(x, want_proba=proba)
         result = out.predict_proba if proba else out.predict
         assert result is not None

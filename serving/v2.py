@@ -78,8 +78,8 @@ class V2Routes:
         if header_length is None:
             body = await read_json(request, max_body_bytes=self.max_body_bytes)
         else:
-            raw = await binary.read_body(request, max_body_bytes=self.max_body_bytes)
-            body, rest = binary.split(raw, header_length)
+            body, rest = binary.split(await binary.read_body(request, max_body_bytes=self.max_body_bytes),
+                                      header_length)
         if not isinstance(body, dict) or "inputs" not in body:
             raise RequestError(400, 'missing "inputs": expected {"inputs": [{"name": ..., "shape": ..., '
                                     '"datatype": ..., "data": ...}]}')
@@ -100,9 +100,13 @@ class V2Routes:
             raise RequestError(400, '"outputs" must be a list of {"name": ...} objects')
         names = oip.output_names([o["name"] for o in requested], has_proba=model.predictor.has_proba)
         as_binary = binary.binary_outputs(body.get("parameters"), requested, names)
+        rid = body.get("id")
+        # The decoded request (~10x a large JSON body in Python objects) must not outlive decoding:
+        # holding it while the model runs is what took 16 large bodies past 1 GB.
+        del body, inputs, blobs, arr
+        rest = None
         arrays = await oip.infer(batcher, x, names)
 
-        rid = body.get("id")
         doc: dict[str, Any] = {"model_name": self.slot.name,
                                "id": rid if isinstance(rid, str) and rid else str(uuid.uuid4())}
         outputs: list[dict[str, Any]] = []

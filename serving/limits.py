@@ -1,0 +1,413 @@
+"""What one client can hold of the model server: connections, time to send a request, body memory.
+
+Without these, 3,000 clients that each send half a request header held 3,009 file descriptors
+for as long as they liked, and 16 concurrent 7.9 MB bodies took the process past 1 GB. The
+rules, all per process (``--workers N`` multiplies them):
+
+* **Header timeout** (``--header-timeout``, 10 s): a request's line and headers must arrive
+  within this time of its first byte — for a new connection, of the accept, so a client that
+  connects and says nothing is closed too. Between requests on a keep-alive connection aiohttp's
+  own keep-alive timeout (``--keepalive-timeout``, 75 s) closes an idle connection.
+* **Body timeout** (``--body-timeout``, 30 s): once the headers are in, the whole body must
+  arrive within this time, or the answer is 408 and the connection is closed
+  (:func:`serving.jsonio.read_body`).
+* **Connection cap** (``--max-connections``, 1000): a connection over the cap first evicts the
+  oldest connection that has not yet delivered a complete request header (a slow client, or one
+  that connected and never spoke), so a slow-client flood cannot lock real clients out; only
+  when every open connection has a request in hand is the new one refused, with a 503 and
+  ``Connection: close``.
+* **Body budget** (``--max-inflight-body-bytes``, 64 MiB): a request whose body is larger than
+  :data:`LARGE_BODY_BYTES` takes its size from a budget before the body is read and gives it
+  back when its handler returns; over the budget it waits (FIFO, bodies stay in the kernel's
+  socket buffers meanwhile) and gets 503 if its body timeout runs out first. Decoding a
+  maximum-size JSON body takes ~10x its size in Python objects for an instant, and the numpy
+  arrays after it ~1x for the rest of the request: the budget bounds how many are in flight.
+
+How, without touching the hot path: :class:`GuardedSite` listens like aiohttp's ``TCPSite`` but
+wraps each connection's aiohttp protocol in :class:`_Conn`, which forwards every call and keeps
+one timer per connection, armed only while a request header is incomplete. A request that
+arrives in one segment (every keep-alive request of a normal client) arms nothing: the cost is
+one forwarded call and one attribute check per received segment. Whether the header is complete
+is read from the protocol's ``_waiter`` (pending while aiohttp waits for a complete request
+message), the same private state aiohttp's own keep-alive timer reads; the tests in
+``tests/integration/test_serving_abuse.py`` pin that behaviour. Small bodies (the common case)
+never touch the budget or the body timeout: when they are already in memory there is nothing
+to wait for.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import collections
+import contextvars
+import signal
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from aiohttp import web
+from aiohttp.web_protocol import RequestHandler
+
+from serving.logs import get_logger
+from serving.metrics import ServingMetrics
+
+log = get_logger("serving.limits")
+
+# Bodies up to this size skip the budget and, once fully received, the body timeout.
+LARGE_BODY_BYTES = 64 * 1024
+# A refused connection: the 503 is written, the write side shut, and what the client still sends
+# is read and dropped for up to this long, so that the client reads the 503 instead of a reset.
+REFUSE_LINGER_SECONDS = 1.0
+
+
+@dataclass(frozen=True)
+class Limits:
+    header_timeout: float = 10.0
+    body_timeout: float = 30.0
+    keepalive_timeout: float = 75.0
+    max_connections: int = 1000
+    max_inflight_body_bytes: int = 64 * 1024 * 1024
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    d = Limits()
+    p.add_argument("--header-timeout", "--header_timeout", dest="header_timeout", type=float,
+                   default=d.header_timeout, help="seconds for a request's line and headers to arrive")
+    p.add_argument("--body-timeout", "--body_timeout", dest="body_timeout", type=float,
+                   default=d.body_timeout, help="seconds for a request body to arrive once its headers have "
+                   "(408 after)")
+    p.add_argument("--keepalive-timeout", "--keepalive_timeout", dest="keepalive_timeout", type=float,
+                   default=d.keepalive_timeout, help="seconds an idle keep-alive connection stays open")
+    p.add_argument("--max-connections", "--max_connections", dest="max_connections", type=int,
+                   default=d.max_connections, help="open connections per process; over it the oldest one "
+                   "still sending its headers is closed, else the new one gets 503")
+    p.add_argument("--max-inflight-body-bytes", "--max_inflight_body_bytes", dest="max_inflight_body_bytes",
+                   type=int, default=d.max_inflight_body_bytes, help=f"bytes of request bodies over "
+                   f"{LARGE_BODY_BYTES // 1024} KiB in flight at once; more wait, then 503")
+
+
+def from_args(args: argparse.Namespace) -> Limits:
+    return Limits(header_timeout=args.header_timeout, body_timeout=args.body_timeout,
+                  keepalive_timeout=args.keepalive_timeout, max_connections=args.max_connections,
+                  max_inflight_body_bytes=args.max_inflight_body_bytes)
+
+
+def check(limits: Limits) -> str | None:
+    """Why these limits are unusable, or None."""
+    for name in ("header_timeout", "body_timeout", "keepalive_timeout"):
+        if not getattr(limits, name) > 0:
+            return f"--{name.replace('_', '-')} must be a positive number of seconds"
+    if limits.max_connections < 1:
+        return "--max-connections must be at least 1"
+    if limits.max_inflight_body_bytes < 1:
+        return "--max-inflight-body-bytes must be at least 1"
+    return None
+
+
+# ---------------------------------------------------------------------------------------------
+# Body budget
+
+
+class Lease:
+    """Bytes taken from a :class:`ByteBudget`; :meth:`release` gives them back (once)."""
+
+    __slots__ = ("_budget", "nbytes")
+
+    def __init__(self, budget: ByteBudget, nbytes: int) -> None:
+        self._budget: ByteBudget | None = budget
+        self.nbytes = nbytes
+
+    def release(self) -> None:
+        budget, self._budget = self._budget, None
+        if budget is not None:
+            budget._give_back(self.nbytes)
+
+
+class ByteBudget:
+    """A FIFO byte semaphore: :meth:`acquire` waits until ``nbytes`` fit (a request larger than
+    the whole budget waits until it is alone)."""
+
+    def __init__(self, capacity: int) -> None:
+        self.capacity = capacity
+        self.used = 0
+        self._waiters: collections.deque[tuple[int, asyncio.Future[None]]] = collections.deque()
+
+    async def acquire(self, nbytes: int) -> Lease:
+        n = min(nbytes, self.capacity)
+        if not self._waiters and self.used + n <= self.capacity:
+            self.used += n
+            return Lease(self, n)
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        entry = (n, fut)
+        self._waiters.append(entry)
+        try:
+            await fut
+        except asyncio.CancelledError:
+            if fut.done() and not fut.cancelled():
+                self._give_back(n)  # granted just as we were cancelled
+            else:
+                if entry in self._waiters:  # _wake may have dropped it already
+                    self._waiters.remove(entry)
+                self._wake()  # we may have been the head of the queue, blocking the next ones
+            raise
+        return Lease(self, n)
+
+    @property
+    def waiting(self) -> int:
+        """Requests waiting for the budget."""
+        return sum(1 for _, fut in self._waiters if not fut.done())
+
+    def _give_back(self, n: int) -> None:
+        self.used -= n
+        self._wake()
+
+    def _wake(self) -> None:
+        while self._waiters:
+            n, fut = self._waiters[0]
+            if fut.done():
+                self._waiters.popleft()
+                continue
+            if self.used + n > self.capacity:
+                return
+            self._waiters.popleft()
+            self.used += n
+            fut.set_result(None)
+
+
+@dataclass(frozen=True)
+class BodyLimits:
+    """What :func:`serving.jsonio.read_body` needs, kept on the app under :data:`BODY_LIMITS`."""
+
+    timeout: float
+    budget: ByteBudget
+
+
+BODY_LIMITS = web.AppKey("serving_body_limits", BodyLimits)
+LIMITS = web.AppKey("serving_limits", Limits)
+METRICS = web.AppKey("serving_metrics", ServingMetrics)
+
+# The lease of the request being handled (each aiohttp request runs in its own task, so its own
+# context); the app's middleware releases it when the handler returns.
+current_lease: contextvars.ContextVar[Lease | None] = contextvars.ContextVar("serving_body_lease",
+                                                                            default=None)
+
+
+# ---------------------------------------------------------------------------------------------
+# Connections
+
+
+class ConnectionGuard:
+    """Counts connections, keeps the ones still sending a request header in arrival order, and
+    enforces the header timeout and the connection cap (see the module docstring)."""
+
+    def __init__(self, limits: Limits, metrics: ServingMetrics | None = None) -> None:
+        self.limits = limits
+        self.open = 0
+        # Connections whose request header is incomplete, oldest first (dict keeps insertion order).
+        self.unfinished: dict[_Conn, None] = {}
+        self._metrics = metrics
+
+    def factory(self, make_handler: Callable[[], RequestHandler]) -> Callable[[], asyncio.Protocol]:
+        return lambda: _Conn(self, make_handler())
+
+    def dropped(self, reason: str) -> None:
+        if self._metrics is not None:
+            self._metrics.connections_dropped.labels(reason).inc()
+
+    def admit(self) -> bool:
+        if self.open < self.limits.max_connections:
+            return True
+        if self.unfinished:
+            oldest = next(iter(self.unfinished))
+            oldest.close("evicted")
+            return self.open < self.limits.max_connections
+        return False
+
+
+_REFUSAL = (b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
+            b"Connection: close\r\nRetry-After: 1\r\nContent-Length: %d\r\n\r\n%s")
+_REFUSAL_BODY = b'{"error":"too many open connections: the server is at its --max-connections cap"}'
+
+
+class _Conn(asyncio.Protocol):
+    """One connection: aiohttp's protocol behind a forwarding shim that adds the header timer."""
+
+    __slots__ = ("_counted", "_guard", "_inner", "_timer", "_transport")
+
+    def __init__(self, guard: ConnectionGuard, inner: RequestHandler) -> None:
+        self._guard = guard
+        self._inner: RequestHandler | None = inner
+        self._timer: asyncio.TimerHandle | None = None
+        self._counted = False
+        self._transport: asyncio.Transport | None = None
+
+    # -- asyncio.Protocol
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self._transport = transport
+        guard = self._guard
+        if not guard.admit():
+            self._refuse(transport)
+            return
+        guard.open += 1
+        self._counted = True
+        assert self._inner is not None
+        self._inner.connection_made(transport)
+        self._arm()  # a new connection is in its first request's header until that header is in
+
+    def data_received(self, data: bytes) -> None:
+        inner = self._inner
+        if inner is None:
+            return  # refused: drain and drop
+        inner.data_received(data)
+        waiter = inner._waiter
+        if waiter is not None and not waiter.done():
+            # aiohttp still waits for a complete request message: a header is on its way.
+            if self._timer is None:
+                self._arm()
+        elif self._timer is not None:
+            self._disarm()
+
+    def eof_received(self) -> None:
+        if self._inner is not None:
+            self._inner.eof_received()  # aiohttp's returns None: the transport closes itself
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._disarm()
+        if self._counted:
+            self._counted = False
+            self._guard.open -= 1
+        inner, self._inner = self._inner, None
+        if inner is not None and self._transport is not None:
+            inner.connection_lost(exc)
+        self._transport = None
+
+    def pause_writing(self) -> None:
+        if self._inner is not None:
+            self._inner.pause_writing()
+
+    def resume_writing(self) -> None:
+        if self._inner is not None:
+            self._inner.resume_writing()
+
+    # -- the header timer
+
+    def _arm(self) -> None:
+        loop = asyncio.get_running_loop()
+        self._timer = loop.call_later(self._guard.limits.header_timeout, self._expired)
+        self._guard.unfinished[self] = None
+
+    def _disarm(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+            self._guard.unfinished.pop(self, None)
+
+    def _expired(self) -> None:
+        self._timer = None
+        self._guard.unfinished.pop(self, None)
+        inner = self._inner
+        if inner is None:
+            return
+        waiter = inner._waiter
+        if waiter is not None and not waiter.done():
+            self.close("header-timeout")
+
+    def close(self, reason: str) -> None:
+        """Close now (header timeout, eviction); the slot is free at once."""
+        self._disarm()
+        if self._counted:
+            self._counted = False
+            self._guard.open -= 1
+        self._guard.dropped(reason)
+        if self._inner is not None:
+            self._inner.force_close()
+        elif self._transport is not None:
+            self._transport.close()
+
+    # -- refusal
+
+    def _refuse(self, transport: asyncio.Transport) -> None:
+        self._inner = None
+        self._guard.dropped("refused")
+        transport.write(_REFUSAL % (len(_REFUSAL_BODY), _REFUSAL_BODY))
+        if transport.can_write_eof():
+            transport.write_eof()
+        linger = min(REFUSE_LINGER_SECONDS, self._guard.limits.header_timeout)
+        self._timer = asyncio.get_running_loop().call_later(linger, transport.close)
+
+
+class GuardedSite(web.BaseSite):
+    """aiohttp's ``TCPSite``, with each connection behind a :class:`_Conn` of one guard."""
+
+    def __init__(self, runner: web.BaseRunner, host: str, port: int, *, guard: ConnectionGuard,
+                 reuse_port: bool = False, backlog: int = 1024) -> None:
+        super().__init__(runner, backlog=backlog)
+        self._host, self._port, self._reuse_port = host, port, reuse_port
+        self.guard = guard
+
+    @property
+    def name(self) -> str:
+        return f"http://{self._host}:{self._port}"
+
+    async def start(self) -> None:
+        await super().start()
+        server = self._runner.server
+        assert server is not None
+        loop = asyncio.get_running_loop()
+        self._server = await loop.create_server(
+            self.guard.factory(server), self._host, self._port, backlog=self._backlog,
+            reuse_address=True, reuse_port=self._reuse_port or None)
+
+
+async def start(app: web.Application, *, host: str, port: int,
+                reuse_port: bool = False) -> tuple[web.AppRunner, GuardedSite]:
+    """Start serving ``app`` (built by :func:`serving.app.build_app`) with its limits."""
+    if LIMITS not in app:
+        app[LIMITS] = Limits()
+    limits = app[LIMITS]
+    metrics = app.get(METRICS)
+    runner = web.AppRunner(app, access_log=None, keepalive_timeout=limits.keepalive_timeout)
+    await runner.setup()
+    guard = ConnectionGuard(limits, metrics)
+    if metrics is not None:
+        metrics.connections.set_function(lambda: guard.open)
+    site = GuardedSite(runner, host, port, guard=guard, reuse_port=reuse_port)
+    try:
+        await site.start()
+    except BaseException:
+        await runner.cleanup()
+        raise
+    return runner, site
+
+
+def run_app(app: web.Application, *, host: str, port: int, reuse_port: bool = False) -> None:
+    """Serve until SIGTERM or SIGINT, then shut down gracefully (what ``web.run_app`` did, with
+    the limits). Raises ``OSError`` when the port cannot be bound."""
+
+    async def main() -> None:
+        runner, site = await start(app, host=host, port=port, reuse_port=reuse_port)
+        lim = app[LIMITS]
+        log.info("listening", host=host, port=port_of(site), header_timeout=lim.header_timeout,
+                 body_timeout=lim.body_timeout, keepalive_timeout=lim.keepalive_timeout,
+                 max_connections=lim.max_connections, max_inflight_body_bytes=lim.max_inflight_body_bytes)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        try:
+            await stop.wait()
+        finally:
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.remove_signal_handler(sig)
+            await runner.cleanup()
+
+    asyncio.run(main())
+
+
+def port_of(site: GuardedSite) -> int:
+    """The port a site listens on (useful with port 0)."""
+    server: Any = site._server
+    return int(server.sockets[0].getsockname()[1])
