@@ -63,7 +63,8 @@ RUN python -m venv /opt/venv \
 FROM runtime AS serving
 COPY --from=venv-serving /opt/venv /opt/venv
 USER 65532:65532
-EXPOSE 8080
+# HTTP (KServe V1 + Open Inference Protocol REST) and gRPC (Open Inference Protocol; --grpc_port 0 turns it off)
+EXPOSE 8080 8081
 # KServe's convention: the storage-initializer downloads the model to /mnt/models and the
 # runtime is started with --model_dir /mnt/models (a ServingRuntime's args replace this CMD).
 ENTRYPOINT ["python", "-m", "serving"]
