@@ -37,7 +37,9 @@ Each kind is read through one or more *streams* (:class:`Stream`), each its own 
   a namespace list: one stream per kind *per namespace* (a Role per namespace is enough —
   chosen over a cluster-wide watch filtered here, which would need cluster-wide read);
 * Secrets never follow the cluster-wide default: only ``secret_namespaces`` (per-namespace
-  streams), cluster-wide only when that list holds ``"*"``; nothing else ever lists them;
+  streams), cluster-wide only when that list holds ``"*"``; a single Secret needed outside
+  them (``secret_names``: a derived secret, its source) is read alone by
+  ``fieldSelector=metadata.name=``; nothing else ever lists them;
 * ``selector`` is sent as ``labelSelector`` on the InferenceService streams;
 * ``by_name`` reads one object of a kind by ``fieldSelector=metadata.name=`` in its namespace
   (KServe's ConfigMap), which RBAC can grant with ``resourceNames``.
@@ -120,7 +122,8 @@ class Stream:
 
 def plan_streams(resources: Iterable[Resource], *, namespaces: Iterable[str] | None,
                  secret_namespaces: Iterable[str] | None, selector: str | None = None,
-                 by_name: Mapping[str, tuple[str, str]] | None = None) -> tuple[Stream, ...]:
+                 by_name: Mapping[str, tuple[str, str]] | None = None,
+                 secret_names: Iterable[tuple[str, str]] = ()) -> tuple[Stream, ...]:
     """The streams that read ``resources`` within the scope (see the module docstring)."""
     ns = sorted(set(namespaces)) if namespaces is not None else None
     secret_ns = sorted(set(secret_namespaces)) if secret_namespaces is not None else ns
@@ -137,6 +140,8 @@ def plan_streams(resources: Iterable[Resource], *, namespaces: Iterable[str] | N
                 out.append(Stream(resource=res))
             else:
                 out.extend(Stream(resource=res, namespace=n) for n in secret_ns)
+                out.extend(Stream(resource=res, namespace=n, field_selector=f"metadata.name={name}")
+                           for n, name in sorted(set(secret_names)) if n not in secret_ns)
         elif ns is None:
             out.append(Stream(resource=res, label_selector=labels))
         else:
@@ -160,17 +165,20 @@ class Informer:
     def __init__(self, kube: Kube, *, kinds: Iterable[tuple[str, str]] = WATCHED_KINDS,
                  namespaces: Iterable[str] | None = None, secret_namespaces: Iterable[str] | None = None,
                  selector: str | None = None, by_name: Mapping[str, tuple[str, str]] | None = None,
+                 secret_names: Iterable[tuple[str, str]] = (),
                  watch_timeout_seconds: int = 300, rng: random.Random | None = None,
                  clock: Callable[[], float] = time.monotonic) -> None:
         """``namespaces``: read namespaced kinds only there (``None``: everywhere).
         ``secret_namespaces``: where Secrets are read (``None``: as ``namespaces``; ``"*"``:
         everywhere). ``selector``: label selector on InferenceServices. ``by_name``: kind →
-        (namespace, name) read alone by field selector."""
+        (namespace, name) read alone by field selector. ``secret_names``: single Secrets read by
+        name outside ``secret_namespaces``."""
         self.kube = kube
         self.resources: tuple[Resource, ...] = tuple(resource_for(av, k) for av, k in kinds)
         self.namespaces = frozenset(namespaces) if namespaces is not None else None
         self.streams = plan_streams(self.resources, namespaces=self.namespaces,
-                                    secret_namespaces=secret_namespaces, selector=selector, by_name=by_name)
+                                    secret_namespaces=secret_namespaces, selector=selector, by_name=by_name,
+                                    secret_names=secret_names)
         self.watch_timeout_seconds = watch_timeout_seconds
         self.rng = rng or random.Random()
         self.stats = InformerStats()

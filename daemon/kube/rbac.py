@@ -19,8 +19,8 @@ Least privilege, rule by rule (issue 11 item 7, issue 13 items 9-11):
   ``scope.namespaces`` set the same reads are granted per namespace instead (a Role each; the
   informer then lists and watches per namespace).
 * **Secrets** are never read cluster-wide unless ``secrets.namespaces`` holds ``"*"``: a Role
-  per opted-in namespace, plus the namespaces the desired state writes Secrets to and the derived
-  secrets' source namespaces (the informer lists exactly those).
+  per opted-in namespace; outside those, only the single Secrets the desired state needs (the
+  derived secret, its source), by ``resourceNames`` — the informer reads them by field selector.
 * **Named reads**: KServe's ConfigMap and the CoreDNS Deployment are read by
   ``fieldSelector=metadata.name=…``, so their Roles carry ``resourceNames``.
 * **Writes** are derived from the desired state, object by object: each desired object may be
@@ -139,15 +139,24 @@ def _ns_of(obj: Mapping[str, Any]) -> str | None:
 
 
 def secret_read_namespaces(settings: Settings, desired: DesiredState) -> frozenset[str]:
-    """Where Secrets are read (and listed, and watched): the opt-in, plus the desired state's
-    own Secret namespaces and derived-secret sources. ``{"*"}``: everywhere (explicit opt-in)."""
+    """Where every Secret of a namespace is read (listed, watched): the opt-in only.
+    ``{"*"}``: everywhere (explicit opt-in)."""
     names = set(settings.secrets.namespaces)
-    if "*" in names:
-        return frozenset({CLUSTER})
-    names |= {ns for m in desired.manifests if m.get("kind") == "Secret" and (ns := _ns_of(m))}
+    return frozenset({CLUSTER}) if CLUSTER in names else frozenset(names)
+
+
+def secret_read_names(settings: Settings, desired: DesiredState) -> frozenset[tuple[str, str]]:
+    """Single Secrets the desired state needs outside the opt-in, read by name
+    (``fieldSelector=metadata.name=``, RBAC ``resourceNames``): the Secrets it writes (the
+    derived one, to compare) and each derived secret's source (to copy)."""
+    whole = secret_read_namespaces(settings, desired)
+    if CLUSTER in whole:
+        return frozenset()
+    pairs = {(ns, str((m.get("metadata") or {}).get("name", ""))) for m in desired.manifests
+             if m.get("kind") == "Secret" and (ns := _ns_of(m))}
     for d in desired.derived:
-        names |= {d.namespace, d.source_namespace}
-    return frozenset(names)
+        pairs |= {(d.namespace, d.name), (d.source_namespace, d.source_name)}
+    return frozenset((ns, name) for ns, name in pairs if ns not in whole)
 
 
 def predictor_namespaces(settings: Settings, desired: DesiredState) -> frozenset[str]:
@@ -173,7 +182,13 @@ def required(settings: Settings, desired: DesiredState, *,
                          for ns in _around_scope(settings, desired))
     for ns in sorted(secret_read_namespaces(settings, desired)):
         rules.append(Rule(api_group="", resource="secrets", verbs=READ, scope=ns,
-                          why="storage secret shape (hashed, never logged); derived secret's source"))
+                          why="storage secret shape (hashed, never logged), opted in (secrets.namespaces)"))
+    by_ns: dict[str, list[str]] = {}
+    for ns, name in sorted(secret_read_names(settings, desired)):
+        by_ns.setdefault(ns, []).append(name)
+    for ns, names in by_ns.items():
+        rules.append(Rule(api_group="", resource="secrets", verbs=READ, scope=ns, resource_names=tuple(names),
+                          why="only the Secrets the desired state derives or derives from, by name"))
     kc = settings.kserve_config
     rules.append(Rule(api_group="", resource="configmaps", verbs=READ, scope=kc.namespace,
                       resource_names=(kc.name,),

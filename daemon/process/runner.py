@@ -40,7 +40,7 @@ from daemon.core.settings import Settings, SettingsError
 from daemon.kube.effects import Kube
 from daemon.kube.informer import Informer
 from daemon.kube.leader import LeaderElector, LeaseConfig
-from daemon.kube.rbac import secret_read_namespaces
+from daemon.kube.rbac import secret_read_names, secret_read_namespaces
 from daemon.process import logging_setup
 from daemon.process.config_files import load_desired, load_settings
 from daemon.process.exitcodes import EXIT_BAD_INPUT, EXIT_FINDINGS, EXIT_OK
@@ -140,9 +140,9 @@ def watch_namespaces(settings: Settings, desired: DesiredState) -> frozenset[str
 
 
 def secret_namespaces(settings: Settings, desired: DesiredState) -> frozenset[str]:
-    """Where Secrets are read: the opt-in (``secrets.namespaces``; ``"*"`` = all) plus where the
-    desired state writes Secrets and where a derived secret's source lives. Never more: the same
-    set the generated RBAC grants (:func:`daemon.kube.rbac.secret_read_namespaces`)."""
+    """Where all Secrets of a namespace are read: the opt-in (``secrets.namespaces``; ``"*"`` =
+    all). Outside it only :func:`daemon.kube.rbac.secret_read_names`, by name. The same sets the
+    generated RBAC grants."""
     return secret_read_namespaces(settings, desired)
 
 
@@ -160,7 +160,8 @@ def informer_for(kube: Kube, settings: Settings, desired: DesiredState) -> Infor
     """The informer of ``run`` and ``check``: the settings' scope, applied by the API server."""
     return Informer(kube, namespaces=watch_namespaces(settings, desired),
                     secret_namespaces=secret_namespaces(settings, desired),
-                    selector=settings.scope.selector, by_name=read_by_name(settings, desired))
+                    selector=settings.scope.selector, by_name=read_by_name(settings, desired),
+                    secret_names=secret_read_names(settings, desired))
 
 
 def identity() -> str:

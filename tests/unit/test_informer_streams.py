@@ -70,16 +70,20 @@ def test_stream_owns_only_its_namespace_and_name() -> None:
 
 
 def test_the_runner_reads_secrets_only_where_the_settings_and_desired_state_say() -> None:
+    from daemon.kube.rbac import secret_read_names
     from daemon.process.config_files import load_desired, load_settings
     from daemon.process.runner import read_by_name, secret_namespaces, watch_namespaces
     from tests.conftest import ROOT
 
-    def streams(settings_path: Path | None) -> set[tuple[str, str | None]]:
-        s = load_settings(settings_path, environ={})
+    def streams(settings_path: Path | None, environ: dict[str, str] | None = None
+                ) -> set[tuple[str, str | None]]:
+        s = load_settings(settings_path, environ=environ or {})
         d = load_desired(s.desired.dir)
-        return {(st.resource.kind, st.namespace) for st in plan_streams(
-            RESOURCES, namespaces=watch_namespaces(s, d), secret_namespaces=secret_namespaces(s, d),
-            selector=s.scope.selector, by_name=read_by_name(s, d))}
+        return {(st.resource.kind, st.namespace) if st.resource.kind != "Secret" or not st.field_selector
+                else ("Secret", f"{st.namespace}:{st.field_selector}")
+                for st in plan_streams(RESOURCES, namespaces=watch_namespaces(s, d),
+                                       secret_namespaces=secret_namespaces(s, d), selector=s.scope.selector,
+                                       by_name=read_by_name(s, d), secret_names=secret_read_names(s, d))}
 
     # No settings: every namespace for discovery, not one Secret.
     bare = streams(None)
@@ -88,3 +92,7 @@ def test_the_runner_reads_secrets_only_where_the_settings_and_desired_state_say(
     example = streams(ROOT / "config" / "warden.yaml")
     assert {ns for k, ns in example if k == "Secret"} == {"user-example-com", "kubeflow"}
     assert ("ConfigMap", "kserve") in example and ("Deployment", "kube-system") in example
+    # The example's desired state with no opt-in: only the derived secret and its source, by name.
+    named = streams(ROOT / "config" / "warden.yaml", {"WARDEN_SECRET_NAMESPACES": ""})
+    assert {ns for k, ns in named if k == "Secret"} == {
+        "user-example-com:metadata.name=minio-s3-secret", "kubeflow:metadata.name=mlpipeline-minio-artifact"}

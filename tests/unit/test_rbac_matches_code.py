@@ -470,3 +470,12 @@ def test_namespace_scope_and_secret_opt_in_shape_the_role() -> None:
     assert not allows("watch", api_group="serving.kserve.io", resource="inferenceservices",
                       namespace="team-b", rules=scoped)
     assert allows("list", api_group="", resource="namespaces", rules=scoped)  # cluster-scoped kind
+    # The desired state without an opt-in: only its own Secrets, by name.
+    from daemon.process.config_files import load_desired
+
+    seed = load_desired(ROOT / "config" / "desired")
+    named = required(Settings(), seed)
+    for ns, name in (("user-example-com", "minio-s3-secret"), ("kubeflow", "mlpipeline-minio-artifact")):
+        for verb in ("get", "list", "watch"):
+            assert allows(verb, api_group="", resource="secrets", namespace=ns, name=name, rules=named)
+            assert not allows(verb, api_group="", resource="secrets", namespace=ns, name="other", rules=named)
