@@ -132,7 +132,7 @@ BAD = [
     (
         "unknown key, nothing close",
         "probes:\n  zzz: 1\n",
-        "probes.zzz: unknown key (known: dns, predictor, storage)",
+        "probes.zzz: unknown key (known: dns, max_concurrency, predictor, storage)",
     ),
     (
         "wrong type",
