@@ -37,7 +37,6 @@ DNS runs from it), and the ``on_observation`` callback wakes the reconciler imme
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import time
 from collections import deque
@@ -179,6 +178,7 @@ class ProbeSet:
         self._dirty = asyncio.Event()
         self._plans: dict[str, StoragePlan] = {}
         self._running: dict[tuple[str, str], _Running] = {}
+        self._source: InformerPredictorSource | None = None
         informer.subscribe(self._on_change)
 
     def _on_change(self, ref: ObjectRef, event: str) -> None:
@@ -239,8 +239,12 @@ class ProbeSet:
         from probes.predictor_source import ApiPredictorSource
 
         pp = self.settings.probes.predictor
-        # Status and pods from the watch caches: no GET/LIST per run (see daemon.process.probe_sources).
-        source = InformerPredictorSource(informer=self.informer, fallback=ApiPredictorSource(self.api))
+        # Status and pods from the watch caches: no GET/LIST per run (see daemon.process.probe_sources);
+        # one source for every model, so the pod index is built once per change, not per probe.
+        if self._source is None:
+            self._source = InformerPredictorSource(informer=self.informer,
+                                                   fallback=ApiPredictorSource(self.api))
+        source = self._source
         canary = m.canary
         probe: RunProbe = PredictorProbe(
             api=self.api, namespace=m.namespace, name=m.name,
@@ -361,7 +365,10 @@ class ProbeSet:
             self.max_in_flight = max(self.max_in_flight, self.in_flight)
             started = self.clock()
             try:
-                result = await asyncio.wait_for(s.run(), timeout=s.timeout + 5)
+                # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancellation
+                # that lands as the run finishes, and the timer would outlive its shutdown.
+                async with asyncio.timeout(s.timeout + 5):
+                    result = await s.run()
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # probes never raise; a timeout or a bug still must not stop us
@@ -396,9 +403,7 @@ class ProbeSet:
             self._running.clear()
             for t in running:
                 t.cancel()
-            for t in running:
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await t
+            await asyncio.gather(*running, return_exceptions=True)
 
     def _sync(self, scheds: Sequence[Schedule], *, first_delay: float) -> None:
         """Start new schedules, stop removed ones, replace changed ones; keep the rest running."""
