@@ -9,12 +9,13 @@ Reading a body (:func:`read_body`) is where a client can hurt the server, so eve
 fail is a 4xx/5xx of its own, never a 500 with a traceback: over the size limit (413, checked
 on the declared length and again on the decoded bytes, so a gzip bomb stops at the limit), a
 ``Content-Encoding`` the bytes do not match or broken chunked framing (400), a body slower than
-``--body-timeout`` (408), more large bodies in flight than the body budget allows for longer
-than that (503), the client gone mid-body (400, which nobody reads). After such a failure the
-rest of the body is abandoned and the connection closes. JSON nested deeper than the parser's
-recursion limit (~1,000 levels; numpy refuses more than 64 dimensions anyway) is a 400 too.
-The budget and the timeout only apply to bodies that are large or still on their way
-(:mod:`serving.limits`): a small body already in memory is read with no extra cost.
+``--body-timeout`` (408), a wait for the body budget longer than that (503), the client gone
+mid-body (400, which nobody reads). After a 400, 408 or 413 the rest of the body is abandoned
+and the connection closes; after a 503 aiohttp reads and drops it, so the client sees the
+answer. JSON nested deeper than the parser's recursion limit (~1,000 levels; numpy refuses more
+than 64 dimensions anyway) is a 400 too. The budget and the timeout only apply to bodies that
+are large or still on their way (:mod:`serving.limits`): a small body already in memory is read
+with no await at all.
 """
 
 from __future__ import annotations
@@ -89,17 +90,22 @@ async def read_body(request: web.Request, *, max_body_bytes: int) -> bytes:
         return raw
     length = request.content_length
     body = request.app.get(limits.BODY_LIMITS) or _default_body_limits()
+    loop = asyncio.get_running_loop()
     waiting_for_budget = False
-
-    async def take_budget(nbytes: int) -> None:
-        nonlocal waiting_for_budget
-        waiting_for_budget = True
-        lease = await body.budget.acquire(nbytes)
-        waiting_for_budget = False
-        limits.current_lease.set(lease)  # released by the app's middleware when the handler returns
-
     try:
-        async with asyncio.timeout(body.timeout):
+        async with asyncio.timeout(body.timeout) as deadline:
+
+            async def take_budget(nbytes: int) -> None:
+                # The wait for the budget gets a body timeout of its own (503 after it), and then
+                # the client gets a whole one to send: our queue is not the client's slowness.
+                nonlocal waiting_for_budget
+                waiting_for_budget = True
+                deadline.reschedule(loop.time() + body.timeout)
+                lease = await body.budget.acquire(nbytes)
+                waiting_for_budget = False
+                deadline.reschedule(loop.time() + body.timeout)
+                limits.current_lease.set(lease)  # the app's middleware releases it after the handler
+
             if length is not None and length > limits.LARGE_BODY_BYTES:
                 await take_budget(length)
             # A body of unknown length (chunked, compressed) takes the budget once it turns out large.

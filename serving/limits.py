@@ -8,9 +8,9 @@ rules, all per process (``--workers N`` multiplies them):
   within this time of its first byte — for a new connection, of the accept, so a client that
   connects and says nothing is closed too. Between requests on a keep-alive connection aiohttp's
   own keep-alive timeout (``--keepalive-timeout``, 75 s) closes an idle connection.
-* **Body timeout** (``--body-timeout``, 30 s): once the headers are in, the whole body must
-  arrive within this time, or the answer is 408 and the connection is closed
-  (:func:`serving.jsonio.read_body`).
+* **Body timeout** (``--body-timeout``, 30 s): once the headers are in (and the body budget
+  granted, below), the whole body must arrive within this time, or the answer is 408 and the
+  connection is closed (:func:`serving.jsonio.read_body`).
 * **Connection cap** (``--max-connections``, 1000): a connection over the cap first evicts the
   oldest connection that has not yet delivered a complete request header (a slow client, or one
   that connected and never spoke), so a slow-client flood cannot lock real clients out; only
@@ -19,7 +19,7 @@ rules, all per process (``--workers N`` multiplies them):
 * **Body budget** (``--max-inflight-body-bytes``, 64 MiB): a request whose body is larger than
   :data:`LARGE_BODY_BYTES` takes its size from a budget before the body is read and gives it
   back when its handler returns; over the budget it waits (FIFO, bodies stay in the kernel's
-  socket buffers meanwhile) and gets 503 if its body timeout runs out first. Decoding a
+  socket buffers meanwhile) and gets 503 if the wait outlasts a body timeout. Decoding a
   maximum-size JSON body takes ~10x its size in Python objects for an instant, and the numpy
   arrays after it ~1x for the rest of the request: the budget bounds how many are in flight.
 
@@ -343,7 +343,7 @@ class GuardedSite(web.BaseSite):
     """aiohttp's ``TCPSite``, with each connection behind a :class:`_Conn` of one guard."""
 
     def __init__(self, runner: web.BaseRunner, host: str, port: int, *, guard: ConnectionGuard,
-                 reuse_port: bool = False, backlog: int = 1024) -> None:
+                 reuse_port: bool = False, backlog: int = 128) -> None:
         super().__init__(runner, backlog=backlog)
         self._host, self._port, self._reuse_port = host, port, reuse_port
         self.guard = guard
