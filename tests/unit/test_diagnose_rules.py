@@ -185,3 +185,20 @@ def test_rules_on_request_attributes_are_reported_as_not_evaluated() -> None:
     r = evaluate([deny_paths], workload_namespace="s", workload_labels={},
                  principal="cluster.local/ns/a/sa/b", source_namespace="a")
     assert r.allowed and r.unevaluated == ("DENY policy s/no-admin rule 0 (depends on request attributes)",)
+
+
+def test_a_store_name_that_only_resolves_in_the_cluster_is_not_checked_from_outside() -> None:
+    from probes.observation import Observation
+
+    case = CASES["c09-triton-s3"]
+    lookup = Observation(probe="storage", target=case.key, started=0.0, finished=1.0, ok=False,
+                         outcome="unreachable", values={}, details={},
+                         evidence=("lookup minio.c09-store: Name or service not known (dns)",))
+    findings = diagnose(world=World.build([*shared_objects(), *case.objects]), desired=[], drifts=[],
+                        observations=[lookup], settings=SETTINGS, now=1.0)
+    assert [(f.code.value, f.severity.value) for f in findings] == [("not-checked", "info")]
+    # The same failure for a store whose Service is not there stays a finding.
+    objs = [o for o in [*shared_objects(), *case.objects] if o["kind"] != "Service"]
+    findings = diagnose(world=World.build(objs), desired=[], drifts=[], observations=[lookup],
+                        settings=SETTINGS, now=1.0)
+    assert [(f.code.value, f.severity.value) for f in findings] == [("storage-unreachable", "critical")]

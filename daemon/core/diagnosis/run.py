@@ -90,8 +90,8 @@ def _diagnose_model(ctx: Pass, m: Model, dns: Draft | None) -> None:
         istio_revision(ctx, m, inj)
         sidecar = sidecar_disabled(ctx, m, inj)
         res = storage_source(ctx, m)
-        if m.spec.scheme == "s3":
-            store = store_of(ctx, m, res)
+        store = store_of(ctx, m, res) if m.spec.scheme == "s3" else None
+        if store is not None:
             peer_authentication_strict(ctx, m, inj, store)
             denied = policy_denies(ctx, m, sidecar, store)
         else:
@@ -101,7 +101,7 @@ def _diagnose_model(ctx: Pass, m: Model, dns: Draft | None) -> None:
             return  # declared, not created yet: only what configuration alone can say
         if not model_files(ctx, m):
             wrong_model(ctx, m)
-        storage_unreachable(ctx, m, dns=dns, sidecar=sidecar, denied=denied)
+        storage_unreachable(ctx, m, dns=dns, sidecar=sidecar, denied=denied, store=store)
     elif m.isvc is None:
         return
     components_not_ready(ctx, m)

@@ -4,8 +4,9 @@ This rule runs after the ones that can explain an unreachable store, and defers 
 with sidecar injection off the error is the sidecar finding's symptom; when the mesh denies
 the principal, Envoy's refusal looks like a connection error and the policy finding already
 says so; when DNS is failing and the probe's evidence is a lookup error, it is a DNS symptom
-(folded into the DNS finding). Only what is left is reported here, as TLS trouble or a store
-that is down.
+(folded into the DNS finding). A lookup failure of a store whose Service exists means the probe
+runs outside the cluster: "not checked". Only what is left is reported here, as TLS trouble or
+a store that is down.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import re
 from daemon.core.diagnosis.context import Pass
 from daemon.core.diagnosis.draft import Draft
 from daemon.core.diagnosis.model import Model
+from daemon.core.diagnosis.store import IN_MESH, OUTSIDE_MESH, Store
 from daemon.core.findings import Code
 
 _UNREACHABLE = ("unreachable", "tls-error")
@@ -22,7 +24,7 @@ _LOOKUP = re.compile(r"dns|resolve|lookup|name or service", re.I)
 
 
 def storage_unreachable(
-    ctx: Pass, m: Model, *, dns: Draft | None, sidecar: Draft | None, denied: bool
+    ctx: Pass, m: Model, *, dns: Draft | None, sidecar: Draft | None, denied: bool, store: Store | None = None
 ) -> None:
     s = m.storage
     log_unreach = [
@@ -43,8 +45,19 @@ def storage_unreachable(
         return
     if denied:
         return  # the mesh policy explains it (Envoy's refusal looks like a connection error)
-    if dns is not None and s is not None and any(_LOOKUP.search(e) for e in s.evidence):
+    lookup_failed = s is not None and any(_LOOKUP.search(e) for e in s.evidence)
+    if dns is not None and lookup_failed:
         ctx.dns_symptoms.append(what)
+        return
+    if lookup_failed and not log_unreach and store is not None and store.basis in (IN_MESH, OUTSIDE_MESH):
+        # The Service exists, yet its name does not resolve where the probe runs: the probe is
+        # outside the cluster (``check`` from a laptop). Not the store's fault; not judged.
+        ctx.not_checked(
+            m, what=f"reachability of store {store.endpoint}",
+            why="its in-cluster name does not resolve where the probe runs (outside the cluster?)",
+            remedy="run kserve-warden in the cluster, or map the endpoint in "
+            "probes.storage.endpoint_overrides",
+        )
         return
     ev = ([what, *list(s.evidence)] if s is not None else []) + log_unreach[:3]
     tls = s is not None and s.outcome == "tls-error"
