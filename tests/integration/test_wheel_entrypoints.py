@@ -115,10 +115,14 @@ def test_wheel_contents(installed: Installed) -> None:
     assert not [n for n in names if n.startswith(("tests/", "config/", "bench/", "docs/"))]
     for pkg in PACKAGES:
         assert f"{pkg}/py.typed" in names
-    # data files: the type markers and the daemon's embedded defaults, nothing else
+    # data files: the type markers, the daemon's embedded defaults, the demo's seed manifests
+    # (sandbox/demo/desired: the daemon's default has no desired state) and the gRPC contract
+    # (serving/grpc_gen: the .proto and its stubs' type hints), nothing else
     data = [n for n in names if not n.endswith(".py") and ".dist-info/" not in n]
-    odd = [n for n in data if not (n.endswith("/py.typed") or (n.startswith("daemon/defaults/")
-                                                                and n.endswith(".yaml")))]
+    allowed = (("daemon/defaults/", (".yaml",)), ("sandbox/demo/desired/", (".yaml",)),
+               ("serving/grpc_gen/", (".proto", ".pyi")))
+    odd = [n for n in data if not (n.endswith("/py.typed") or any(
+        n.startswith(prefix) and n.endswith(exts) for prefix, exts in allowed))]
     assert not odd, f"unexpected files in the wheel: {odd}"
     assert "serving/__main__.py" in names
     # the daemon's embedded defaults: every file under daemon/defaults, byte for byte
