@@ -21,7 +21,9 @@ each bounded in count and time; then it stops the server and prints one JSON doc
    and lines the server wrote to stderr during the phase, whether every line is one JSON
    object, and whether the marker appears in the log.
 
-Nothing leaves loopback; every socket is closed and the server stopped at the end.
+The load generator is Python too: on a small machine pin the two apart (``--server-cpu 0
+--client-cpu 1``), as ``bench/serving/run.sh`` does with wrk. Nothing leaves loopback; every
+socket is closed and the server stopped at the end.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ import argparse
 import asyncio
 import contextlib
 import json
+import os
 import resource
 import signal
 import socket
@@ -330,8 +333,10 @@ def _start_server(args: argparse.Namespace, port: int) -> tuple[subprocess.Popen
     stderr = tmp / "server.stderr"
     cmd = [args.python, "-m", "serving", "--model_dir", str(tmp / "model"), "--model_name", NAME,
            "--http_port", str(port), "--host", "127.0.0.1", *args.server_arg]
+    cpu = args.server_cpu
     with stderr.open("wb") as err:
-        proc = subprocess.Popen(cmd, cwd=args.server_cwd, stdout=subprocess.DEVNULL, stderr=err)
+        proc = subprocess.Popen(cmd, cwd=args.server_cwd, stdout=subprocess.DEVNULL, stderr=err,
+                                preexec_fn=None if cpu is None else lambda: os.sched_setaffinity(0, {cpu}))
     return proc, cmd, stderr
 
 
@@ -346,10 +351,14 @@ def main() -> None:
     p.add_argument("--errors", type=int, default=1000, help="requests per error kind (multiple of 50)")
     p.add_argument("--phases", nargs="+", default=["baseline", "slow_clients", "big_bodies", "errors"],
                    choices=["baseline", "slow_clients", "big_bodies", "errors"])
+    p.add_argument("--server-cpu", type=int, default=None, help="pin the server to this CPU")
+    p.add_argument("--client-cpu", type=int, default=None, help="pin this load generator to this CPU")
     p.add_argument("--python", default=sys.executable)
     p.add_argument("--server-cwd", type=Path, default=ROOT, help="checkout whose serving/ runs")
     p.add_argument("--server-arg", action="append", default=[], help="extra server flag (repeatable)")
     args = p.parse_args()
+    if args.client_cpu is not None:
+        os.sched_setaffinity(0, {args.client_cpu})
     print(json.dumps(asyncio.run(main_async(args)), indent=2))
 
 
