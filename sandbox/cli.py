@@ -28,7 +28,7 @@ def _endpoints(sb: Sandbox, kubeconfig: Path, warden: Path | None, sidecar: str)
     dns_host, dns_port = sb.dns_address
     lines = [
         "kserve-warden sandbox is up",
-        f"  Kubernetes API   {sb.api_url}",
+        f"  Kubernetes API   {sb.api_url} ({sb.control_plane} control plane)",
         f"  kubeconfig       {kubeconfig}",
         f"  S3 (moto)        {sb.s3_url}",
         f"  DNS (CoreDNS)    {dns_host}:{dns_port} (udp+tcp)",
@@ -47,16 +47,14 @@ async def _serve(args: argparse.Namespace) -> int:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    sb = Sandbox(host=args.host)
+    sb = Sandbox(host=args.host, control_plane=getattr(args, "control_plane", "embedded"))
     try:
         await sb.start()
         async with sb.new_api_client() as api:
             await VersionApi(api).get_code()  # the API answers a real client: now write the files
         kubeconfig = Path(args.kubeconfig) if args.kubeconfig else sb.kubeconfig_path
         if args.kubeconfig:
-            from sandbox.kubeconfig import write_kubeconfig
-
-            write_kubeconfig(kubeconfig, server=sb.api_url, namespace="user-example-com")
+            sb.write_kubeconfig(kubeconfig, namespace="user-example-com")
         warden = Path(args.warden_config) if args.warden_config else None
         if warden is not None:
             sb.write_warden_config(warden)

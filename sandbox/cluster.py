@@ -10,11 +10,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import shutil
+import ssl
 import tempfile
 import threading
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 from kubernetes_asyncio.client import ApiClient, Configuration, CustomObjectsApi
@@ -30,7 +31,12 @@ from sandbox.kubeconfig import write_kubeconfig
 from sandbox.mesh import Mesh
 from sandbox.s3 import S3Credentials, S3Server
 
-__all__ = ["Sandbox", "trained_model"]
+if TYPE_CHECKING:
+    from sandbox.realcp import ControlPlane, RealApi
+
+__all__ = ["CONTROL_PLANES", "Sandbox", "trained_model"]
+
+CONTROL_PLANES = ("embedded", "real")
 
 SEED_DESIRED_DIR = Path(__file__).resolve().parent / "demo" / "desired"
 """The seed's desired state, corrected (``config/desired`` holds the same files as the configured
@@ -63,15 +69,33 @@ class Sandbox:
     FAILURES: tuple[str, ...] = _inject.FAILURES
 
     def __init__(
-        self, *, host: str = "127.0.0.1", controllers: bool = True, workdir: Path | None = None
+        self,
+        *,
+        host: str = "127.0.0.1",
+        controllers: bool = True,
+        workdir: Path | None = None,
+        control_plane: str = "embedded",
+        shared_control_plane: ControlPlane | None = None,
     ) -> None:
+        """``control_plane``: ``embedded`` (the stand-in) or ``real`` (etcd + kube-apiserver +
+        kube-controller-manager from :mod:`sandbox.realcp`; ``shared_control_plane`` borrows a
+        running one, which is reset to an empty cluster first)."""
+        if control_plane not in CONTROL_PLANES:
+            raise ValueError(f"control_plane must be one of {CONTROL_PLANES}, not {control_plane!r}")
+        self.control_plane = control_plane
         self.host = host
         self.controllers_enabled = controllers
         self._own_workdir = workdir is None
         self.workdir = (
             Path(workdir) if workdir is not None else Path(tempfile.mkdtemp(prefix="kserve-warden-sandbox-"))
         )
-        self.apiserver = ApiServer(host=host)
+        self.apiserver: ApiServer | RealApi
+        if control_plane == "real":
+            from sandbox.realcp import RealApi
+
+            self.apiserver = RealApi(control_plane=shared_control_plane, host=host)
+        else:
+            self.apiserver = ApiServer(host=host)
         self.s3 = S3Server(host=host)
         self.dns = DnsServer(host=host)
         self.mesh: Mesh | None = None
@@ -106,8 +130,22 @@ class Sandbox:
     def s3_url(self) -> str:
         return self.s3.url
 
+    def api_auth_headers(self) -> dict[str, str]:
+        """Headers a plain HTTP client needs for the API (the admin's token on the real one)."""
+        if isinstance(self.apiserver, ApiServer):
+            return {}
+        return {"Authorization": f"Bearer {self.apiserver.cp.admin_token}"}
+
+    def api_ssl(self) -> ssl.SSLContext | bool:
+        """TLS for a plain HTTP client: the control plane's CA on the real one (True: defaults)."""
+        if isinstance(self.apiserver, ApiServer):
+            return True
+        return self.apiserver.cp.ssl_context()
+
     def new_api_client(self) -> ApiClient:
         """A kubernetes_asyncio client for the sandbox API (the caller closes it)."""
+        if not isinstance(self.apiserver, ApiServer):
+            return self.apiserver.new_api_client()  # admin's bearer token, the control plane's CA
         cfg = Configuration(host=self.api_url)
         return ApiClient(configuration=cfg)
 
@@ -144,7 +182,7 @@ class Sandbox:
                 ),
             )
             self.apiserver.mark_seeded()
-            write_kubeconfig(self.kubeconfig_path, server=self.api_url, namespace=world.USER_NS)
+            self.write_kubeconfig(self.kubeconfig_path, namespace=world.USER_NS)
             self._injector = _inject.Injector(api=api, dns=self.dns, bucket=self.s3)
             if self.controllers_enabled:
                 self._start_controllers(api)
@@ -152,6 +190,13 @@ class Sandbox:
         except BaseException:
             await self.stop()
             raise
+
+    def write_kubeconfig(self, path: Path, *, namespace: str = world.USER_NS) -> None:
+        """A kubeconfig for this sandbox's API (on the real control plane: admin's token and CA)."""
+        if isinstance(self.apiserver, ApiServer):
+            write_kubeconfig(path, server=self.api_url, namespace=namespace)
+        else:
+            self.apiserver.write_kubeconfig(path, namespace=namespace)
 
     def _start_controllers(self, api: ApiClient) -> None:
         mesh = self.mesh
@@ -161,7 +206,18 @@ class Sandbox:
             return await mesh.sidecar(principal=principal)
 
         self.kserve = KServeController(api)
-        self.kubelet = Kubelet(api, workdir=self.workdir, dns=self.dns.address, sidecar_for=sidecar_for)
+        if isinstance(self.apiserver, ApiServer):
+            self.kubelet = Kubelet(api, workdir=self.workdir, dns=self.dns.address, sidecar_for=sidecar_for)
+        else:
+            # No scheduler on the real control plane: the kubelet binds the pods it runs to the
+            # sandbox's Node, and its logs go to that Node's kubelet endpoint (pods/log reaches them).
+            from sandbox.realcp import NODE_NAME
+
+            assert self.apiserver.nodelogs is not None
+            self.kubelet = Kubelet(
+                api, workdir=self.workdir, dns=self.dns.address, sidecar_for=sidecar_for,
+                node_name=NODE_NAME, log_url=self.apiserver.nodelogs.put_url,
+            )
         self.coredns = CoreDnsController(api, dns=self.dns)
         for name, coro in (
             ("kserve", self.kserve.run()),

@@ -59,6 +59,9 @@ def build_parser() -> argparse.ArgumentParser:
     sb.add_argument("--kubeconfig", help="write a kubeconfig for the sandbox API here")
     sb.add_argument("--warden-config", help="write a warden settings file for the sandbox here")
     sb.add_argument("--host", default="127.0.0.1")
+    sb.add_argument("--control-plane", choices=("embedded", "real"), default="embedded",
+                    help="the stand-in API (default) or a real kube-apiserver, etcd and "
+                         "kube-controller-manager built by scripts/control-plane.sh")
     _common(sb)
 
     demo = sub.add_parser("demo", help="replay the seed's failures against the sandbox, healed live")
@@ -66,6 +69,8 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--scenario", action="append", default=[], metavar="NAME",
                       help="run only this scenario (repeatable)")
     demo.add_argument("--keep", action="store_true", help="leave the sandbox running afterwards")
+    demo.add_argument("--control-plane", choices=("embedded", "real"), default="embedded",
+                      help="run the sandbox on the stand-in API (default) or the real control plane")
     _common(demo)
     return parser
 

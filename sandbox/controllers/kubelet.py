@@ -32,6 +32,7 @@ import shutil
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any, cast
 
 import aiohttp
 import structlog
@@ -43,7 +44,15 @@ from sandbox.controllers.events import EventRecorder
 from sandbox.controllers.podstatus import PodRun, pod_status
 from sandbox.controllers.predictor import PredictorServer
 from sandbox.controllers.predictor_pod import LABEL_ISVC, URL_ANNOTATION
-from sandbox.controllers.watch import MERGE_KW, Informer, Obj, merge_patch, read_json, retryable
+from sandbox.controllers.watch import (
+    MERGE_KW,
+    Informer,
+    Obj,
+    merge_patch,
+    read_json,
+    response_json,
+    retryable,
+)
 
 log = structlog.get_logger("sandbox.kubelet")
 PRIVATE_REGISTRIES = ("192.168.58.12:30002/", "ghcr.io/kserve-warden/")
@@ -93,7 +102,14 @@ class Kubelet:
         dns: tuple[str, int],
         sidecar_for: SidecarFor,
         private_registries: tuple[str, ...] = PRIVATE_REGISTRIES,
+        node_name: str | None = None,
+        log_url: str | None = None,
     ) -> None:
+        """``node_name``: bind each unscheduled pod to this Node first (``pods/binding``: a real
+        control plane has no scheduler here). ``log_url``: where container logs are written
+        (default: the stand-in API's own log endpoint)."""
+        self._node_name = node_name
+        self._log_url = log_url
         self._api = api
         self._core = CoreV1Api(api)
         self._events = EventRecorder(api, component="kubelet")
@@ -102,6 +118,7 @@ class Kubelet:
         self._sidecar_for = sidecar_for
         self._private = private_registries
         self._workers: dict[str, asyncio.Task[None]] = {}
+        self._finalizing: set[asyncio.Task[None]] = set()
         self._session: aiohttp.ClientSession | None = None
         self.pods = Informer(
             self._core.list_pod_for_all_namespaces,
@@ -116,6 +133,14 @@ class Kubelet:
             task = self._workers.pop(uid, None)
             if task is not None:
                 task.cancel()
+            if type_ != "DELETED" and self._node_name and pod["spec"].get("nodeName") == self._node_name:
+                # A real apiserver deletes a bound pod gracefully: it stays (Terminating) until
+                # its node's kubelet has stopped the containers and deletes it for good.
+                done = asyncio.create_task(
+                    self._finalize(pod, task), name=f"kubelet-finalize-{pod['metadata']['name']}"
+                )
+                self._finalizing.add(done)
+                done.add_done_callback(self._finalizing.discard)
         elif uid not in self._workers:
             self._workers[uid] = asyncio.create_task(
                 self._run_pod(pod), name=f"kubelet-{pod['metadata']['name']}"
@@ -126,8 +151,9 @@ class Kubelet:
         try:
             await self.pods.run()
         finally:
-            workers = list(self._workers.values())
+            workers = list(self._workers.values()) + list(self._finalizing)
             self._workers.clear()
+            self._finalizing.clear()
             for t in workers:
                 t.cancel()
             await asyncio.gather(*workers, return_exceptions=True)
@@ -137,7 +163,7 @@ class Kubelet:
         assert self._session is not None
         meta = pod["metadata"]
         url = (
-            f"{self._api.configuration.host}/sandbox/v1/namespaces/{meta['namespace']}/pods/"
+            f"{self._log_url or self._api.configuration.host}/sandbox/v1/namespaces/{meta['namespace']}/pods/"
             f"{meta['name']}/log"
         )
         async with self._session.put(
@@ -152,6 +178,39 @@ class Kubelet:
             if exc.status == 404:
                 return None
             raise
+
+    async def _finalize(self, pod: Obj, worker: asyncio.Task[None] | None) -> None:
+        if worker is not None:
+            await asyncio.gather(worker, return_exceptions=True)  # containers stopped
+        meta = pod["metadata"]
+        try:
+            await self._core.delete_namespaced_pod(
+                meta["name"], meta["namespace"],
+                # In the body: with a body, the server reads the options from it, not the query.
+                body=cast(Any, {"gracePeriodSeconds": 0, "preconditions": {"uid": meta.get("uid")}}),
+            )
+        except ApiException as exc:
+            if exc.status not in (404, 409):  # gone already, or a new pod took the name
+                log.warning("kubelet.finalize_failed", pod=meta["name"], error=exc.status)
+
+    async def _bind(self, namespace: str, name: str) -> None:
+        """The scheduler's one call: ``POST pods/{name}/binding`` to this kubelet's node."""
+        binding = {
+            "apiVersion": "v1",
+            "kind": "Binding",
+            "metadata": {"name": name, "namespace": namespace},
+            "target": {"apiVersion": "v1", "kind": "Node", "name": self._node_name},
+        }
+        try:
+            # Raw response: the server answers with a Status, which the generated V1Binding
+            # model cannot hold (its `target` is required).
+            resp = await self._core.create_namespaced_pod_binding(
+                name, namespace, cast(Any, binding), _preload_content=False
+            )
+            await response_json(resp)
+        except ApiException as exc:
+            if exc.status != 409:  # already bound (a previous attempt whose answer was lost)
+                raise
 
     async def _back_off(self, pod: Obj, container: str) -> None:
         name = pod["metadata"]["name"]
@@ -185,6 +244,9 @@ class Kubelet:
         try:
             while True:
                 try:
+                    if self._node_name and not spec.get("nodeName"):
+                        await self._bind(ns, name)
+                        spec = {**spec, "nodeName": self._node_name}
                     if run.has_proxy:
                         proxy = await istio_proxy.check_istiod(nameserver=self._dns[0], port=self._dns[1])
                         if proxy.ready != run.proxy_ready or "istio-proxy" not in written:
@@ -258,7 +320,7 @@ class Kubelet:
                 except ApiException as exc:
                     if exc.status == 404:
                         return  # the pod is gone; the DELETED event cancels us too
-                    log.debug("kubelet.retry", pod=name, error=exc.status)
+                    log.debug("kubelet.retry", pod=name, error=exc.status, body=str(exc.body)[:600])
                 except (aiohttp.ClientError, TimeoutError) as exc:
                     if not retryable(exc):
                         raise

@@ -121,7 +121,6 @@ def pod_status(run: PodRun) -> Obj:
         "podIP": "127.0.0.1",
         "podIPs": [{"ip": "127.0.0.1"}],
         "startTime": run.start_time,
-        "qosClass": "Burstable",
         "conditions": [
             _cond("PodScheduled", True, run.start_time),
             _cond("Initialized", initialized, run.start_time, "ContainersNotInitialized"),

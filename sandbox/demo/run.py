@@ -181,7 +181,10 @@ def active_findings(m: Samples) -> dict[str, float]:
 
 
 class Demo:
-    def __init__(self, *, scenarios: tuple[Scenario, ...], as_json: bool, keep: bool) -> None:
+    def __init__(
+        self, *, scenarios: tuple[Scenario, ...], as_json: bool, keep: bool, control_plane: str = "embedded"
+    ) -> None:
+        self.control_plane = control_plane
         self.scenarios = scenarios
         self.as_json = as_json
         self.keep = keep
@@ -222,7 +225,7 @@ class Demo:
 
     async def run(self) -> int:
         tmp = Path(tempfile.mkdtemp(prefix="kserve-warden-demo-"))
-        sb = Sandbox(workdir=tmp / "sandbox")
+        sb = Sandbox(workdir=tmp / "sandbox", control_plane=self.control_plane)
         daemon: DaemonProcess | None = None
         outcomes: list[Outcome] = []
         try:
@@ -234,7 +237,10 @@ class Demo:
                                    log_path=tmp / "daemon.log")
             await daemon.start()
             self.say(f"sandbox API {sb.api_url}; daemon started (metrics {daemon.metrics_url})")
-            async with aiohttp.ClientSession() as session:
+            # On the real control plane the API wants the admin's token and its CA.
+            async with aiohttp.ClientSession(
+                headers=sb.api_auth_headers(), connector=aiohttp.TCPConnector(ssl=sb.api_ssl())
+            ) as session:
                 took = await self._wait("waiting for the daemon to converge the seed's starting world",
                                         lambda: self.canary_ok(session, sb.api_url), CONVERGE_TIMEOUT)
                 if took is None:
@@ -346,7 +352,8 @@ def demo_command(args: argparse.Namespace) -> int:
         print(f"kserve-warden demo: {e}", file=sys.stderr)
         return 2
     logs.configure(fmt=args.log_format, level=args.log_level)
-    demo = Demo(scenarios=scenarios, as_json=bool(args.json), keep=bool(args.keep))
+    demo = Demo(scenarios=scenarios, as_json=bool(args.json), keep=bool(args.keep),
+                control_plane=getattr(args, "control_plane", "embedded"))
     try:
         return asyncio.run(_run_until_signalled(demo))
     except KeyboardInterrupt:

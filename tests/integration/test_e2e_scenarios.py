@@ -34,6 +34,7 @@ from kubernetes_asyncio import client
 
 from sandbox import Sandbox
 from sandbox.demo.scenarios import SCENARIOS
+from tests.integration.control_planes import CONTROL_PLANES, make_sandbox
 from tests.integration.daemon_fixtures import NS, Daemon, events, eventually, leaked_tasks
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(180), pytest.mark.asyncio(loop_scope="module")]
@@ -236,11 +237,14 @@ async def converged(rig: Rig) -> bool:
     return not rig.sb.dns.degraded and not await active_findings(rig.daemon) and await canary_ok(rig.api)
 
 
-@pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def rig(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Rig]:
+@pytest_asyncio.fixture(scope="module", loop_scope="module", params=CONTROL_PLANES)
+async def rig(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Rig]:
+    """The module's sandbox and daemon, on the stand-in and on the real control plane."""
     work = tmp_path_factory.mktemp("e2e")
     before = asyncio.all_tasks()
-    async with Sandbox(workdir=work / "sandbox") as sb:
+    plane = str(request.param)
+    cp = request.getfixturevalue("real_control_plane") if plane == "real" else None
+    async with make_sandbox(plane, workdir=work / "sandbox", cp=cp) as sb:
         # A CoreDNS budget large enough that the tests' restarts never meet it (the flapping
         # test uses its own small one); everything else as `kserve-warden sandbox` writes it.
         cfg = write_config(sb, work / "warden.yaml",
@@ -490,7 +494,8 @@ async def written_state(rig: Rig) -> dict[str, Any]:
     the InferenceService's status while its predictor restarts, and that is not the daemon.
     """
     out: dict[str, Any] = {}
-    async with aiohttp.ClientSession() as s:
+    async with aiohttp.ClientSession(headers=rig.sb.api_auth_headers(),
+                                     connector=aiohttp.TCPConnector(ssl=rig.sb.api_ssl())) as s:
         for path in WRITABLE:
             async with s.get(rig.sb.api_url + path) as r:
                 items = (await r.json()).get("items") or []

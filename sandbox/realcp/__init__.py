@@ -1,0 +1,221 @@
+"""The sandbox on a real Kubernetes control plane (``kserve-warden sandbox --control-plane real``).
+
+:class:`RealApi` stands where :class:`sandbox.apiserver.ApiServer` stands in a
+:class:`~sandbox.Sandbox`: it starts (or borrows) a :class:`~sandbox.realcp.controlplane.ControlPlane`
+— etcd, kube-apiserver and kube-controller-manager built from Go modules — installs the project's
+CustomResourceDefinitions (``crds/``), registers the one Node the simulated kubelet runs pods on
+(its kubelet endpoint is :class:`~sandbox.realcp.nodelogs.NodeLogs`), and hands out admin clients.
+Everything above it (the seeded world, S3 behind the mesh, DNS, the simulated controllers, the
+failure injectors) is the same code as on the stand-in, talking to the real server over the wire.
+
+A borrowed control plane (one per test session) is reset instead of restarted: every namespace
+the previous user created is deleted (the real namespace controller empties it) and cluster-scoped
+custom objects are removed, so each Sandbox starts from the same empty cluster.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+from typing import Any
+
+import yaml
+from kubernetes_asyncio.client import ApiClient, Configuration
+from kubernetes_asyncio.client.exceptions import ApiException
+
+from sandbox.realcp.controlplane import NODE_NAME, ControlPlane, ControlPlaneFailed, ControlPlaneMissing
+from sandbox.realcp.nodelogs import NodeLogs
+
+__all__ = [
+    "NODE_NAME", "ControlPlane", "ControlPlaneFailed", "ControlPlaneMissing", "RealApi", "crd_documents",
+]
+
+CRD_DIR = Path(__file__).resolve().parent / "crds"
+SYSTEM_NAMESPACES = frozenset({"default", "kube-system", "kube-public", "kube-node-lease"})
+RESET_TIMEOUT = 120.0
+CRD_PATH = "/apis/apiextensions.k8s.io/v1/customresourcedefinitions"
+CLUSTER_RUNTIMES = "/apis/serving.kserve.io/v1alpha1/clusterservingruntimes"
+
+
+def crd_documents() -> list[dict[str, Any]]:
+    return [d for f in sorted(CRD_DIR.glob("*.yaml")) for d in yaml.safe_load_all(f.read_text()) if d]
+
+
+def admin_client(cp: ControlPlane) -> ApiClient:
+    cfg = Configuration(host=cp.url)
+    cfg.ssl_ca_cert = str(cp.ca_file)
+    cfg.api_key = {"BearerToken": cp.admin_token}
+    cfg.api_key_prefix = {"BearerToken": "Bearer"}
+    return ApiClient(configuration=cfg)
+
+
+async def api_call(api: ApiClient, method: str, path: str, body: Any = None, *,
+                   ctype: str = "application/json", query: list[tuple[str, str]] | None = None) -> Any:
+    """One raw API request as the admin (JSON in, JSON out; an error status raises ApiException)."""
+    from sandbox.controllers.watch import response_json
+
+    resp = await api.call_api(
+        path, method, query_params=query or [], body=body,
+        header_params={"Content-Type": ctype, "Accept": "application/json"},
+        auth_settings=["BearerToken"], _preload_content=False, _return_http_data_only=True,
+    )
+    return await response_json(resp)
+
+
+class RealApi:
+    """The API part of a Sandbox on the real control plane (the ``ApiServer`` interface it uses)."""
+
+    def __init__(self, *, control_plane: ControlPlane | None = None, host: str = "127.0.0.1") -> None:
+        self._borrowed = control_plane is not None
+        self.cp = control_plane or ControlPlane()
+        self.nodelogs: NodeLogs | None = None
+        self._host = host
+
+    @property
+    def url(self) -> str:
+        return self.cp.url
+
+    def new_api_client(self) -> ApiClient:
+        return admin_client(self.cp)
+
+    def write_kubeconfig(self, path: Path, *, namespace: str) -> None:
+        from sandbox.realcp.controlplane import write_kubeconfig
+
+        write_kubeconfig(path, server=self.cp.url, ca_file=self.cp.ca_file, user="admin",
+                         token=self.cp.admin_token, namespace=namespace)
+
+    def mark_seeded(self) -> None:
+        """The stand-in's hook (request counters); nothing to do on a real server."""
+
+    async def start(self) -> None:
+        if not self._borrowed:
+            await self.cp.start()
+        elif not self.cp.alive():
+            raise ControlPlaneFailed("the shared control plane is not running")
+        self.nodelogs = NodeLogs(cert=self.cp.pki / "kubelet.crt", key=self.cp.pki / "kubelet.key",
+                                 host=self._host)
+        await self.nodelogs.start()
+        async with self.new_api_client() as api:
+            if self._borrowed:
+                await reset(api)
+            await install_crds(api)
+            await register_node(api, port=self.nodelogs.https_port)
+
+    async def stop(self) -> None:
+        if self.nodelogs is not None:
+            await self.nodelogs.stop()
+            self.nodelogs = None
+        if not self._borrowed:
+            await self.cp.stop()
+
+
+async def install_crds(api: ApiClient) -> None:
+    """Server-side apply the project's CRDs and wait until each is Established (served)."""
+    names = []
+    for doc in crd_documents():
+        name = doc["metadata"]["name"]
+        names.append(name)
+        await api_call(api, "PATCH", f"{CRD_PATH}/{name}", doc,
+                    ctype="application/apply-patch+yaml", query=[("fieldManager", "sandbox-realcp"),
+                                                                 ("force", "true")])
+    deadline = time.monotonic() + 60
+    for name in names:
+        while True:
+            crd = await api_call(api, "GET", f"{CRD_PATH}/{name}")
+            conds = {c["type"]: c["status"] for c in (crd.get("status") or {}).get("conditions") or []}
+            if conds.get("Established") == "True":
+                break
+            if time.monotonic() > deadline:
+                raise ControlPlaneFailed(f"CRD {name} not Established after 60s")
+            await asyncio.sleep(0.1)
+    # Established is not yet served from the watch cache: until that cache is initialised a list
+    # answers 429 "storage is (re)initializing". A sandbox is ready when every kind lists.
+    for doc in crd_documents():
+        spec = doc["spec"]
+        for version in spec["versions"]:
+            path = f"/apis/{spec['group']}/{version['name']}/{spec['names']['plural']}"
+            while True:
+                try:
+                    await api_call(api, "GET", path, query=[("limit", "1")])
+                    break
+                except ApiException as exc:
+                    if exc.status not in (404, 429, 503) or time.monotonic() > deadline:
+                        raise
+                await asyncio.sleep(0.1)
+
+
+async def register_node(api: ApiClient, *, port: int) -> None:
+    """The Node the simulated kubelet binds pods to; its kubelet endpoint serves container logs."""
+    node = {
+        "apiVersion": "v1",
+        "kind": "Node",
+        "metadata": {"name": NODE_NAME, "labels": {"kubernetes.io/hostname": NODE_NAME}},
+    }
+    await api_call(api, "PATCH", f"/api/v1/nodes/{NODE_NAME}", node, ctype="application/apply-patch+yaml",
+                query=[("fieldManager", "sandbox-realcp"), ("force", "true")])
+    status = {
+        "status": {
+            "addresses": [{"type": "InternalIP", "address": "127.0.0.1"},
+                          {"type": "Hostname", "address": NODE_NAME}],
+            "daemonEndpoints": {"kubeletEndpoint": {"Port": port}},
+            "conditions": [{"type": "Ready", "status": "True", "reason": "KubeletReady",
+                            "message": "the sandbox's simulated kubelet"}],
+        }
+    }
+    await api_call(api, "PATCH", f"/api/v1/nodes/{NODE_NAME}/status", status,
+                ctype="application/merge-patch+json")
+
+
+async def reset(api: ApiClient) -> None:
+    """Delete what a previous user left: non-system namespaces (waited for) and cluster-scoped CRs."""
+    with_crds = True
+    try:
+        runtimes = await api_call(api, "GET", CLUSTER_RUNTIMES)
+    except ApiException as exc:
+        if exc.status != 404:
+            raise
+        with_crds = False
+    if with_crds:
+        for r in runtimes.get("items") or []:
+            name = r["metadata"]["name"]
+            try:
+                await api_call(api, "DELETE", f"{CLUSTER_RUNTIMES}/{name}")
+            except ApiException as exc:
+                if exc.status != 404:
+                    raise
+    deadline = time.monotonic() + RESET_TIMEOUT
+    while True:
+        nss = await api_call(api, "GET", "/api/v1/namespaces")
+        left = [n["metadata"]["name"] for n in nss.get("items") or []
+                if n["metadata"]["name"] not in SYSTEM_NAMESPACES]
+        if not left:
+            break
+        for name in left:
+            # Pods bound to the sandbox's Node wait for its kubelet to finish deleting them; the
+            # previous user's kubelet is gone, so do that part here (grace period 0).
+            pods = await api_call(api, "GET", f"/api/v1/namespaces/{name}/pods")
+            for pod in pods.get("items") or []:
+                try:
+                    await api_call(api, "DELETE", f"/api/v1/namespaces/{name}/pods/{pod['metadata']['name']}",
+                                {"gracePeriodSeconds": 0})
+                except ApiException as exc:
+                    if exc.status != 404:
+                        raise
+            if not any(n["metadata"]["name"] == name and n["metadata"].get("deletionTimestamp")
+                       for n in nss["items"]):
+                try:
+                    await api_call(api, "DELETE", f"/api/v1/namespaces/{name}")
+                except ApiException as exc:
+                    if exc.status != 404:
+                        raise
+        if time.monotonic() > deadline:
+            raise ControlPlaneFailed(f"namespaces {left} not deleted after {RESET_TIMEOUT:.0f}s")
+        await asyncio.sleep(0.2)
+    # kube-system and default keep what the seed put there: remove the seeded objects in them.
+    for path in ("/apis/apps/v1/namespaces/kube-system/deployments/coredns",):
+        try:
+            await api_call(api, "DELETE", path, {"propagationPolicy": "Background"})
+        except ApiException as exc:
+            if exc.status != 404:
+                raise

@@ -1,0 +1,316 @@
+"""The real control plane as local processes: etcd, kube-apiserver, kube-controller-manager.
+
+A Python port of ``scripts/control-plane-up.sh`` (read its header for why each flag is there;
+the flags below are the same, plus the kubelet ones explained at :meth:`ControlPlane._apiserver`).
+The binaries come from ``scripts/control-plane.sh`` (built from Go modules into the user's cache;
+a warm run takes about a second): :func:`binaries` runs it, or reads ``$KSW_CP_BIN``. Nothing is
+downloaded here and nothing is skipped: a missing binary raises :class:`ControlPlaneMissing`
+with the one command that builds it.
+
+All state (certificates from ``openssl``, etcd's data, logs, kubeconfigs) lives in one work
+directory; every process listens on a free loopback port, so several control planes (a test
+session and a demo) can run side by side. :meth:`ControlPlane.stop` stops the processes in
+reverse start order (the apiserver before etcd, so it does not spend its shutdown retrying etcd).
+
+There is no scheduler and no kubelet: the sandbox's simulated kubelet binds the pods it runs to
+the Node :data:`NODE_NAME`, whose kubelet endpoint is :class:`sandbox.realcp.nodelogs.NodeLogs`
+(``pods/log`` through the real apiserver reaches it, as it would reach a node).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import os
+import secrets
+import shutil
+import socket
+import ssl
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+BUILD_SCRIPT = ROOT / "scripts" / "control-plane.sh"
+NODE_NAME = "sandbox-node"
+READY_TIMEOUT = 120.0
+BINARIES = ("etcd", "kube-apiserver", "kube-controller-manager")
+KCM_CONTROLLERS = (
+    "deployment,replicaset,garbagecollector,namespace,serviceaccount,serviceaccount-token,"
+    "root-ca-cert-publisher,clusterrole-aggregation"
+)
+
+
+class ControlPlaneMissing(RuntimeError):
+    """The binaries are not built (and could not be built): one line saying how to get them."""
+
+
+class ControlPlaneFailed(RuntimeError):
+    """A process exited or did not become ready; the message ends with its log's last lines."""
+
+
+def binaries(*, build: bool = True) -> Path:
+    """The directory holding the binaries: ``$KSW_CP_BIN``, else ``scripts/control-plane.sh``'s.
+
+    ``build=False`` only looks at the cache the script would use (no ``go`` run); the script
+    itself is warm in about a second when everything is built.
+    """
+    env_bin = os.environ.get("KSW_CP_BIN")
+    if env_bin:
+        path = Path(env_bin)
+    elif build:
+        proc = subprocess.run(
+            ["bash", str(BUILD_SCRIPT), "kubernetes", "etcd"],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        lines = proc.stdout.strip().splitlines()
+        if proc.returncode != 0 or not lines:
+            tail = "\n".join(proc.stderr.strip().splitlines()[-5:])
+            raise ControlPlaneMissing(f"`bash {BUILD_SCRIPT}` failed (run `make control-plane`):\n{tail}")
+        path = Path(lines[-1])
+    else:
+        cache = Path(os.environ.get("KSW_CACHE") or Path.home() / ".cache" / "kserve-warden")
+        path = cache / "control-plane" / "bin"
+    missing = [b for b in BINARIES if not os.access(path / b, os.X_OK)]
+    if missing:
+        raise ControlPlaneMissing(f"{', '.join(missing)} missing in {path}: run `make control-plane`")
+    return path
+
+
+def free_ports(n: int) -> list[int]:
+    socks = [socket.socket() for _ in range(n)]
+    try:
+        for s in socks:
+            s.bind(("127.0.0.1", 0))
+        return [int(s.getsockname()[1]) for s in socks]
+    finally:
+        for s in socks:
+            s.close()
+
+
+def _openssl(*args: str, cwd: Path) -> None:
+    subprocess.run(["openssl", *args], cwd=cwd, check=True, capture_output=True)
+
+
+def make_pki(pki: Path) -> None:
+    """The CA, the apiserver's serving cert, the front-proxy client cert, the SA key pair."""
+    pki.mkdir(parents=True, exist_ok=True)
+    ec = ("-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes")
+    _openssl("req", "-x509", *ec, "-days", "2", "-keyout", "ca.key", "-out", "ca.crt",
+             "-subj", "/CN=ksw-control-plane-ca", cwd=pki)
+    sans = ("IP:127.0.0.1,IP:10.0.0.1,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,"
+            "DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local")
+    (pki / "server.ext").write_text(f"subjectAltName={sans}\nextendedKeyUsage=serverAuth\n")
+    (pki / "client.ext").write_text("extendedKeyUsage=clientAuth\n")
+    for name, cn, ext in (
+        ("apiserver", "kube-apiserver", "server.ext"),
+        ("front-proxy-client", "front-proxy-client", "client.ext"),
+        # The simulated node's kubelet endpoint (serving cert; the apiserver does not verify it
+        # without --kubelet-certificate-authority, but a real cert keeps the TLS ordinary).
+        ("kubelet", NODE_NAME, "server.ext"),
+    ):
+        _openssl("req", *ec, "-keyout", f"{name}.key", "-out", f"{name}.csr", "-subj", f"/CN={cn}", cwd=pki)
+        _openssl("x509", "-req", "-in", f"{name}.csr", "-CA", "ca.crt", "-CAkey", "ca.key",
+                 "-CAcreateserial", "-days", "2", "-extfile", ext, "-out", f"{name}.crt", cwd=pki)
+    _openssl("genrsa", "-out", "sa.key", "2048", cwd=pki)
+    _openssl("rsa", "-in", "sa.key", "-pubout", "-out", "sa.pub", cwd=pki)
+    for key in pki.glob("*.key"):
+        key.chmod(0o600)
+
+
+def kubeconfig_dict(*, server: str, ca_file: Path, user: str, token: str, namespace: str = "default") -> dict[
+    str, object
+]:
+    """A kubeconfig with a bearer token and the CA inlined (the file stands alone)."""
+    ca = base64.b64encode(ca_file.read_bytes()).decode()
+    return {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [{"name": "ksw", "cluster": {"server": server, "certificate-authority-data": ca}}],
+        "users": [{"name": user, "user": {"token": token}}],
+        "contexts": [{"name": "ksw", "context": {"cluster": "ksw", "user": user, "namespace": namespace}}],
+        "current-context": "ksw",
+    }
+
+
+def write_kubeconfig(path: Path, **kw: object) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(yaml.safe_dump(kubeconfig_dict(**kw), sort_keys=False))  # type: ignore[arg-type]
+    tmp.replace(path)
+    return path
+
+
+@dataclass(frozen=True, kw_only=True)
+class Ports:
+    etcd: int
+    peer: int
+    api: int
+    kcm: int
+
+
+class ControlPlane:
+    """etcd + kube-apiserver + kube-controller-manager on loopback; ``await start()``/``stop()``."""
+
+    def __init__(self, *, workdir: Path | None = None, bin_dir: Path | None = None) -> None:
+        self._own_dir = workdir is None
+        self.dir = Path(workdir) if workdir is not None else Path(tempfile.mkdtemp(prefix="ksw-realcp-"))
+        self._bin_dir = bin_dir
+        self.pki = self.dir / "pki"
+        self.admin_token = secrets.token_hex(16)
+        self._kcm_token = secrets.token_hex(16)
+        self.ports = Ports(**dict(zip(("etcd", "peer", "api", "kcm"), free_ports(4), strict=True)))
+        self._procs: list[tuple[str, subprocess.Popen[bytes]]] = []
+        self.version = ""
+
+    @property
+    def url(self) -> str:
+        return f"https://127.0.0.1:{self.ports.api}"
+
+    @property
+    def ca_file(self) -> Path:
+        return self.pki / "ca.crt"
+
+    @property
+    def admin_kubeconfig(self) -> Path:
+        return self.dir / "admin.kubeconfig"
+
+    def ssl_context(self) -> ssl.SSLContext:
+        return ssl.create_default_context(cafile=str(self.ca_file))
+
+    # -- processes -------------------------------------------------------------------------------
+
+    def _spawn(self, name: str, argv: list[str]) -> None:
+        logf = (self.dir / f"{name}.log").open("wb")  # the child keeps its own descriptor
+        try:
+            proc = subprocess.Popen(argv, stdout=logf, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        finally:
+            logf.close()
+        self._procs.append((name, proc))
+
+    def _tail(self, name: str, n: int = 20) -> str:
+        with contextlib.suppress(OSError):
+            return "\n".join((self.dir / f"{name}.log").read_text(errors="replace").splitlines()[-n:])
+        return ""
+
+    def _check_alive(self) -> None:
+        for name, proc in self._procs:
+            if proc.poll() is not None:
+                raise ControlPlaneFailed(f"{name} exited with {proc.returncode}:\n{self._tail(name)}")
+
+    async def _wait_ready(self, what: str, url: str, *, token: str | None, verify: bool) -> None:
+        import aiohttp
+
+        ctx: ssl.SSLContext | bool = self.ssl_context() if verify else False
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        deadline = time.monotonic() + READY_TIMEOUT
+        async with aiohttp.ClientSession() as s:
+            while True:
+                self._check_alive()
+                with contextlib.suppress(aiohttp.ClientError, TimeoutError):
+                    timeout = aiohttp.ClientTimeout(total=2)
+                    async with s.get(url, ssl=ctx, headers=headers, timeout=timeout) as r:
+                        if r.status == 200:
+                            return
+                if time.monotonic() > deadline:
+                    raise ControlPlaneFailed(f"{what} not ready after {READY_TIMEOUT:.0f}s")
+                await asyncio.sleep(0.2)
+
+    async def start(self) -> None:
+        try:
+            await self._start()
+        except BaseException:
+            await self.stop()
+            raise
+
+    async def _start(self) -> None:
+        bin_dir = self._bin_dir if self._bin_dir is not None else await asyncio.to_thread(binaries)
+        if shutil.which("openssl") is None:
+            raise ControlPlaneMissing("openssl is needed to make the control plane's certificates")
+        self.dir.mkdir(parents=True, exist_ok=True)
+        await asyncio.to_thread(make_pki, self.pki)
+        tokens = self.pki / "tokens.csv"
+        tokens.write_text(
+            f'{self.admin_token},admin,admin,"system:masters"\n'
+            f"{self._kcm_token},system:kube-controller-manager,system:kube-controller-manager\n"
+        )
+        tokens.chmod(0o600)
+        write_kubeconfig(self.admin_kubeconfig, server=self.url, ca_file=self.ca_file, user="admin",
+                         token=self.admin_token)
+        kcm_kubeconfig = write_kubeconfig(self.dir / "kcm.kubeconfig", server=self.url, ca_file=self.ca_file,
+                                          user="system:kube-controller-manager", token=self._kcm_token)
+        p, pki = self.ports, self.pki
+        self._spawn("etcd", [
+            str(bin_dir / "etcd"), "--name", "ksw", "--data-dir", str(self.dir / "etcd"),
+            "--listen-client-urls", f"http://127.0.0.1:{p.etcd}",
+            "--advertise-client-urls", f"http://127.0.0.1:{p.etcd}",
+            "--listen-peer-urls", f"http://127.0.0.1:{p.peer}",
+            "--initial-advertise-peer-urls", f"http://127.0.0.1:{p.peer}",
+            "--initial-cluster", f"ksw=http://127.0.0.1:{p.peer}",
+            "--unsafe-no-fsync", "--log-level", "warn",
+        ])
+        self._spawn("kube-apiserver", [
+            str(bin_dir / "kube-apiserver"),
+            f"--etcd-servers=http://127.0.0.1:{p.etcd}",
+            "--bind-address=127.0.0.1", f"--secure-port={p.api}", "--advertise-address=127.0.0.1",
+            "--endpoint-reconciler-type=none",
+            f"--tls-cert-file={pki / 'apiserver.crt'}", f"--tls-private-key-file={pki / 'apiserver.key'}",
+            f"--client-ca-file={pki / 'ca.crt'}",
+            f"--requestheader-client-ca-file={pki / 'ca.crt'}",
+            "--requestheader-allowed-names=front-proxy-client",
+            "--requestheader-username-headers=X-Remote-User", "--requestheader-group-headers=X-Remote-Group",
+            "--requestheader-extra-headers-prefix=X-Remote-Extra-",
+            f"--proxy-client-cert-file={pki / 'front-proxy-client.crt'}",
+            f"--proxy-client-key-file={pki / 'front-proxy-client.key'}",
+            f"--token-auth-file={tokens}",
+            "--authorization-mode=Node,RBAC",
+            "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
+            f"--service-account-key-file={pki / 'sa.pub'}",
+            f"--service-account-signing-key-file={pki / 'sa.key'}",
+            "--service-cluster-ip-range=10.0.0.0/24",
+            "--allow-privileged=true",
+            # pods/log goes to the node's kubelet endpoint: the simulated node publishes its
+            # loopback InternalIP; the first preferred type must be one the node has.
+            "--kubelet-preferred-address-types=InternalIP",
+            "--profiling=false", "--v=1",
+        ])
+        await self._wait_ready("kube-apiserver", f"{self.url}/readyz", token=self.admin_token, verify=True)
+        self._spawn("kube-controller-manager", [
+            str(bin_dir / "kube-controller-manager"),
+            f"--kubeconfig={kcm_kubeconfig}",
+            f"--authentication-kubeconfig={kcm_kubeconfig}", f"--authorization-kubeconfig={kcm_kubeconfig}",
+            "--bind-address=127.0.0.1", f"--secure-port={p.kcm}", f"--cert-dir={self.dir / 'kcm-certs'}",
+            f"--service-account-private-key-file={pki / 'sa.key'}",
+            f"--root-ca-file={pki / 'ca.crt'}",
+            "--use-service-account-credentials=true",
+            f"--controllers={KCM_CONTROLLERS}",
+            "--leader-elect=false", "--v=1",
+        ])
+        await self._wait_ready("kube-controller-manager", f"https://127.0.0.1:{p.kcm}/healthz", token=None,
+                               verify=False)
+
+    def alive(self) -> bool:
+        return bool(self._procs) and all(proc.poll() is None for _, proc in self._procs)
+
+    async def stop(self) -> None:
+        procs, self._procs = self._procs, []
+        for _name, proc in reversed(procs):
+            if proc.poll() is None:
+                proc.terminate()
+                try:
+                    await asyncio.to_thread(proc.wait, 15)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    await asyncio.to_thread(proc.wait)
+        if self._own_dir:
+            shutil.rmtree(self.dir, ignore_errors=True)

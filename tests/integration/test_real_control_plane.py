@@ -1,0 +1,137 @@
+"""The real control plane: kube-apiserver, etcd and kube-controller-manager built from Go modules.
+
+What only a real server can show (the e2e scenarios run on it too, through
+``tests/integration/control_planes.py``):
+
+* it is the version ``scripts/control-plane.sh`` built, and the project's CRDs are accepted as
+  structural schemas;
+* the daemon as its own ServiceAccount — a TokenRequest token, the RBAC that
+  ``config/deploy/build.py`` renders from ``daemon.kube.rbac.required`` for the sandbox's
+  settings — heals the seed's failures with no 403 anywhere in its log;
+* the same RBAC less one rule is a real 403, which the daemon reports on the action that hit it.
+
+These tests fail (never skip) when the binaries are missing: ``make control-plane`` builds them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from kubernetes_asyncio import client
+
+from sandbox import Sandbox
+from sandbox.realcp import ControlPlane, crd_documents, install_crds
+from sandbox.realcp.controlplane import binaries
+from tests.integration.control_planes import daemon_kubeconfig, make_sandbox
+from tests.integration.daemon_fixtures import Daemon, eventually
+from tests.integration.test_e2e_scenarios import active_findings, canary_ok
+
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
+
+HEALS = ("no-serving-runtime", "storage-credentials", "mesh-policy", "sidecar-disabled", "image-pull",
+         "dns-timeout")
+WAIT = 45.0
+
+
+@pytest.fixture
+async def sandbox(real_control_plane: ControlPlane, tmp_path: Path) -> AsyncIterator[tuple[Sandbox, Path]]:
+    async with make_sandbox("real", workdir=tmp_path / "sandbox", cp=real_control_plane) as sb:
+        cfg = tmp_path / "warden.yaml"
+        sb.write_warden_config(cfg)
+        yield sb, cfg
+
+
+def forbidden(d: Daemon) -> list[str]:
+    return [line for line in d.raw if "403" in line or "orbidden" in line]
+
+
+async def test_the_server_is_the_version_built_and_serves_the_projects_crds(
+        real_control_plane: ControlPlane) -> None:
+    versions = dict(line.split("=", 1) for line in
+                    (binaries(build=False) / "versions.env").read_text().split() if "=" in line)
+    async with client.ApiClient(_config(real_control_plane)) as api:
+        await install_crds(api)
+        version = await client.VersionApi(api).get_code()
+        assert version.git_version == versions["KUBE_VERSION"]
+        crds = await client.ApiextensionsV1Api(api).list_custom_resource_definition()
+        served = {c.metadata.name: c for c in crds.items}
+        for doc in crd_documents():
+            crd = served[doc["metadata"]["name"]]
+            conds = {c.type: c.status for c in crd.status.conditions or []}
+            # A non-structural schema would show NonStructuralSchema=True (and no pruning).
+            assert conds.get("Established") == "True" and "NonStructuralSchema" not in conds, conds
+
+
+def _config(cp: ControlPlane) -> client.Configuration:
+    cfg = client.Configuration(host=cp.url)
+    cfg.ssl_ca_cert = str(cp.ca_file)
+    cfg.api_key = {"BearerToken": cp.admin_token}
+    cfg.api_key_prefix = {"BearerToken": "Bearer"}
+    return cfg
+
+
+async def test_seed_failures_heal_as_the_daemons_own_serviceaccount(
+        sandbox: tuple[Sandbox, Path], tmp_path: Path) -> None:
+    sb, cfg = sandbox
+    async with sb.new_api_client() as api:
+        kubeconfig, _ = await daemon_kubeconfig(api, sb.apiserver.cp,  # type: ignore[union-attr]
+                                                settings_path=cfg, path=tmp_path / "sa.kubeconfig")
+        d = Daemon(config=cfg, kubeconfig=kubeconfig, name="warden-sa")
+        await d.start()
+        try:
+            await eventually(lambda: _settled(d, api), timeout=WAIT, interval=0.1, what="converged as the SA")
+            for name in HEALS:
+                mark = len(d.lines)
+                await sb.inject(name)
+                try:
+                    await eventually(lambda m=mark: bool(d.logged("acted", since=m, result="success")),
+                                     timeout=WAIT, interval=0.1, what=f"{name}: a successful action")
+                    await eventually(lambda: _settled(d, api), timeout=WAIT, interval=0.1,
+                                     what=f"{name}: healed as the SA")
+                finally:
+                    await sb.undo(name)
+                    await eventually(lambda: _settled(d, api), timeout=WAIT, interval=0.1,
+                                     what=f"{name}: settled after undo")
+        finally:
+            await d.stop()
+    assert forbidden(d) == [], "the shipped RBAC lacks a permission the daemon used"
+
+
+async def _settled(d: Daemon, api: client.ApiClient) -> bool:
+    return not await active_findings(d) and await canary_ok(api)
+
+
+async def test_one_rule_less_is_a_403_the_daemon_reports_on_the_action(
+        sandbox: tuple[Sandbox, Path], tmp_path: Path) -> None:
+    sb, cfg = sandbox
+
+    def no_runtime_writes(rule: Any) -> bool:
+        return bool(rule.resource == "servingruntimes" and "patch" in rule.verbs)
+
+    async with sb.new_api_client() as api:
+        kubeconfig, rules = await daemon_kubeconfig(
+            api, sb.apiserver.cp, settings_path=cfg, path=tmp_path / "sa.kubeconfig",  # type: ignore[union-attr]
+            drop=no_runtime_writes)
+        assert not any(no_runtime_writes(r) for r in rules)
+        d = Daemon(config=cfg, kubeconfig=kubeconfig, name="warden-sa")
+        await d.start()
+        try:
+            def refused() -> list[dict[str, Any]]:
+                return [ln for ln in d.logged("action refused", action="apply")
+                        if str(ln.get("target", "")).startswith("ServingRuntime/")]
+
+            await eventually(lambda: bool(refused()), timeout=WAIT, interval=0.1,
+                             what="the daemon's refused apply of the ServingRuntime")
+        finally:
+            await d.stop()
+    line = refused()[0]
+    assert line["level"] == "error" and line["finding"] == "no-serving-runtime", line
+    # The server's own words: who was refused which verb on what, where.
+    assert str(line["error"]).startswith("403 Forbidden"), line
+    assert 'User "system:serviceaccount:kserve-warden:kserve-warden" cannot patch resource ' \
+           '"servingruntimes"' in line["error"], line
+    # Everything else it may do still worked: the other desired objects were applied.
+    assert d.logged("acted", action="apply", result="success"), "no other apply succeeded"
