@@ -212,7 +212,10 @@ async def reset(api: ApiClient) -> None:
         if time.monotonic() > deadline:
             raise ControlPlaneFailed(f"namespaces {left} not deleted after {RESET_TIMEOUT:.0f}s")
         await asyncio.sleep(0.2)
-    # kube-system and default keep what the seed put there: remove the seeded objects in them.
+    # kube-system and default keep what the seed and the last daemon put there: remove the seeded
+    # CoreDNS Deployment (the garbage collector takes its ReplicaSets and pods) and every Event.
+    for ns in sorted(SYSTEM_NAMESPACES):
+        await api_call(api, "DELETE", f"/api/v1/namespaces/{ns}/events")
     for path in ("/apis/apps/v1/namespaces/kube-system/deployments/coredns",):
         try:
             await api_call(api, "DELETE", path, {"propagationPolicy": "Background"})

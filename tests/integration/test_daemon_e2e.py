@@ -20,6 +20,7 @@ import pytest
 from kubernetes_asyncio import client
 
 from sandbox import Sandbox
+from tests.integration.control_planes import CONTROL_PLANES, make_sandbox
 from tests.integration.daemon_fixtures import Daemon, events, runtime_exists
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(240)]
@@ -34,9 +35,12 @@ async def until(cond: Callable[[], Awaitable[bool]], *, timeout: float = 30.0, w
     raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
 
 
-@pytest.fixture
-async def sandbox(tmp_path: Path) -> AsyncIterator[tuple[Sandbox, Path]]:
-    async with Sandbox(workdir=tmp_path / "sandbox") as sb:
+@pytest.fixture(params=CONTROL_PLANES)
+async def sandbox(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[tuple[Sandbox, Path]]:
+    """The sandbox on the stand-in and on the real control plane (shared, reset per test)."""
+    plane = str(request.param)
+    cp = request.getfixturevalue("real_control_plane") if plane == "real" else None
+    async with make_sandbox(plane, workdir=tmp_path / "sandbox", cp=cp) as sb:
         cfg = tmp_path / "warden.yaml"
         sb.write_warden_config(cfg)
         yield sb, cfg
