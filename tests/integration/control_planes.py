@@ -32,19 +32,23 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import importlib.util
-from collections.abc import Callable, Coroutine, Iterator
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 import pytest
-from kubernetes_asyncio.client import ApiClient
+from kubernetes_asyncio.client import ApiClient, Configuration
 
+from daemon.core.logs import Redactor
+from daemon.kube.effects import Kube
 from daemon.kube.rbac import OWN_NAMESPACE, Rule, required
 from daemon.process.config_files import load_desired, load_settings
 from sandbox import Sandbox
-from sandbox.realcp import ControlPlane, ControlPlaneMissing, api_call
+from sandbox.apiserver import ApiServer
+from sandbox.realcp import ControlPlane, ControlPlaneMissing, admin_client, api_call
 from sandbox.realcp.controlplane import write_kubeconfig
 
 CONTROL_PLANES = ("embedded", "real")
@@ -79,6 +83,19 @@ def real_control_plane() -> Iterator[ControlPlane]:
     yield cp
     _run(cp.stop())
     _SESSION.clear()
+
+
+@contextlib.asynccontextmanager
+async def kube_on(target: ApiServer | ControlPlane, **kwargs: Any) -> AsyncIterator[Kube]:
+    """The daemon's :class:`Kube` on either API: the stand-in (no auth) or the real one (admin)."""
+    if isinstance(target, ControlPlane):
+        api = admin_client(target)
+    else:
+        api = ApiClient(configuration=Configuration(host=target.url))
+    try:
+        yield Kube(api, redactor=kwargs.pop("redactor", Redactor()), **kwargs)
+    finally:
+        await api.close()
 
 
 def make_sandbox(control_plane: str, *, workdir: Path, cp: ControlPlane | None = None, **kw: Any) -> Sandbox:

@@ -8,10 +8,13 @@ import functools
 from collections.abc import AsyncIterator, Callable
 
 import pytest
+from kubernetes_asyncio import client
 
 from daemon.kube.effects import Kube
 from daemon.kube.leader import LeaderElector, LeaseConfig, lease_holder
 from sandbox.apiserver import ApiServer
+from sandbox.realcp import ControlPlane
+from tests.integration.control_planes import CONTROL_PLANES, kube_on
 from tests.integration.daemon_fixtures import api_server, eventually, kube_for, stop_task
 
 NS = "kserve-warden"
@@ -22,11 +25,32 @@ def config(identity: str, *, lease_duration: float = 1.0) -> LeaseConfig:
                        renew_deadline=0.6 * lease_duration, retry_period=0.1)
 
 
+NAMESPACE = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NS}}
+Server = ApiServer | ControlPlane
+
+
 @pytest.fixture
-async def server() -> AsyncIterator[ApiServer]:
+async def standin() -> AsyncIterator[ApiServer]:
+    """The stand-in alone: for the test that needs its fault hooks."""
     async with api_server() as s, kube_for(s.url) as k:
-        await k.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NS}}, dry_run=False)
+        await k.apply(NAMESPACE, dry_run=False)
         yield s
+
+
+@pytest.fixture(params=CONTROL_PLANES)
+async def server(request: pytest.FixtureRequest) -> AsyncIterator[Server]:
+    """The stand-in, or the session's real control plane with no Lease left from a previous test."""
+    if request.param == "embedded":
+        async with api_server() as s, kube_for(s.url) as k:
+            await k.apply(NAMESPACE, dry_run=False)
+            yield s
+        return
+    cp: ControlPlane = request.getfixturevalue("real_control_plane")
+    async with kube_on(cp) as k:
+        await k.apply(NAMESPACE, dry_run=False)
+        with contextlib.suppress(client.ApiException):
+            await client.CoordinationV1Api(k.api).delete_namespaced_lease("kserve-warden", NS)
+        yield cp
 
 
 class Watchdog:
@@ -46,7 +70,7 @@ class Watchdog:
 
 
 @contextlib.asynccontextmanager
-async def electors(server: ApiServer, *names: str, lease_duration: float = 1.0,
+async def electors(server: Server, *names: str, lease_duration: float = 1.0,
                    on_start: Callable[[str], None] | None = None,
                    on_stop: Callable[[str], None] | None = None,
                    ) -> AsyncIterator[list[tuple[LeaderElector, Kube]]]:
@@ -54,7 +78,7 @@ async def electors(server: ApiServer, *names: str, lease_duration: float = 1.0,
     async with contextlib.AsyncExitStack() as stack:
         out = []
         for n in names:
-            kube = await stack.enter_async_context(kube_for(server.url))
+            kube = await stack.enter_async_context(kube_on(server))
             elector = LeaderElector(
                 kube, config(n, lease_duration=lease_duration),
                 on_started_leading=None if on_start is None else functools.partial(on_start, n),
@@ -64,7 +88,7 @@ async def electors(server: ApiServer, *names: str, lease_duration: float = 1.0,
         yield out
 
 
-async def test_two_electors_never_lead_at_once_and_hand_over_on_release(server: ApiServer) -> None:
+async def test_two_electors_never_lead_at_once_and_hand_over_on_release(server: Server) -> None:
     started: list[str] = []
     async with electors(server, "a", "b", on_start=started.append) as pair:
         (a, ka), (b, _) = pair
@@ -98,7 +122,7 @@ async def test_two_electors_never_lead_at_once_and_hand_over_on_release(server: 
         assert started[:2] == [first.config.identity, second.config.identity]
 
 
-async def test_release_hands_over_long_before_the_lease_would_expire(server: ApiServer) -> None:
+async def test_release_hands_over_long_before_the_lease_would_expire(server: Server) -> None:
     # A lease far longer than `eventually`'s timeout: a standby that waited for expiry instead of
     # noticing the release would fail the wait, so no wall-clock assertion is needed.
     async with electors(server, "a", "b", lease_duration=60.0) as pair:
@@ -116,7 +140,7 @@ async def test_release_hands_over_long_before_the_lease_would_expire(server: Api
             await stop_task(tb)
 
 
-async def test_a_crashed_leader_is_replaced_after_the_lease_expires(server: ApiServer) -> None:
+async def test_a_crashed_leader_is_replaced_after_the_lease_expires(server: Server) -> None:
     async with electors(server, "a", "b") as pair:
         (a, _), (b, _) = pair
         ta = asyncio.create_task(a.run())
@@ -135,13 +159,14 @@ async def test_a_crashed_leader_is_replaced_after_the_lease_expires(server: ApiS
             await stop_task(tb)
 
 
-async def test_racing_candidates_one_wins_by_resource_version(server: ApiServer) -> None:
+async def test_racing_candidates_one_wins_by_resource_version(server: Server) -> None:
     async with electors(server, "a", "b", "c") as trio:
         results = await asyncio.gather(*(e.try_acquire_or_renew() for e, _ in trio))
         assert sum(results) == 1, results
 
 
-async def test_leader_steps_down_when_it_cannot_renew(server: ApiServer) -> None:
+async def test_leader_steps_down_when_it_cannot_renew(standin: ApiServer) -> None:
+    server = standin  # the stand-in's fault hooks make the API fail
     stopped: list[bool] = []
     async with electors(server, "a", on_stop=lambda _name: stopped.append(True)) as one:
         (a, _), = one
