@@ -380,7 +380,11 @@ class ProbeSet:
         for obs in observations:
             self.store.add(obs)
             if self.on_observation is not None:
-                self.on_observation(obs)
+                try:
+                    self.on_observation(obs)
+                except Exception as exc:  # the timer must outlive a failing listener
+                    log.error("observation listener failed", probe=obs.probe, target=obs.target,
+                              error=repr(exc))
         return observations
 
     async def run(self, schedules: Iterable[Schedule] | None = None, *, first_delay: float = 0.0) -> None:
@@ -397,7 +401,12 @@ class ProbeSet:
                 await asyncio.sleep(self.debounce)  # one recompute for a burst of events
                 self._dirty.clear()
                 self.recomputes += 1
-                self._sync(self.schedules(), first_delay=0.0)
+                try:
+                    scheds = self.schedules()
+                except Exception as exc:  # an object we cannot read must not stop every probe
+                    log.error("probe schedules not recomputed; keeping the current ones", error=repr(exc))
+                    continue
+                self._sync(scheds, first_delay=0.0)
         finally:
             running = [r.task for r in self._running.values()]
             self._running.clear()
