@@ -15,6 +15,9 @@ These tests fail (never skip) when the binaries are missing: ``make control-plan
 
 from __future__ import annotations
 
+import asyncio
+import signal
+import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -135,3 +138,35 @@ async def test_one_rule_less_is_a_403_the_daemon_reports_on_the_action(
            '"servingruntimes"' in line["error"], line
     # Everything else it may do still worked: the other desired objects were applied.
     assert d.logged("acted", action="apply", result="success"), "no other apply succeeded"
+
+
+async def test_sandbox_command_on_the_real_control_plane_writes_a_working_kubeconfig(tmp_path: Path) -> None:
+    """``kserve-warden sandbox --control-plane real``: its own control plane, the seeded world,
+    a kubeconfig (token + CA) that kubectl — the one built with the apiserver — can use, and a
+    clean exit on SIGINT that stops every process it started."""
+    kc = tmp_path / "kc.yaml"
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "daemon", "sandbox", "--control-plane", "real", "--kubeconfig", str(kc),
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, stdin=asyncio.subprocess.DEVNULL)
+    assert proc.stdout is not None
+    lines: list[str] = []
+    try:
+        async def banner() -> None:
+            assert proc.stdout is not None
+            while not lines or "SIGTERM stops it" not in lines[-1]:
+                raw = await proc.stdout.readline()
+                assert raw, "the sandbox exited early"
+                lines.append(raw.decode())
+
+        await asyncio.wait_for(banner(), 120)
+        assert any("(real control plane)" in ln for ln in lines), lines
+        kubectl = await asyncio.create_subprocess_exec(
+            str(binaries(build=False) / "kubectl"), "--kubeconfig", str(kc), "get", "namespaces",
+            "-o", "jsonpath={.items[*].metadata.name}", stdout=asyncio.subprocess.PIPE)
+        out, _ = await kubectl.communicate()
+        assert kubectl.returncode == 0 and "user-example-com" in out.decode().split(), out
+    finally:
+        if proc.returncode is None:
+            proc.send_signal(signal.SIGINT)
+        rc = await asyncio.wait_for(proc.wait(), 60)
+    assert rc == 0
