@@ -55,6 +55,8 @@ def unsupported(what: str, datatype: Any) -> RequestError:
 
 def check_shape(shape: Any, *, what: str) -> tuple[int, ...]:
     """A tensor's declared shape: a list of non-negative integers (not booleans)."""
+    if type(shape) is list and all(type(d) is int and d >= 0 for d in shape):
+        return tuple(shape)  # the usual JSON shape, checked without the ABC machinery below
     if (not isinstance(shape, Sequence) or isinstance(shape, str | bytes)
             or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape)):
         raise RequestError(400, f"{what}: shape must be a list of non-negative integers, got {shape!r}")

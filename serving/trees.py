@@ -69,8 +69,15 @@ def _libm_expf() -> Any | None:
 _EXPF = _libm_expf()
 
 
+# Up to this many values, calling libm's expf for each is cheaper than the vectorised check
+# (~0.3 µs a call against ~8 µs of numpy calls): a one-row request has 3.
+_DIRECT_EXPF = 16
+
+
 def expf(d: F32) -> F32:
     """Element-wise float32 ``expf`` exactly as libm computes it (see module docstring)."""
+    if _EXPF is not None and d.size <= _DIRECT_EXPF:
+        return np.array([_EXPF(v) for v in d.reshape(-1).tolist()], dtype=np.float32).reshape(d.shape)
     y = np.exp(d.astype(np.float64))
     e = y.astype(np.float32)
     if _EXPF is None:
