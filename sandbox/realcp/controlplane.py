@@ -38,6 +38,8 @@ import yaml
 ROOT = Path(__file__).resolve().parents[2]
 BUILD_SCRIPT = ROOT / "scripts" / "control-plane.sh"
 NODE_NAME = "sandbox-node"
+AUDITED_USERS = ("system:serviceaccount:kserve-warden:kserve-warden",)
+"""The daemon's ServiceAccount: only its requests are written to the audit log."""
 READY_TIMEOUT = 120.0
 BINARIES = ("etcd", "kube-apiserver", "kube-controller-manager")
 KCM_CONTROLLERS = (
@@ -185,6 +187,22 @@ class ControlPlane:
     def admin_kubeconfig(self) -> Path:
         return self.dir / "admin.kubeconfig"
 
+    @property
+    def audit_log(self) -> Path:
+        """JSON lines, one per request of :data:`AUDITED_USERS` (level Metadata)."""
+        return self.dir / "audit.log"
+
+    def _audit_policy(self) -> Path:
+        policy = {
+            "apiVersion": "audit.k8s.io/v1",
+            "kind": "Policy",
+            "omitStages": ["RequestReceived"],
+            "rules": [{"level": "Metadata", "users": list(AUDITED_USERS)}, {"level": "None"}],
+        }
+        path = self.dir / "audit-policy.yaml"
+        path.write_text(yaml.safe_dump(policy))
+        return path
+
     def ssl_context(self) -> ssl.SSLContext:
         return ssl.create_default_context(cafile=str(self.ca_file))
 
@@ -282,6 +300,10 @@ class ControlPlane:
             # pods/log goes to the node's kubelet endpoint: the simulated node publishes its
             # loopback InternalIP; the first preferred type must be one the node has.
             "--kubelet-preferred-address-types=InternalIP",
+            # What the daemon's ServiceAccount did, request by request (verb, resource,
+            # namespace, name, response code): a test compares it with the RBAC it was given.
+            f"--audit-policy-file={self._audit_policy()}", f"--audit-log-path={self.audit_log}",
+            "--audit-log-format=json",
             "--profiling=false", "--v=1",
         ])
         await self._wait_ready("kube-apiserver", f"{self.url}/readyz", token=self.admin_token, verify=True)

@@ -16,6 +16,7 @@ These tests fail (never skip) when the binaries are missing: ``make control-plan
 from __future__ import annotations
 
 import asyncio
+import json
 import signal
 import sys
 from collections.abc import AsyncIterator
@@ -25,6 +26,7 @@ from typing import Any
 import pytest
 from kubernetes_asyncio import client
 
+from daemon.kube.rbac import CLUSTER, Grant, expand
 from sandbox import Sandbox
 from sandbox.realcp import ControlPlane, crd_documents, install_crds
 from sandbox.realcp.controlplane import binaries
@@ -48,7 +50,7 @@ async def sandbox(real_control_plane: ControlPlane, tmp_path: Path) -> AsyncIter
 
 
 def forbidden(d: Daemon) -> list[str]:
-    return [line for line in d.raw if "403" in line or "orbidden" in line]
+    return [line for line in d.raw if "403 Forbidden" in line or " is forbidden: " in line]
 
 
 async def test_the_server_is_the_version_built_and_serves_the_projects_crds(
@@ -79,8 +81,10 @@ def _config(cp: ControlPlane) -> client.Configuration:
 async def test_seed_failures_heal_as_the_daemons_own_serviceaccount(
         sandbox: tuple[Sandbox, Path], tmp_path: Path) -> None:
     sb, cfg = sandbox
+    cp = sb.apiserver.cp  # type: ignore[union-attr]
+    audit_from = cp.audit_log.stat().st_size if cp.audit_log.exists() else 0
     async with sb.new_api_client() as api:
-        kubeconfig, _ = await daemon_kubeconfig(api, sb.apiserver.cp,  # type: ignore[union-attr]
+        kubeconfig, rules = await daemon_kubeconfig(api, sb.apiserver.cp,  # type: ignore[union-attr]
                                                 settings_path=cfg, path=tmp_path / "sa.kubeconfig")
         d = Daemon(config=cfg, kubeconfig=kubeconfig, name="warden-sa")
         await d.start()
@@ -101,6 +105,37 @@ async def test_seed_failures_heal_as_the_daemons_own_serviceaccount(
         finally:
             await d.stop()
     assert forbidden(d) == [], "the shipped RBAC lacks a permission the daemon used"
+    # The server's record of the same run: no request of the ServiceAccount was refused, and which
+    # granted permissions it used (the rest are for paths these scenarios do not take).
+    requests = audit(cp.audit_log, since=audit_from)
+    assert requests, "the audit log has no request of the daemon's ServiceAccount"
+    assert [r for r in requests if r["code"] == 403] == []
+    unused = sorted(f"{g.verb} {g.api_group or 'core'}/{g.resource} {g.scope} {g.resource_name}".rstrip()
+                    for g in expand(rules) if not any(_uses(r, g) for r in requests))
+    print("granted but not used in this run:", *unused, sep="\n  ")
+
+
+def audit(path: Path, *, since: int) -> list[dict[str, Any]]:
+    """The audited requests (the daemon's ServiceAccount only) from byte ``since`` on."""
+    out = []
+    with path.open("rb") as f:
+        f.seek(since)
+        for raw in f:
+            ev = json.loads(raw)
+            ref = ev.get("objectRef") or {}
+            resource = ref.get("resource", "") + (f"/{ref['subresource']}" if ref.get("subresource") else "")
+            out.append({"verb": ev["verb"], "group": ref.get("apiGroup", ""), "resource": resource,
+                        "namespace": ref.get("namespace", ""), "name": ref.get("name", ""),
+                        "code": (ev.get("responseStatus") or {}).get("code", 0)})
+    return out
+
+
+def _uses(request: dict[str, Any], g: Grant) -> bool:
+    # A server-side apply is audited as `patch`; when it creates, RBAC also checked `create`.
+    verbs = {request["verb"]} | ({"create"} if request["verb"] == "patch" else set())
+    return (g.verb in verbs and g.api_group == request["group"] and g.resource == request["resource"]
+            and (g.scope == CLUSTER or g.scope == request["namespace"])
+            and (not g.resource_name or g.resource_name == request["name"]))
 
 
 async def _settled(d: Daemon, api: client.ApiClient) -> bool:
