@@ -77,6 +77,12 @@ class World:
     """Live objects by kind, then by ``namespace/name`` key (cluster-scoped: ``name``)."""
 
     objects: Mapping[str, Mapping[str, KubeObject]] = field(default_factory=dict)
+    _by_namespace: dict[tuple[str, str], list[KubeObject]] = field(
+        default_factory=dict, init=False, repr=False, compare=False, hash=False
+    )
+    """``(kind, namespace)`` → objects, filled on first use per kind: a pass over 1,000
+    InferenceServices asks for one namespace's pods a thousand times, and a scan of every pod
+    each time made the pass quadratic."""
 
     @classmethod
     def build(cls, objs: Iterable[Mapping[str, Any]]) -> World:
@@ -96,7 +102,14 @@ class World:
         items = self.objects.get(kind, {}).values()
         if namespace is None:
             return list(items)
-        return [o for o in items if (o.get("metadata") or {}).get("namespace") == namespace]
+        index = self._by_namespace
+        if (kind, "") not in index:  # the marker: this kind is indexed
+            index[(kind, "")] = []
+            for o in items:
+                ns = (o.get("metadata") or {}).get("namespace")
+                if ns:
+                    index.setdefault((kind, str(ns)), []).append(o)
+        return list(index.get((kind, namespace), ())) if namespace else []
 
     def __iter__(self) -> Iterator[KubeObject]:
         for objs in self.objects.values():

@@ -172,6 +172,7 @@ class Reconciler:
         self._decided: dict[tuple[str, str, str], str] = {}
         self._failures: dict[str, int] = {}
         self._inflight: set[tuple[str, str]] = set()
+        self._last_outcome: dict[tuple[str, str], tuple[bool, str]] = {}
         self._not_before: dict[str, float] = {}
         """Finding work keys that must not be acted on before a time (a 429's Retry-After, a
         back-off after a transient failure), by the reconciler's clock."""
@@ -220,8 +221,19 @@ class Reconciler:
         self.queue.add(PASS)
 
     def on_observation(self, obs: Observation) -> None:
-        """Probe callback: record metrics, then look again."""
+        """Probe callback: record metrics, then look again if the observation can change a decision.
+
+        A healthy run that repeats the previous healthy outcome of the same probe and target
+        changes nothing a pass would decide; with 1,000 models probed every period, a pass per
+        such run kept the reconciler busy back to back and starved the probes. A bad run always
+        triggers a pass (the DNS hysteresis counts consecutive bad runs), and so does any change.
+        """
         self.metrics.record_probe(obs)
+        key = (obs.probe, obs.target)
+        before = self._last_outcome.get(key)
+        self._last_outcome[key] = (obs.ok, obs.outcome)
+        if obs.ok and before == (obs.ok, obs.outcome):
+            return
         self.queue.add(PASS)
 
     def restore_ledger(self) -> int:

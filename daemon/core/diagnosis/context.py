@@ -55,6 +55,14 @@ class Pass:
         self.claimed: set[ObjectKey] = set()
         self.drafts: list[Draft] = []
         self.obs = self._fresh(observations)
+        # The latest fresh run per (probe, InferenceService key), and per probe: built once, so
+        # a pass over many models does not scan every observation for each of them.
+        self._latest: dict[tuple[str, str], Observation] = {}
+        self._latest_of_probe: dict[str, Observation] = {}
+        for o in self.obs:  # oldest first: later runs overwrite
+            self._latest_of_probe[o.probe] = o
+            for k in _model_keys(o):
+                self._latest[(o.probe, k)] = o
         kc = settings.kserve_config
         self.configmap = world.get("ConfigMap", kc.namespace, kc.name)
         self.kserve = KServeStorageConfig.from_configmap(self.configmap)
@@ -75,8 +83,11 @@ class Pass:
         )
 
     def latest(self, probe: str, model: ModelSettings) -> Observation | None:
-        mine = [o for o in self.obs if o.probe == probe and self._is_for(o, model)]
-        return mine[-1] if mine else None
+        found = self._latest.get((probe, model.key))
+        if found is None and probe == "storage" and len(self.settings.models) == 1:
+            # With a single model, a storage probe named after its URI still belongs to it.
+            found = self._latest_of_probe.get(probe)
+        return found
 
     def secrets_visible(self, namespace: str) -> bool:
         """Whether the World can show this namespace's Secrets (settings opt-in, or some are here)."""
@@ -85,16 +96,6 @@ class Pass:
             or bool(self.world.list("Secret", namespace))
             or any(k[1] == namespace for k in self.desired)
         )
-
-    def _is_for(self, o: Observation, model: ModelSettings) -> bool:
-        if (
-            o.target == model.key
-            or o.target.startswith(model.key + "/")
-            or o.details.get("inferenceservice") == model.key
-        ):
-            return True
-        # With a single model, a storage probe named after its URI still belongs to it.
-        return len(self.settings.models) == 1 and o.probe == "storage"
 
     def model(self, cfg: ModelSettings) -> Model:
         isvc = self.world.get("InferenceService", cfg.namespace, cfg.name)
@@ -215,3 +216,16 @@ class Pass:
             evidence=[f"not checked: {what} ({why})"],
             remedy=remedy or "nothing to do unless the model fails; then check this by hand",
         )
+
+
+def _model_keys(o: Observation) -> set[str]:
+    """The ``namespace/name`` keys an observation is about: its target (or the first two
+    segments of a longer ``ns/name/...`` target) and ``details["inferenceservice"]``."""
+    keys = {o.target}
+    parts = o.target.split("/")
+    if len(parts) > 2:
+        keys.add("/".join(parts[:2]))
+    isvc = o.details.get("inferenceservice")
+    if isvc:
+        keys.add(str(isvc))
+    return keys
