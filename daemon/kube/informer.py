@@ -66,6 +66,8 @@ from daemon.core.errors import (
     KubeError,
     NotFoundError,
     ResourceVersionTooLargeError,
+    ServerError,
+    TooManyRequestsError,
     UnavailableError,
 )
 from daemon.core.logs import get_logger
@@ -262,9 +264,16 @@ class Informer:
 
     # -- running --------------------------------------------------------------------------
 
-    async def sync_once(self) -> None:
-        """List every stream once and fill the caches, without watching (``check``)."""
-        listed = await asyncio.gather(*(self._list(s) for s in self.streams), return_exceptions=True)
+    async def sync_once(self, *, retry_seconds: float = 10.0) -> None:
+        """List every stream once and fill the caches, without watching (``check``).
+
+        A list the server asks us to repeat — 429 (a CRD whose storage is still initialising
+        answers so on a real kube-apiserver; priority-and-fairness throttling), a 5xx — is
+        retried after its ``Retry-After`` / back-off for up to ``retry_seconds``; other errors,
+        and one still failing then, are raised.
+        """
+        listed = await asyncio.gather(*(self._list_retrying(s, retry_seconds) for s in self.streams),
+                                      return_exceptions=True)
         for stream, result in zip(self.streams, listed, strict=True):
             if isinstance(result, NotFoundError):
                 result_items: list[dict[str, Any]] = []  # the kind is not served here: none of it
@@ -284,6 +293,20 @@ class Informer:
                     tg.create_task(self._run_stream(stream), name=f"informer-{stream.name}")
         except* InvalidError as group:
             raise group.exceptions[0] from None
+
+    async def _list_retrying(self, s: Stream, retry_seconds: float) -> ListResult:
+        deadline = time.monotonic() + retry_seconds
+        failures = 0
+        while True:
+            try:
+                return await self._list(s)
+            except (TooManyRequestsError, ServerError) as err:
+                failures += 1
+                delay = retry_delay(error=err, failures=failures, rng=self.rng) or 0.0
+                if time.monotonic() + delay > deadline:
+                    raise
+                log.info("list retried", stream=s.name, status=err.status, after_seconds=round(delay, 3))
+                await asyncio.sleep(delay)
 
     def _list(self, s: Stream) -> Awaitable[ListResult]:
         return self.kube.list_objects(s.resource, namespace=s.namespace, label_selector=s.label_selector,

@@ -222,7 +222,7 @@ async def _check(args: argparse.Namespace, inputs: Inputs, redactor: logs.Redact
         # dry_run: ``check`` never writes, whatever a bug might try.
         d = build_daemon(inputs=inputs, api=api, redactor=redactor, dry_run=True, name="kserve-warden-check")
         try:
-            await d.informer.sync_once()
+            await d.informer.sync_once(retry_seconds=d.settings.kube.request_timeout_seconds)
         except KubeError as err:
             raise BadInput([f"cannot read the cluster: {err}"]) from err
         observations = await d.probes.run_once()

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from daemon.core.errors import InvalidError
+from daemon.core.errors import InvalidError, KubeError
 from daemon.core.resources import Resource
 from daemon.kube.effects import Kube, ListResult
 from daemon.kube.informer import Informer, run_until_synced
@@ -136,3 +136,21 @@ async def test_a_selector_the_server_refuses_is_an_error_not_a_retry_loop(
             await inf.sync_once()
         with pytest.raises(InvalidError):
             await run_until_synced(inf)
+
+
+async def test_a_list_the_server_asks_to_repeat_is_retried_within_the_budget(
+        server: ApiServer, writer: Kube) -> None:
+    # A real kube-apiserver answers 429 "storage is (re)initializing" for a CRD created a moment
+    # ago, and 429/5xx under priority-and-fairness pressure: `check` must retry, not exit 2.
+    await namespace(writer, "team-a")
+    await writer.apply(isvc("team-a", "m"), dry_run=False)
+    server.faults.fail_next(1, status=429, retry_after=0.05, verb="list", resource="inferenceservices")
+    server.faults.fail_next(1, status=503, verb="list", resource="inferenceservices")
+    async with kube_for(server.url) as kube:
+        inf = Informer(kube, kinds=KINDS, namespaces=None, secret_namespaces=(), watch_timeout_seconds=30)
+        await inf.sync_once(retry_seconds=10.0)
+        assert inf.get("InferenceService", "team-a", "m") is not None
+        # Past the budget the error is raised, not retried for ever.
+        server.faults.fail_next(50, status=503, verb="list", resource="inferenceservices")
+        with pytest.raises(KubeError):
+            await inf.sync_once(retry_seconds=0.0)
