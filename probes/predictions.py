@@ -50,21 +50,11 @@ def parse_v1_predictions(body: Any) -> list[int]:
 
 def parse_v2_predictions(body: Any, *, output: str = "predict") -> list[int]:
     """Classes from an Open Inference Protocol answer (output ``predict``, else the first)."""
-    outputs = body.get("outputs") if isinstance(body, dict) else None
-    if not isinstance(outputs, list) or not outputs or not all(isinstance(o, dict) for o in outputs):
-        raise ValueError("answer has no 'outputs' list")
-    chosen = next((o for o in outputs if o.get("name") == output), outputs[0])
-    data = chosen.get("data")
-    if not isinstance(data, list):
-        raise ValueError(f"output {chosen.get('name')!r} has no 'data' list")
-    shape = chosen.get("shape")
-    if isinstance(shape, list) and len(shape) == 2 and isinstance(shape[1], int) and shape[1] > 1:
-        width = shape[1]
-        data = [data[i:i + width] for i in range(0, len(data), width)]
+    data = v2_values(body, output=output)
     classes = [_as_class(v) for v in data]
     if any(c is None for c in classes):
         excerpt = json.dumps(data)[:BODY_EXCERPT]
-        raise ValueError(f"output {chosen.get('name')!r} holds no classes: {excerpt}")
+        raise ValueError(f"output {_chosen(body, output).get('name')!r} holds no classes: {excerpt}")
     return [c for c in classes if c is not None]
 
 
@@ -75,12 +65,17 @@ def v1_values(body: Any) -> list[Any]:
     return list(body["predictions"])
 
 
-def v2_values(body: Any, *, output: str = "predict") -> list[Any]:
-    """The raw data of an Open Inference Protocol answer's output, one entry per row."""
+def _chosen(body: Any, output: str) -> dict[str, Any]:
+    """The output named ``output`` of a V2 answer, else its first; ValueError if it has none."""
     outputs = body.get("outputs") if isinstance(body, dict) else None
     if not isinstance(outputs, list) or not outputs or not all(isinstance(o, dict) for o in outputs):
         raise ValueError("answer has no 'outputs' list")
-    chosen = next((o for o in outputs if o.get("name") == output), outputs[0])
+    return dict(next((o for o in outputs if o.get("name") == output), outputs[0]))
+
+
+def v2_values(body: Any, *, output: str = "predict") -> list[Any]:
+    """The raw data of an Open Inference Protocol answer's output, one entry per row."""
+    chosen = _chosen(body, output)
     data = chosen.get("data")
     if not isinstance(data, list):
         raise ValueError(f"output {chosen.get('name')!r} has no 'data' list")

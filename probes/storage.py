@@ -55,7 +55,7 @@ import time
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any
+from typing import Any, NoReturn
 from urllib.parse import urlsplit
 
 import aiohttp
@@ -395,18 +395,7 @@ class StorageProbe:
             )
             return StorageOutcome.OK
         # Nothing there: show the neighbours (this is where model vs model.pkl shows up).
-        parent = key.rsplit("/", 1)[0] + "/" if "/" in key.rstrip("/") else ""
-        siblings = await self._list(run, client, parent)
-        base = key.rstrip("/").rsplit("/", 1)[-1]
-        stem = base.split(".", 1)[0]
-        similar = [f for f in siblings if f.split("/", 1)[0].split(".", 1)[0] == stem]
-        run.details.update(kind="missing", files=siblings[:_MAX_FILES], similar=similar)
-        text = f"s3://{bucket}/{key}: no such key or folder"
-        if similar:
-            text += f"; in s3://{bucket}/{parent} found: {', '.join(similar[:10])}"
-        elif siblings:
-            text += f"; s3://{bucket}/{parent} holds: {', '.join(siblings[:10])}"
-        raise _Failure(StorageOutcome.NOT_FOUND, text, error_code="NoSuchKey")
+        await self._missing(run, client, key)
 
     async def _list_model(self, run: _Run, client: Any) -> StorageOutcome:
         """One ``ListObjectsV2`` of the key as a prefix: an object, a folder, or not there.
@@ -436,10 +425,14 @@ class StorageProbe:
                 f"s3://{bucket}/{prefix}: folder with {len(files)} file(s): {', '.join(files[:10])}"
             )
             return StorageOutcome.OK
+        await self._missing(run, client, key)
+
+    async def _missing(self, run: _Run, client: Any, key: str) -> NoReturn:
+        """Nothing at ``key``: name its neighbours (where ``model`` vs ``model.pkl`` shows up)."""
+        bucket, stem = self.bucket, key.rstrip("/")
         parent = stem.rsplit("/", 1)[0] + "/" if "/" in stem else ""
         siblings = await self._list(run, client, parent)
-        base = stem.rsplit("/", 1)[-1]
-        stem_name = base.split(".", 1)[0]
+        stem_name = stem.rsplit("/", 1)[-1].split(".", 1)[0]
         similar = [f for f in siblings if f.split("/", 1)[0].split(".", 1)[0] == stem_name]
         run.details.update(kind="missing", files=siblings[:_MAX_FILES], similar=similar)
         text = f"s3://{bucket}/{key}: no such key or folder"
