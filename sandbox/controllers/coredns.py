@@ -8,6 +8,12 @@ annotation takes a value it has not rolled out yet, it waits a short simulated r
 reports the rollout in the Deployment's status (``observedGeneration``, ``replicas``,
 ``readyReplicas``, ``updatedReplicas``, ``availableReplicas``), the way ``kubectl rollout
 status`` reads it. Any other Deployment change is only acknowledged in status.
+
+On the real control plane, kube-controller-manager's deployment controller owns that status:
+it sets ``observedGeneration`` as soon as it *sees* the new template, before this controller
+has finished its simulated rollout (and its CoreDNS pods never run, so it never reports them
+available). The Deployment's status therefore says nothing about whether the DNS server was
+healed yet; :meth:`CoreDnsController.rolled_out` does, on both control planes.
 """
 
 from __future__ import annotations
@@ -86,6 +92,13 @@ class CoreDnsController:
         behind = status.get("observedGeneration") != dep["metadata"].get("generation")
         if (self._heal or behind) and (self._pending is None or self._pending.done()):
             self._pending = asyncio.create_task(self._rollout(), name="coredns-rollout")
+
+    def rolled_out(self, stamp: str | None) -> bool:
+        """Whether the restart stamped ``stamp`` (a ``restartedAt`` read through the API) is
+        finished here: seen, and its heal of the DNS server applied. False while this
+        controller has not seen the stamp yet, so a caller that polls it never passes a
+        heal still in flight."""
+        return self._seen_first and stamp == self._rolled and not self._heal
 
     async def _rollout(self) -> None:
         """Finish pending rollouts; reads the newest Deployment seen when writing its status."""
