@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+from aiohttp import web
 from kubernetes_asyncio import client
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -37,6 +38,19 @@ async def api_server() -> AsyncIterator[ApiServer]:
         yield server
     finally:
         await server.stop()
+
+
+@contextlib.asynccontextmanager
+async def serve(app: web.Application) -> AsyncIterator[str]:
+    """Run an aiohttp app on a free loopback port; yields its base URL (``http://127.0.0.1:P``)."""
+    runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=0.5)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    try:
+        yield f"http://127.0.0.1:{runner.addresses[0][1]}"
+    finally:
+        await runner.cleanup()
 
 
 @contextlib.asynccontextmanager

@@ -40,7 +40,7 @@ from sandbox.apiserver import ApiServer
 from serving.app import build_app
 from serving.train import train
 from tests.conftest import free_port
-from tests.integration.daemon_fixtures import eventually, stop_task
+from tests.integration.daemon_fixtures import eventually, serve, stop_task
 
 NS = "user-example-com"
 NAME = "iris-model"
@@ -154,19 +154,6 @@ def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("iris")
     train(out=out)
     return out
-
-
-@contextlib.asynccontextmanager
-async def serve(app: web.Application) -> AsyncIterator[str]:
-    """Run an aiohttp app on a free loopback port; yields its base URL."""
-    runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=0.5)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    try:
-        yield f"http://127.0.0.1:{runner.addresses[0][1]}"
-    finally:
-        await runner.cleanup()
 
 
 @pytest.fixture

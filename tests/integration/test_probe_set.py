@@ -8,7 +8,6 @@ the daemon's informer; moto (auth on) behind a counting HTTP forwarder for S3.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections import Counter
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, replace
@@ -28,7 +27,7 @@ from probes.observation import Observation
 from sandbox.apiserver import ApiServer
 from sandbox.s3 import S3Server
 from tests.conftest import b64, free_port
-from tests.integration.daemon_fixtures import api_client, api_server, eventually, stop_task
+from tests.integration.daemon_fixtures import api_client, api_server, eventually, serve, stop_task
 
 NS = "team-a"
 GROUP, VERSION, PLURAL = "serving.kserve.io", "v1beta1", "inferenceservices"
@@ -198,25 +197,14 @@ class CountingS3:
         return app
 
 
-@contextlib.asynccontextmanager
-async def serve(app: web.Application) -> AsyncIterator[str]:
-    runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=0.5)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    try:
-        yield f"127.0.0.1:{runner.addresses[0][1]}"
-    finally:
-        await runner.cleanup()
-
-
 async def test_two_models_sharing_a_store_and_secret_make_one_auth_check(rig: Rig) -> None:
     s3 = S3Server()
     await s3.start()
     try:
         creds = s3.seed(bucket=BUCKET, objects={"iris/model.joblib": b"m", "wine/model.joblib": b"w"})
         counting = CountingS3(s3.url)
-        async with serve(counting.app()) as endpoint:
+        async with serve(counting.app()) as url:
+            endpoint = url.removeprefix("http://")  # the s3-endpoint annotation is host:port
             await rig.create({"apiVersion": "v1", "kind": "Secret", "metadata": {
                 "name": "s3-creds", "namespace": NS,
                 "annotations": {"serving.kserve.io/s3-endpoint": endpoint,
