@@ -373,6 +373,17 @@ def test_dns_recovered_gives_no_finding() -> None:
     assert fx.run(c).findings == []
 
 
+def test_dns_not_checked_is_info_never_a_dns_finding() -> None:
+    # `check` outside a cluster with no cluster nameserver: the probe judges nothing.
+    c = fx.healthy()
+    not_checked = replace(fx.dns_ok(), ok=True, outcome="not-checked",
+                          evidence=("not checked: not running in a cluster",))
+    c.replace_observations("dns", [fx.dns_timeout(fx.NOW - 11), not_checked])
+    found = fx.run(c).findings
+    assert [(f.code.value, f.severity.value) for f in found] == [("not-checked", "info")]
+    assert found[0].evidence == ("not checked: not running in a cluster",)
+
+
 def test_dns_and_an_unrelated_cause_stay_two_findings() -> None:
     c = fx.healthy()
     dns_slow(c)

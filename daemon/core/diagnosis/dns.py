@@ -52,6 +52,20 @@ def _worst(observations: list[Observation]) -> tuple[int, Observation] | None:
     return worst
 
 
+def dns_not_checked(ctx: Pass) -> Draft | None:
+    """INFO ``not-checked`` when the latest DNS run could not judge (no cluster nameserver known)."""
+    runs = [o for o in ctx.obs if o.probe == "dns"]
+    if not runs or runs[-1].outcome != "not-checked":
+        return None
+    cd = ctx.settings.coredns
+    return ctx.add(Draft(
+        code=Code.NOT_CHECKED, severity=Severity.INFO,
+        subject=ref("apps/v1", "Deployment", cd.namespace, cd.deployment),
+        evidence=list(runs[-1].evidence),
+        remedy="set probes.dns.nameserver (and port) to the cluster DNS, or run the daemon in the cluster",
+    ))
+
+
 def dns_latency(ctx: Pass) -> Draft | None:
     worst = _worst(ctx.obs)
     if worst is None:

@@ -22,7 +22,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from daemon.core.diagnosis.context import Pass
-from daemon.core.diagnosis.dns import dns_latency, fold_into_dns
+from daemon.core.diagnosis.dns import dns_latency, dns_not_checked, fold_into_dns
 from daemon.core.diagnosis.draft import Draft
 from daemon.core.diagnosis.drift import unclaimed_drift
 from daemon.core.diagnosis.image_pull import image_pull_unauthorized
@@ -66,6 +66,7 @@ def diagnose(
     )
     models = [ctx.model(m) for m in discover(world=world, desired=desired, settings=settings).models]
     dns = dns_latency(ctx)
+    dns_not_checked(ctx)
     for m in models:
         _diagnose_model(ctx, m, dns)
     if dns is not None:
