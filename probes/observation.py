@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, Protocol
 
+NOT_CHECKED = "not-checked"
 PROBE_ERROR = "probe-error"
 
 
@@ -97,3 +98,13 @@ def probe_error(*, probe: str, target: str, started: float, exc: BaseException) 
         evidence=(f"probe crashed: {last}",),
         details={"exception": type(exc).__name__},
     )
+
+
+def not_checked(*, probe: str, target: str, reason: str,
+                details: Mapping[str, Any] | None = None) -> Observation:
+    """An observation that judges nothing: ``ok`` (no failure is claimed), outcome ``not-checked``,
+    and why in the evidence and ``details["reason"]``."""
+    now = time.time()
+    return Observation(probe=probe, target=target, started=now, finished=now, ok=True,
+                       outcome=NOT_CHECKED, evidence=(f"not checked: {reason}",),
+                       details={**(details or {}), "reason": reason})

@@ -73,6 +73,7 @@ from botocore.exceptions import SSLError as BotoSSLError
 
 from probes.credentials import Resolution
 from probes.observation import Observation, probe_error
+from probes.observation import not_checked as _not_checked
 
 PROBE = "storage"
 DENIED_MARKER = "RBAC: access denied"
@@ -562,13 +563,10 @@ class StoreMember:
 
 def not_checked(*, target: str, reason: str, store: str | None = None) -> Observation:
     """A storage observation that judges nothing (``ok``: no failure is claimed), with why."""
-    now = time.time()
-    details: dict[str, Any] = {"reason": reason, "inferenceservice": target}
+    details: dict[str, Any] = {"inferenceservice": target}
     if store is not None:
         details["store"] = store
-    return Observation(probe=PROBE, target=target, started=now, finished=now, ok=True,
-                       outcome=str(StorageOutcome.NOT_CHECKED), evidence=(f"not checked: {reason}",),
-                       details=details)
+    return _not_checked(probe=PROBE, target=target, reason=reason, details=details)
 
 
 class StoreProbe:

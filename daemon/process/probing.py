@@ -55,6 +55,7 @@ from daemon.kube.effects import Kube
 from daemon.kube.informer import Informer
 from daemon.process.probe_sources import InformerPredictorSource
 from probes.observation import Observation, probe_error
+from probes.observation import not_checked as not_checked_observation
 
 if TYPE_CHECKING:
     from probes.storage import StoreProbe
@@ -458,7 +459,4 @@ class _DnsNotChecked:
         self.target = target
 
     async def __call__(self) -> Observation:
-        now = time.time()
-        return Observation(probe="dns", target=self.target, started=now, finished=now, ok=True,
-                           outcome="not-checked", evidence=(f"not checked: {self.REASON}",),
-                           details={"reason": self.REASON})
+        return not_checked_observation(probe="dns", target=self.target, reason=self.REASON)
