@@ -183,6 +183,10 @@ class Sandbox:
             )
             self.apiserver.mark_seeded()
             self.write_kubeconfig(self.kubeconfig_path, namespace=world.USER_NS)
+            if not isinstance(self.apiserver, ApiServer) and self.controllers_enabled:
+                # KServe's own manager replaces the simulated controller on the real control
+                # plane; it needs the seeded kserve namespace and inferenceservice-config.
+                await self.apiserver.start_kserve(api)
             self._injector = _inject.Injector(api=api, dns=self.dns, bucket=self.s3)
             if self.controllers_enabled:
                 self._start_controllers(api)
@@ -205,8 +209,8 @@ class Sandbox:
         async def sidecar_for(principal: str | None) -> str:
             return await mesh.sidecar(principal=principal)
 
-        self.kserve = KServeController(api)
         if isinstance(self.apiserver, ApiServer):
+            self.kserve = KServeController(api)
             self.kubelet = Kubelet(api, workdir=self.workdir, dns=self.dns.address, sidecar_for=sidecar_for)
         else:
             # No scheduler on the real control plane: the kubelet binds the pods it runs to the
@@ -219,11 +223,9 @@ class Sandbox:
                 node_name=NODE_NAME, log_url=self.apiserver.nodelogs.put_url,
             )
         self.coredns = CoreDnsController(api, dns=self.dns)
-        for name, coro in (
-            ("kserve", self.kserve.run()),
-            ("kubelet", self.kubelet.run()),
-            ("coredns", self.coredns.run()),
-        ):
+        if self.kserve is not None:
+            self._tasks.append(asyncio.create_task(self.kserve.run(), name="sandbox-kserve"))
+        for name, coro in (("kubelet", self.kubelet.run()), ("coredns", self.coredns.run())):
             self._tasks.append(asyncio.create_task(coro, name=f"sandbox-{name}"))
 
     async def _policies(self) -> list[dict[str, Any]]:

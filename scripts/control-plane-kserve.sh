@@ -65,7 +65,7 @@ M="$KSERVE_MODULE_DIR"
 [ -d "$M/config/crd/full" ] || die "KServe module not found at $M (run 'bash scripts/control-plane.sh kserve')"
 PY="$ROOT/.venv/bin/python"; [ -x "$PY" ] || PY=python3
 "$PY" -c 'import yaml' 2>/dev/null || die "PyYAML is needed (make setup)"
-manifests() { "$PY" "$ROOT/scripts/control-plane/kserve_manifests.py" "$@"; }
+manifests() { (cd "$ROOT" && "$PY" -m sandbox.realcp.kserve_manifests "$@"); }
 
 T0="$(now)"
 read -r HOOK_PORT METRICS_PORT PROBE_PORT <<<"$(python3 -c '

@@ -5,18 +5,25 @@
 — etcd, kube-apiserver and kube-controller-manager built from Go modules — installs the project's
 CustomResourceDefinitions (``crds/``), registers the one Node the simulated kubelet runs pods on
 (its kubelet endpoint is :class:`~sandbox.realcp.nodelogs.NodeLogs`), and hands out admin clients.
-Everything above it (the seeded world, S3 behind the mesh, DNS, the simulated controllers, the
-failure injectors) is the same code as on the stand-in, talking to the real server over the wire.
+Everything above it (the seeded world, S3 behind the mesh, DNS, the simulated kubelet, CoreDNS
+and istio-proxy, the failure injectors) is the same code as on the stand-in, talking to the real
+server over the wire. KServe itself is not simulated here: :class:`~sandbox.realcp.kserve.KServe`
+runs KServe's own controller manager (its CRDs, RBAC, webhooks and ConfigMap from its Go
+module), started by :meth:`RealApi.start_kserve` once the world is seeded.
 
 A borrowed control plane (one per test session) is reset instead of restarted: every namespace
 the previous user created is deleted (the real namespace controller empties it) and cluster-scoped
-custom objects are removed, so each Sandbox starts from the same empty cluster.
+custom objects are removed, so each Sandbox starts from the same empty cluster. KServe's
+InferenceServices carry its finalizer; the previous user's manager is gone, so the reset removes
+the finalizer itself (as an operator cleaning up after an uninstalled controller must).
 """
 
 from __future__ import annotations
 
 import asyncio
+import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +32,7 @@ from kubernetes_asyncio.client import ApiClient, Configuration
 from kubernetes_asyncio.client.exceptions import ApiException
 
 from sandbox.realcp.controlplane import NODE_NAME, ControlPlane, ControlPlaneFailed, ControlPlaneMissing
+from sandbox.realcp.kserve import KServe, remove_webhooks
 from sandbox.realcp.nodelogs import NodeLogs
 
 __all__ = [
@@ -36,9 +44,11 @@ SYSTEM_NAMESPACES = frozenset({"default", "kube-system", "kube-public", "kube-no
 RESET_TIMEOUT = 120.0
 CRD_PATH = "/apis/apiextensions.k8s.io/v1/customresourcedefinitions"
 CLUSTER_RUNTIMES = "/apis/serving.kserve.io/v1alpha1/clusterservingruntimes"
+ISVCS = "/apis/serving.kserve.io/v1beta1/namespaces/{ns}/inferenceservices"
 
 
 def crd_documents() -> list[dict[str, Any]]:
+    """The project's CRDs for the kinds no real controller here brings (Istio's)."""
     return [d for f in sorted(CRD_DIR.glob("*.yaml")) for d in yaml.safe_load_all(f.read_text()) if d]
 
 
@@ -70,6 +80,7 @@ class RealApi:
         self._borrowed = control_plane is not None
         self.cp = control_plane or ControlPlane()
         self.nodelogs: NodeLogs | None = None
+        self.kserve: KServe | None = None
         self._host = host
 
     @property
@@ -96,13 +107,25 @@ class RealApi:
         self.nodelogs = NodeLogs(cert=self.cp.pki / "kubelet.crt", key=self.cp.pki / "kubelet.key",
                                  host=self._host)
         await self.nodelogs.start()
+        workdir = Path(tempfile.mkdtemp(prefix="kserve-", dir=self.cp.dir))
+        self.kserve = KServe(control_plane=self.cp, workdir=workdir, host=self._host)
         async with self.new_api_client() as api:
             if self._borrowed:
                 await reset(api)
-            await install_crds(api)
+                await remove_webhooks(api, self.kserve.module)
+            await install_crds(api, also_wait_for=await self.kserve.install_crds(api))
             await register_node(api, port=self.nodelogs.https_port)
 
+    async def start_kserve(self, api: ApiClient) -> None:
+        """KServe's manager, once the seeded world has its namespace and ConfigMap."""
+        assert self.kserve is not None, "RealApi is not started"
+        await self.kserve.start(api)
+
     async def stop(self) -> None:
+        if self.kserve is not None:
+            async with self.new_api_client() as api:
+                await self.kserve.stop(api)
+            self.kserve = None
         if self.nodelogs is not None:
             await self.nodelogs.stop()
             self.nodelogs = None
@@ -110,15 +133,16 @@ class RealApi:
             await self.cp.stop()
 
 
-async def install_crds(api: ApiClient) -> None:
-    """Server-side apply the project's CRDs and wait until each is Established (served)."""
-    names = []
-    for doc in crd_documents():
-        name = doc["metadata"]["name"]
-        names.append(name)
-        await api_call(api, "PATCH", f"{CRD_PATH}/{name}", doc,
-                    ctype="application/apply-patch+yaml", query=[("fieldManager", "sandbox-realcp"),
-                                                                 ("force", "true")])
+async def install_crds(api: ApiClient, *, also_wait_for: Sequence[dict[str, Any]] = ()) -> None:
+    """Server-side apply the project's CRDs, then wait until they and ``also_wait_for`` (CRDs
+    applied by someone else: KServe's) are Established and served."""
+    docs = crd_documents()
+    for doc in docs:
+        await api_call(api, "PATCH", f"{CRD_PATH}/{doc['metadata']['name']}", doc,
+                       ctype="application/apply-patch+yaml",
+                       query=[("fieldManager", "sandbox-realcp"), ("force", "true")])
+    docs += list(also_wait_for)
+    names = [doc["metadata"]["name"] for doc in docs]
     deadline = time.monotonic() + 60
     for name in names:
         while True:
@@ -131,9 +155,11 @@ async def install_crds(api: ApiClient) -> None:
             await asyncio.sleep(0.1)
     # Established is not yet served from the watch cache: until that cache is initialised a list
     # answers 429 "storage is (re)initializing". A sandbox is ready when every kind lists.
-    for doc in crd_documents():
+    for doc in docs:
         spec = doc["spec"]
         for version in spec["versions"]:
+            if not version.get("served", True):
+                continue
             path = f"/apis/{spec['group']}/{version['name']}/{spec['names']['plural']}"
             while True:
                 try:
@@ -167,6 +193,23 @@ async def register_node(api: ApiClient, *, port: int) -> None:
                 ctype="application/merge-patch+json")
 
 
+async def _drop_isvc_finalizers(api: ApiClient, namespace: str) -> None:
+    try:
+        isvcs = await api_call(api, "GET", ISVCS.format(ns=namespace))
+    except ApiException as exc:
+        if exc.status == 404:
+            return
+        raise
+    for isvc in isvcs.get("items") or []:
+        if isvc["metadata"].get("finalizers"):
+            try:
+                await api_call(api, "PATCH", f"{ISVCS.format(ns=namespace)}/{isvc['metadata']['name']}",
+                               {"metadata": {"finalizers": None}}, ctype="application/merge-patch+json")
+            except ApiException as exc:
+                if exc.status != 404:
+                    raise
+
+
 async def reset(api: ApiClient) -> None:
     """Delete what a previous user left: non-system namespaces (waited for) and cluster-scoped CRs."""
     with_crds = True
@@ -192,6 +235,7 @@ async def reset(api: ApiClient) -> None:
         if not left:
             break
         for name in left:
+            await _drop_isvc_finalizers(api, name)
             # Pods bound to the sandbox's Node wait for its kubelet to finish deleting them; the
             # previous user's kubelet is gone, so do that part here (grace period 0).
             pods = await api_call(api, "GET", f"/api/v1/namespaces/{name}/pods")

@@ -41,7 +41,7 @@ NODE_NAME = "sandbox-node"
 AUDITED_USERS = ("system:serviceaccount:kserve-warden:kserve-warden",)
 """The daemon's ServiceAccount: only its requests are written to the audit log."""
 READY_TIMEOUT = 120.0
-BINARIES = ("etcd", "kube-apiserver", "kube-controller-manager")
+BINARIES = ("etcd", "kube-apiserver", "kube-controller-manager", "kserve-manager")
 KCM_CONTROLLERS = (
     "deployment,replicaset,garbagecollector,namespace,serviceaccount,serviceaccount-token,"
     "root-ca-cert-publisher,clusterrole-aggregation"
@@ -67,7 +67,7 @@ def binaries(*, build: bool = True) -> Path:
         path = Path(env_bin)
     elif build:
         proc = subprocess.run(
-            ["bash", str(BUILD_SCRIPT), "kubernetes", "etcd"],
+            ["bash", str(BUILD_SCRIPT)],
             capture_output=True,
             text=True,
             check=False,
@@ -127,6 +127,20 @@ def make_pki(pki: Path) -> None:
         key.chmod(0o600)
 
 
+def issue_serving_cert(pki: Path, *, name: str, dest: Path) -> tuple[Path, Path]:
+    """``dest/tls.crt`` and ``dest/tls.key`` for a loopback HTTPS server (an admission webhook),
+    signed by the control plane's CA: its ``caBundle`` is then ``pki/ca.crt``."""
+    dest.mkdir(parents=True, exist_ok=True)
+    ec = ("-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes")
+    csr = dest / "tls.csr"
+    _openssl("req", *ec, "-keyout", str(dest / "tls.key"), "-out", str(csr), "-subj", f"/CN={name}", cwd=pki)
+    _openssl("x509", "-req", "-in", str(csr), "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial",
+             "-days", "2", "-extfile", "server.ext", "-out", str(dest / "tls.crt"), cwd=pki)
+    (dest / "tls.key").chmod(0o600)
+    csr.unlink()
+    return dest / "tls.crt", dest / "tls.key"
+
+
 def kubeconfig_dict(*, server: str, ca_file: Path, user: str, token: str, namespace: str = "default") -> dict[
     str, object
 ]:
@@ -174,6 +188,7 @@ class ControlPlane:
         self.ports = Ports(**dict(zip(("etcd", "peer", "api", "kcm"), free_ports(4), strict=True)))
         self._procs: list[tuple[str, subprocess.Popen[bytes]]] = []
         self.version = ""
+        self.bin_dir: Path | None = bin_dir
 
     @property
     def url(self) -> str:
@@ -253,6 +268,7 @@ class ControlPlane:
 
     async def _start(self) -> None:
         bin_dir = self._bin_dir if self._bin_dir is not None else await asyncio.to_thread(binaries)
+        self.bin_dir = bin_dir
         if shutil.which("openssl") is None:
             raise ControlPlaneMissing("openssl is needed to make the control plane's certificates")
         self.dir.mkdir(parents=True, exist_ok=True)

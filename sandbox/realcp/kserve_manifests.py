@@ -1,8 +1,11 @@
 """Turn KServe's in-cluster manifests (from its Go module) into ones for a manager on loopback.
 
-Used by scripts/control-plane-kserve.sh; needs PyYAML (the project's venv has it).
-The manifests are read from the module cache at run time and never copied into the repo.
+Used by :mod:`sandbox.realcp.kserve` and, as ``python -m sandbox.realcp.kserve_manifests``, by
+scripts/control-plane-kserve.sh. The manifests are read from the module cache at run time and
+never copied into the repo.
 
+    kserve_manifests.py crds       MODULE
+        config/crd/full as kustomize lists it (its resources, recursively).
     kserve_manifests.py rbac       MODULE NAMESPACE
         config/rbac without the kube-rbac-proxy parts, with NAMESPACE filled in (the kustomize
         overlay config/default does that in a real install).
@@ -20,6 +23,7 @@ from __future__ import annotations
 import base64
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +49,25 @@ def rbac(module: Path, namespace: str) -> list[dict[str, Any]]:
             if s.get("kind") == "ServiceAccount":
                 s.setdefault("namespace", namespace)
     return docs
+
+
+def crds(module: Path) -> list[dict[str, Any]]:
+    return _kustomized(module / "config" / "crd" / "full")
+
+
+def _kustomized(folder: Path) -> list[dict[str, Any]]:
+    """The documents a kustomization's ``resources`` name (files and folders; no patches)."""
+    docs: list[dict[str, Any]] = []
+    (k,) = _load(folder / "kustomization.yaml")
+    for res in k.get("resources") or []:
+        path = folder / res
+        docs += _kustomized(path) if path.is_dir() else _load(path)
+    return docs
+
+
+def webhooks_unbound(module: Path) -> list[dict[str, Any]]:
+    """KServe's webhook configurations as shipped (for their kinds and names)."""
+    return _load(module / "config" / "webhook" / "manifests.yaml")
 
 
 def webhooks(module: Path, url: str, ca_file: str) -> list[dict[str, Any]]:
@@ -74,11 +97,13 @@ def configmap(module: Path, namespace: str, mode: str) -> list[dict[str, Any]]:
 
 
 def main(argv: list[str]) -> int:
-    if len(argv) < 3 or argv[0] not in ("rbac", "webhooks", "configmap"):
+    commands: dict[str, Callable[..., list[dict[str, Any]]]] = {
+        "crds": crds, "rbac": rbac, "webhooks": webhooks, "configmap": configmap}
+    if len(argv) < 2 or argv[0] not in commands:
         sys.stderr.write(__doc__ or "")
         return 2
     what, module, rest = argv[0], Path(argv[1]), argv[2:]
-    docs = {"rbac": rbac, "webhooks": webhooks, "configmap": configmap}[what](module, *rest)
+    docs = commands[what](module, *rest)
     yaml.safe_dump_all(docs, sys.stdout, sort_keys=False)
     return 0
 
