@@ -20,6 +20,13 @@ fetched over the API: ``pods/log`` cannot be watched).
    endpoint (V1 ``GET /v1/models/NAME`` → ``{"name": ..., "ready": true}``, V2
    ``GET /v2/models/NAME/ready`` → 200), with no inference. The address is the in-cluster
    one (``status.address.url``, else ``status.url``, else ``status.components.predictor.url``).
+   Outside the cluster that address is reachable only through an HTTP forward proxy into the
+   cluster network (``proxy=``, the ``probes.predictor.proxy`` setting): every request of steps
+   3 and 4 then goes through it. What the proxy itself fails at (it refuses the connection,
+   cannot find the Service, has no endpoint for it: an RFC 9209 ``Proxy-Status`` error, or a
+   502/504 it does not explain) is ``probe-error`` naming the proxy, never a predictor failure;
+   what it reports of the predictor (``Proxy-Status: ...; error=connection_refused``) is the
+   predictor's ``unreachable``, as a direct request would have shown (:mod:`probes.proxy_status`).
 4. Only when a **canary** is configured (opt-in per InferenceService: the settings or the
    ``kserve-warden.io/canary`` annotation): a prediction with a known input and its known
    answer. Inputs and answers are any JSON values: V1 sends ``{"instances": [...]}``, V2 one
@@ -72,6 +79,8 @@ from probes.pod_status import (
 )
 from probes.predictions import BODY_EXCERPT, prediction_matches, shown, v1_values, v2_values
 from probes.predictor_source import ISVC_LABEL, ApiPredictorSource, PredictorSource
+from probes.proxy_status import HEADER as PROXY_STATUS
+from probes.proxy_status import Author, judge
 
 PROBE_NAME = "predictor"
 
@@ -138,6 +147,10 @@ class _Unreachable(Exception):
     """The model server did not answer (message says how)."""
 
 
+class _ProxyFailed(Exception):
+    """The proxy in front of the model server failed on its own (message says how)."""
+
+
 class PredictorProbe:
     """Probe one InferenceService: status, pods, logs, readiness and (opt-in) a canary."""
 
@@ -157,6 +170,7 @@ class PredictorProbe:
         redact: Callable[[str], str] | None = None,
         url_override: str | None = None,
         source: PredictorSource | None = None,
+        proxy: str | None = None,
     ) -> None:
         # No canary: readiness only. A canary is opt-in, never a built-in guess (a default
         # iris sample would call every non-iris model "wrong").
@@ -187,6 +201,8 @@ class PredictorProbe:
         self._tail_bytes = log_tail_bytes
         self._redact = redact
         self._url_override = url_override.rstrip("/") if url_override else None
+        # An http://host:port forward proxy for the HTTP steps (settings validate its shape).
+        self._proxy = proxy or None
 
     @property
     def name(self) -> str:
@@ -394,21 +410,48 @@ class PredictorProbe:
         self, session: aiohttp.ClientSession, method: str, url: str, body: dict[str, Any] | None
     ) -> tuple[int, str, float]:
         t0 = time.perf_counter()
+        proxy = self._proxy
         try:
-            async with session.request(method, url, json=body) as resp:
+            async with session.request(method, url, json=body, proxy=proxy) as resp:
                 text = await resp.text(errors="replace")
-                return resp.status, text, time.perf_counter() - t0
+                seconds = time.perf_counter() - t0
+                if proxy is not None:
+                    self._judge_proxied(method, url, resp.status, resp.headers.get(PROXY_STATUS), text)
+                return resp.status, text, seconds
+        except aiohttp.ClientHttpProxyError as exc:
+            # A CONNECT tunnel (an https:// address) the proxy refused.
+            raise _ProxyFailed(f"proxy {proxy} refused to tunnel {method} {url}: {exc.status} "
+                               f"{exc.message}") from exc
         except (aiohttp.ClientConnectionError, TimeoutError) as exc:
-            raise _Unreachable(f"{method} {url}: {_connect_error_text(exc)}") from exc
+            if proxy is not None and isinstance(exc, aiohttp.ClientConnectorError):
+                # Through a proxy the only connection made here is to the proxy (the server's
+                # name is resolved and connected to by the proxy): its failure is the proxy's.
+                raise _ProxyFailed(f"proxy {proxy} unreachable for {method} {url}: "
+                                   f"{_connect_error_text(exc)}") from exc
+            via = f" via proxy {proxy}" if proxy is not None else ""
+            raise _Unreachable(f"{method} {url}{via}: {_connect_error_text(exc)}") from exc
+
+    def _judge_proxied(self, method: str, url: str, status: int, proxy_status: str | None,
+                       text: str) -> None:
+        """Raise when a proxied answer is the proxy's own failure or its report of the server's."""
+        verdict = judge(status, proxy_status)
+        if verdict.author is Author.SERVER:
+            return
+        said = verdict.reason or f"no {PROXY_STATUS} header, {self._excerpt(text)}"
+        if verdict.author is Author.SERVER_UNREACHABLE:
+            raise _Unreachable(f"{method} {url} via proxy {self._proxy}: {status} ({said})")
+        raise _ProxyFailed(f"proxy {self._proxy} answered {status} to {method} {url} ({said})")
 
     async def _call_server(self, run: _Run, base: str) -> Observation:
         ready_path, infer_path = self._paths()
         # The run's hard timeout (around everything) is what bounds these calls; aiohttp's own
         # is only a backstop set past it, so the two never race to report one slow server.
         timeout = aiohttp.ClientTimeout(total=self._timeout + 1.0)
+        if self._proxy:
+            run.details["proxy"] = self._proxy
         async with aiohttp.ClientSession(timeout=timeout) as session:
             try:
-                run.phase = f"calling {base}{ready_path}"
+                run.phase = f"calling {base}{ready_path}{self._via()}"
                 status, text, seconds = await self._request(session, "GET", base + ready_path, None)
                 run.values["request_seconds"] = seconds
                 if status != 200 or self._says_not_ready(text):
@@ -417,7 +460,7 @@ class PredictorProbe:
                     return self._obs(run, PredictorOutcome.NOT_READY)
                 if not self._instances:
                     return self._judge_ready(run, ready_path, seconds)
-                run.phase = f"calling {base}{infer_path}"
+                run.phase = f"calling {base}{infer_path}{self._via()}"
                 status, text, seconds = await self._request(session, "POST", base + infer_path,
                                                             self._canary_body())
                 run.values["canary_seconds"] = seconds
@@ -425,7 +468,16 @@ class PredictorProbe:
                 run.details["reason"] = "Unreachable"
                 run.evidence.append(f"model server unreachable: {exc}")
                 return self._obs(run, PredictorOutcome.UNREACHABLE)
+            except _ProxyFailed as exc:
+                # The path to the server failed, not the server: not checked, and said so
+                # (a probe-error finding names the proxy; no predictor finding is drawn from it).
+                run.details |= {"reason": "ProxyError", "proxy": self._proxy}
+                run.evidence.append(str(exc))
+                return self._obs(run, PredictorOutcome.PROBE_ERROR)
         return self._judge_canary(run, infer_path, status, text)
+
+    def _via(self) -> str:
+        return f" via proxy {self._proxy}" if self._proxy else ""
 
     @staticmethod
     def _says_not_ready(text: str) -> bool:

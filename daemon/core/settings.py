@@ -22,6 +22,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 import yaml
 
@@ -119,6 +120,10 @@ class PredictorProbeSettings:
     period_seconds: float = 30.0
     timeout_seconds: float = 10.0
     slow_threshold_seconds: float = 2.0
+    proxy: str | None = None
+    """``http://host:port`` of an HTTP forward proxy into the cluster network, for the probe's
+    readiness and canary requests (``status.address.url`` is in-cluster: a daemon or ``check``
+    run outside the cluster reaches it only through one). ``None``: direct requests."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -385,6 +390,8 @@ def _check_values(s: Settings) -> list[str]:
         p.append("probes.dns.names: must list at least one name")
     positive("probes.dns.latency_threshold_seconds", dns.latency_threshold_seconds)
     positive("probes.predictor.slow_threshold_seconds", s.probes.predictor.slow_threshold_seconds)
+    if s.probes.predictor.proxy is not None and (why := proxy_url_problem(s.probes.predictor.proxy)):
+        p.append(f"probes.predictor.proxy: {why}")
     for src, dst in s.probes.storage.endpoint_overrides.items():
         for label, hp in (("key", src), ("value", dst)):
             host, sep, port = hp.rpartition(":")
@@ -451,6 +458,30 @@ def _check_values(s: Settings) -> list[str]:
             p.append(f"models[{i}].canary.expected: {len(m.canary.expected)} answers for "
                      f"{len(m.canary.instances)} instances")
     return p
+
+
+def proxy_url_problem(value: str) -> str | None:
+    """Why ``value`` is not an ``http://host:port`` proxy URL, or None.
+
+    Only plain HTTP: the probe sends absolute-form requests to it (aiohttp's ``proxy=``).
+    Credentials in the URL are refused without echoing the value: settings are logged and
+    shown, a password must not be."""
+    if "@" in value:
+        # Checked first, on the raw text: no later message may echo a password.
+        return "must not carry credentials (user:password@): the settings are no place for a secret"
+    shape = f"must be an http://host:port URL, got {value!r}"
+    try:
+        url = urlsplit(value)
+        port = url.port
+    except ValueError:
+        return shape
+    if url.scheme != "http":
+        return shape if url.scheme != "https" else f"only an http:// proxy is supported, got {value!r}"
+    if not url.hostname or port is None or port == 0:
+        return shape
+    if url.path not in ("", "/") or url.query or url.fragment:
+        return f"must be an http://host:port URL with no path or query, got {value!r}"
+    return None
 
 
 # RFC 1123, as the API server validates them: a namespace is a DNS label, most object names

@@ -260,7 +260,8 @@ class ProbeSet:
             canary_instances=[list(i) for i in canary.instances] if canary is not None else None,
             expected=list(canary.expected) if canary is not None else None,
             protocol=m.protocol or "v1", timeout=pp.timeout_seconds, slow_threshold=pp.slow_threshold_seconds,
-            redact=self.redactor.scrub if self.redactor is not None else None, source=source)
+            redact=self.redactor.scrub if self.redactor is not None else None, source=source,
+            proxy=pp.proxy)
         return probe
 
     def _storage_plans(self, models: Iterable[ModelSettings]) -> dict[str, StoragePlan]:
