@@ -9,13 +9,16 @@ small aiohttp app answering class 2 plays the seed's silent dummy model, a delay
 front of the real server plays a slow one, and a closed port or a server that never answers
 plays an unreachable one.
 
-Every outcome is reached at least once and asserted with its evidence.
+Every outcome is reached at least once and asserted with its evidence. The last section reaches
+the in-cluster address only through a proxy (``proxy=``; the sandbox's cluster network), and
+shows the proxy's own failures becoming probe errors that name it, never a CRITICAL finding.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -28,6 +31,7 @@ from aiohttp import web
 from kubernetes_asyncio import client
 from prometheus_client import CollectorRegistry
 
+from daemon.core.findings import Code, Finding, Severity
 from daemon.core.logs import Redactor
 from daemon.kube.effects import Kube
 from daemon.kube.informer import Informer, run_until_synced
@@ -37,10 +41,13 @@ from probes.observation import Observation
 from probes.predictor import PredictorOutcome, PredictorProbe
 from probes.predictor_source import ApiPredictorSource
 from sandbox.apiserver import ApiServer
+from sandbox.clusternet import ClusterNetwork
+from sandbox.controllers.predictor_pod import URL_ANNOTATION
 from serving.app import build_app
 from serving.train import train
 from tests.conftest import free_port
 from tests.integration.daemon_fixtures import eventually, serve, stop_task
+from tests.unit import factories as fx
 
 NS = "user-example-com"
 NAME = "iris-model"
@@ -764,3 +771,158 @@ async def test_unsynced_cache_falls_back_to_the_api(cluster: Cluster) -> None:
         assert obs.details["conditions"]["Ready"]["status"] == "False"
         assert cluster.server.stats.count("get", PLURAL) == 1
         assert cluster.server.stats.count("list", "pods") == 1
+
+
+# -- through a proxy into the cluster network ---------------------------------------------------------
+#
+# KServe's real controller publishes the in-cluster Service address; outside the cluster the probe
+# reaches it only through ``proxy=`` (``probes.predictor.proxy``). The proxy here is the sandbox's
+# stand-in for the cluster network (sandbox.clusternet): the Service, a Ready pod carrying the
+# model server's loopback URL, the real model server behind it.
+
+SERVICE = f"{NAME}-predictor"
+IN_CLUSTER = f"http://{SERVICE}.{NS}.svc.cluster.local"
+PREDICTOR_SELECTOR = {"app": f"isvc.{SERVICE}"}
+
+
+@pytest.fixture
+async def network(cluster: Cluster) -> AsyncIterator[ClusterNetwork]:
+    net = ClusterNetwork(cluster.api)
+    await net.start()
+    try:
+        yield net
+    finally:
+        await net.stop()
+
+
+async def predictor_service(cluster: Cluster, *, pod_url: str | None, ready: bool = True) -> None:
+    """What RawDeployment KServe and the kubelet make: the Service, and (``pod_url``) one pod
+    whose predictor listens at ``pod_url``."""
+    core = client.CoreV1Api(cluster.api)
+    await core.create_namespaced_service(NS, {
+        "metadata": {"name": SERVICE},
+        "spec": {"selector": PREDICTOR_SELECTOR, "ports": [{"name": "http", "port": 80, "targetPort": 8080}]},
+    })
+    if pod_url is None:
+        return
+    await core.create_namespaced_pod(NS, {
+        "metadata": {"name": POD, "annotations": {URL_ANNOTATION: pod_url},
+                     "labels": {"serving.kserve.io/inferenceservice": NAME, **PREDICTOR_SELECTOR}},
+        "spec": {"containers": [{"name": "kserve-container", "image": "img"}]},
+    })
+    state = "True" if ready else "False"
+    main = {"name": "kserve-container", "ready": ready, "state": {"running": {}}}
+    resp = await core.patch_namespaced_pod_status(POD, NS, {"status": {
+        "phase": "Running", "conditions": [{"type": "Ready", "status": state}],
+        "containerStatuses": [_status(main)],
+    }}, _content_type=MERGE, _preload_content=False)
+    assert resp.status == 200, await resp.text()
+    resp.release()
+
+
+def gateway(status: int, *, proxy_status: str | None = None) -> web.Application:
+    """A forward proxy that answers every request itself with ``status`` (a broken one)."""
+
+    async def answer(request: web.Request) -> web.Response:
+        headers = {"Proxy-Status": proxy_status} if proxy_status else {}
+        return web.Response(status=status, text="upstream trouble", headers=headers)
+
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", answer)
+    return app
+
+
+def diagnosed(obs: Observation) -> list[Finding]:
+    """The daemon's pure diagnosis of the seed's healthy cluster, with this predictor observation."""
+    c = fx.healthy()
+    retimed = dataclasses.replace(obs, started=fx.NOW - 1.05, finished=fx.NOW - 1)
+    c.replace_observations("predictor", [retimed])
+    return fx.run(c).findings
+
+
+@pytest.mark.parametrize("protocol", ["v1", "v2"])
+async def test_the_in_cluster_address_is_reached_through_the_proxy_only(
+        cluster: Cluster, network: ClusterNetwork, model_server: str, protocol: str) -> None:
+    await predictor_service(cluster, pod_url=model_server)
+    await cluster.isvc(status=ready_status(address=IN_CLUSTER, url=f"http://{NAME}-{NS}.example.com"))
+
+    obs = await cluster.probe(proxy=network.url, protocol=protocol)()
+    assert obs.outcome == PredictorOutcome.READY and obs.ok, obs.evidence
+    assert obs.details["url"] == IN_CLUSTER and obs.details["proxy"] == network.url
+    assert obs.details["canary"]["predicted"] == [0]  # the canary POST went through it too
+    assert obs.values["request_seconds"] > 0 and obs.values["canary_seconds"] > 0
+    assert [f for f in diagnosed(obs) if f.severity is Severity.CRITICAL] == []
+
+    # Without the proxy the same address is not reachable from here (no cluster DNS).
+    direct = await cluster.probe(timeout=2.0, protocol=protocol)()
+    assert direct.outcome == PredictorOutcome.UNREACHABLE, direct.evidence
+    assert "proxy" not in direct.details
+
+
+PROXY_FAILURES = [
+    # (name, what the test sets up, a fragment the evidence must hold)
+    ("proxy refuses the connection", "refused", "unreachable for GET http://iris-model-predictor"),
+    ("no such Service", "no-service", f"clusternet: destination_not_found (no service {NS}/{SERVICE})"),
+    ("no ready endpoint", "not-ready",
+     f"answered 503 to GET {IN_CLUSTER}/v1/models/{NAME} (clusternet: destination_unavailable "
+     f"(no endpoints available for service {NS}/{SERVICE}))"),
+    ("an address outside the cluster", "external", "answered 403"),
+    ("a proxy's unexplained 502", "gateway-502", "answered 502 to GET"),
+    ("a proxy's Proxy-Status error with a 503", "gateway-503",
+     f"answered 503 to GET {IN_CLUSTER}/v1/models/{NAME} (squid: dns_error)"),
+]
+
+
+@pytest.mark.parametrize(("name", "setup", "fragment"), PROXY_FAILURES, ids=[p[0] for p in PROXY_FAILURES])
+async def test_the_proxys_own_failure_is_a_probe_error_naming_it_never_a_critical(
+        cluster: Cluster, network: ClusterNetwork, model_server: str, name: str, setup: str,
+        fragment: str) -> None:
+    address = IN_CLUSTER
+    async with contextlib.AsyncExitStack() as stack:
+        proxy = network.url
+        if setup == "refused":
+            proxy = f"http://127.0.0.1:{free_port()}"
+        elif setup == "not-ready":
+            await predictor_service(cluster, pod_url=model_server, ready=False)
+        elif setup == "external":
+            await predictor_service(cluster, pod_url=model_server)
+            address = f"http://{NAME}-{NS}.example.com"
+        elif setup == "gateway-502":
+            proxy = await stack.enter_async_context(serve(gateway(502)))
+        elif setup == "gateway-503":
+            broken = gateway(503, proxy_status="squid; error=dns_error")
+            proxy = await stack.enter_async_context(serve(broken))
+        await cluster.isvc(status=ready_status(address=address))
+        obs = await cluster.probe(proxy=proxy)()
+
+    assert obs.outcome == PredictorOutcome.PROBE_ERROR and not obs.ok, obs.evidence
+    assert obs.details["reason"] == "ProxyError" and obs.details["proxy"] == proxy
+    assert len(obs.evidence) == 1 and obs.evidence[0].startswith(f"proxy {proxy} "), obs.evidence
+    assert fragment in obs.evidence[0], obs.evidence
+    findings = diagnosed(obs)
+    assert [f for f in findings if f.severity is Severity.CRITICAL] == [], findings
+    [warning] = [f for f in findings if f.code is Code.PROBE_ERROR]
+    assert warning.severity is Severity.WARNING
+    assert warning.evidence[0].startswith(f"predictor probe of {NS}/{NAME} could not run: proxy {proxy} ")
+
+
+async def test_what_the_proxy_reports_of_the_predictor_is_the_predictors(
+        cluster: Cluster, network: ClusterNetwork) -> None:
+    # The proxy reached the pod, which refused: exactly what a direct request would have met.
+    await predictor_service(cluster, pod_url=f"http://127.0.0.1:{free_port()}")
+    await cluster.isvc(status=ready_status(address=IN_CLUSTER))
+    obs = await cluster.probe(proxy=network.url)()
+    assert obs.outcome == PredictorOutcome.UNREACHABLE, obs.evidence
+    assert any(f"via proxy {network.url}: 502 (clusternet: connection_refused" in e for e in obs.evidence)
+    critical = [f for f in diagnosed(obs) if f.severity is Severity.CRITICAL]
+    assert [f.code for f in critical] == [Code.PREDICTOR_NOT_READY]
+
+
+async def test_a_503_the_proxy_does_not_claim_is_the_model_servers(cluster: Cluster) -> None:
+    # KServe's model servers answer 503 for a model that is not ready yet; a proxy that relays it
+    # adds no Proxy-Status error, so it is read as without a proxy.
+    async with serve(gateway(503)) as proxy:
+        await cluster.isvc(status=ready_status(address=IN_CLUSTER))
+        obs = await cluster.probe(proxy=proxy)()
+    assert obs.outcome == PredictorOutcome.NOT_READY, obs.evidence
+    assert obs.details["reason"] == "ModelNotReady" and obs.details["proxy"] == proxy
