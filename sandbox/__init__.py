@@ -13,6 +13,9 @@ clients:
   read from the API; :meth:`Sandbox.daemon_sidecar` is the daemon's own egress (identity
   ``cluster.local/ns/kserve-warden/sa/kserve-warden``, admitted by the seeded
   ``kserve-warden-probe-minio`` policy, as the daemon's install manifests would);
+* :mod:`sandbox.clusternet` — the cluster network (Service → Ready endpoint) as an HTTP forward
+  proxy: how the daemon, outside the cluster, reaches an in-cluster ``status.address.url``
+  (``probes.predictor.proxy``);
 * :mod:`sandbox.dns` — CoreDNS's stand-in, degraded/healed by failure injection and by a
   rollout restart of ``kube-system/coredns``;
 * :mod:`sandbox.controllers` — KServe, kubelet (image pulls, istio-proxy, storage-initializer,
