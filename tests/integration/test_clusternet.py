@@ -180,6 +180,22 @@ async def test_no_ready_endpoint_is_503_and_no_service_is_502(net: Net) -> None:
         assert resp.status == 503
         own_answer(resp, "destination_unavailable")
 
+    # Ready and annotated, but terminating (a finalizer holds it): kube-proxy drops it too.
+    core = client.CoreV1Api(net.api)
+    async with serve(echo_app()) as pod_url:
+        await net.pod("terminating", url=pod_url)
+        await core.patch_namespaced_pod("terminating", net.ns, {"metadata": {"finalizers": ["test/hold"]}},
+                                        _content_type=MERGE)
+        try:
+            await core.delete_namespaced_pod("terminating", net.ns)
+            held = await core.read_namespaced_pod("terminating", net.ns)
+            assert held.metadata.deletion_timestamp is not None
+            async with net.get(f"{base}/v1/models/echo") as resp:
+                assert resp.status == 503
+        finally:
+            await core.patch_namespaced_pod("terminating", net.ns, {"metadata": {"finalizers": None}},
+                                            _content_type=MERGE)
+
     await net.service("no-selector", selector={})
     async with net.get(f"http://no-selector.{net.ns}.svc/") as resp:
         assert resp.status == 503
