@@ -23,6 +23,7 @@ from kubernetes_asyncio.client import ApiClient, Configuration, CustomObjectsApi
 from sandbox import inject as _inject
 from sandbox import world
 from sandbox.apiserver import ApiServer
+from sandbox.clusternet import ClusterNetwork
 from sandbox.controllers.coredns import CoreDnsController
 from sandbox.controllers.kserve import KServeController
 from sandbox.controllers.kubelet import Kubelet
@@ -101,6 +102,7 @@ class Sandbox:
         self.mesh: Mesh | None = None
         self.api: ApiClient | None = None
         self.kserve: KServeController | None = None
+        self.clusternet: ClusterNetwork | None = None
         self.kubelet: Kubelet | None = None
         self.coredns: CoreDnsController | None = None
         self._tasks: list[asyncio.Task[None]] = []
@@ -187,6 +189,10 @@ class Sandbox:
                 # KServe's own manager replaces the simulated controller on the real control
                 # plane; it needs the seeded kserve namespace and inferenceservice-config.
                 await self.apiserver.start_kserve(api)
+                # Its status.address is the in-cluster Service URL: the daemon, outside the
+                # cluster, reaches it through this stand-in for the cluster network.
+                self.clusternet = ClusterNetwork(api, host=self.host)
+                await self.clusternet.start()
             self._injector = _inject.Injector(api=api, dns=self.dns, bucket=self.s3)
             if self.controllers_enabled:
                 self._start_controllers(api)
@@ -236,6 +242,9 @@ class Sandbox:
         return list(body.get("items") or [])
 
     async def stop(self) -> None:
+        if self.clusternet is not None:
+            await self.clusternet.stop()
+            self.clusternet = None
         tasks, self._tasks = self._tasks, []
         for t in tasks:
             t.cancel()
@@ -297,7 +306,11 @@ class Sandbox:
                     "timeout_seconds": 2.0,
                     "endpoint_overrides": {world.S3_ENDPOINT: self._daemon_sidecar},
                 },
-                "predictor": {"period_seconds": 1.0, "timeout_seconds": 1.0},
+                "predictor": {
+                    "period_seconds": 1.0,
+                    "timeout_seconds": 1.0,
+                    **({"proxy": self.clusternet.url} if self.clusternet is not None else {}),
+                },
             },
             "mesh": {
                 "root_namespace": "istio-system",

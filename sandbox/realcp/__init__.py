@@ -21,6 +21,7 @@ the finalizer itself (as an operator cleaning up after an uninstalled controller
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import tempfile
 import time
 from collections.abc import Sequence
@@ -31,6 +32,7 @@ import yaml
 from kubernetes_asyncio.client import ApiClient, Configuration
 from kubernetes_asyncio.client.exceptions import ApiException
 
+from sandbox.realcp import injector as _injector
 from sandbox.realcp.controlplane import NODE_NAME, ControlPlane, ControlPlaneFailed, ControlPlaneMissing
 from sandbox.realcp.kserve import KServe, remove_webhooks
 from sandbox.realcp.nodelogs import NodeLogs
@@ -81,6 +83,7 @@ class RealApi:
         self.cp = control_plane or ControlPlane()
         self.nodelogs: NodeLogs | None = None
         self.kserve: KServe | None = None
+        self.injector: _injector.SidecarInjector | None = None
         self._host = host
 
     @property
@@ -109,12 +112,19 @@ class RealApi:
         await self.nodelogs.start()
         workdir = Path(tempfile.mkdtemp(prefix="kserve-", dir=self.cp.dir))
         self.kserve = KServe(control_plane=self.cp, workdir=workdir, host=self._host)
+        # Istio's sidecar injector (istiod's webhook): pods made by kube-controller-manager from
+        # KServe's Deployments get their istio-proxy from it, as in a cluster.
+        self.injector = _injector.SidecarInjector(workdir=workdir / "injector", host=self._host)
+        await self.injector.start()
         async with self.new_api_client() as api:
             if self._borrowed:
                 await reset(api)
+                # A previous user that crashed left webhooks pointing at servers long gone.
                 await remove_webhooks(api, self.kserve.module)
+                await _injector.uninstall(api)
             await install_crds(api, also_wait_for=await self.kserve.install_crds(api))
             await register_node(api, port=self.nodelogs.https_port)
+            await self.injector.install(api)
 
     async def start_kserve(self, api: ApiClient) -> None:
         """KServe's manager, once the seeded world has its namespace and ConfigMap."""
@@ -122,10 +132,16 @@ class RealApi:
         await self.kserve.start(api)
 
     async def stop(self) -> None:
-        if self.kserve is not None:
+        # Webhooks first (failurePolicy Fail: one registered without its server refuses pods).
+        if self.kserve is not None or self.injector is not None:
             async with self.new_api_client() as api:
-                await self.kserve.stop(api)
-            self.kserve = None
+                if self.kserve is not None:
+                    await self.kserve.stop(api)
+                if self.injector is not None:
+                    with contextlib.suppress(Exception):
+                        await self.injector.uninstall(api)
+                    await self.injector.stop()
+            self.kserve = self.injector = None
         if self.nodelogs is not None:
             await self.nodelogs.stop()
             self.nodelogs = None

@@ -89,18 +89,19 @@ async def test_seed_failures_heal_as_the_daemons_own_serviceaccount(
         d = Daemon(config=cfg, kubeconfig=kubeconfig, name="warden-sa")
         await d.start()
         try:
-            await eventually(lambda: _settled(d, api), timeout=WAIT, interval=0.1, what="converged as the SA")
+            await eventually(lambda: _settled(d, api, sb), timeout=WAIT, interval=0.1,
+                             what="converged as the SA")
             for name in HEALS:
                 mark = len(d.lines)
                 await sb.inject(name)
                 try:
                     await eventually(lambda m=mark: bool(d.logged("acted", since=m, result="success")),
                                      timeout=WAIT, interval=0.1, what=f"{name}: a successful action")
-                    await eventually(lambda: _settled(d, api), timeout=WAIT, interval=0.1,
+                    await eventually(lambda: _settled(d, api, sb), timeout=WAIT, interval=0.1,
                                      what=f"{name}: healed as the SA")
                 finally:
                     await sb.undo(name)
-                    await eventually(lambda: _settled(d, api), timeout=WAIT, interval=0.1,
+                    await eventually(lambda: _settled(d, api, sb), timeout=WAIT, interval=0.1,
                                      what=f"{name}: settled after undo")
         finally:
             await d.stop()
@@ -138,8 +139,8 @@ def _uses(request: dict[str, Any], g: Grant) -> bool:
             and (not g.resource_name or g.resource_name == request["name"]))
 
 
-async def _settled(d: Daemon, api: client.ApiClient) -> bool:
-    return not await active_findings(d) and await canary_ok(api)
+async def _settled(d: Daemon, api: client.ApiClient, sb: Sandbox) -> bool:
+    return not await active_findings(d) and await canary_ok(api, sb)
 
 
 async def test_one_rule_less_is_a_403_the_daemon_reports_on_the_action(
