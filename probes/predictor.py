@@ -37,8 +37,12 @@ fetched over the API: ``pods/log`` cannot be watched).
    model, which every readiness check passed.
 
 What it cannot judge it says so instead of failing: a ModelMesh predictor (served through
-the ModelMesh router, not a per-model endpoint) and a Ready InferenceService with no URL yet
-are ``not-checked`` after the status and pod reads, with the reason in ``details``.
+the ModelMesh router, not a per-model endpoint), a Ready InferenceService with no URL yet, and
+— when the probe runs outside the cluster (``in_cluster=False``: ``check`` from a laptop) with no
+proxy — an in-cluster address (``*.svc``, ``*.svc.cluster.local``: KServe's RawDeployment
+``status.address.url``), which no resolver out there knows, are ``not-checked`` after the
+status and pod reads, with the reason in ``details``. A failed lookup there says nothing about
+the predictor; calling it ``unreachable`` would be a false critical for every Ready model.
 
 Outcomes are the :class:`PredictorOutcome` values; ``ok`` is true for ``ready`` and
 ``not-checked`` (nothing wrong was seen: metrics and diagnosis must not count it as a failure).
@@ -58,6 +62,7 @@ import asyncio
 import errno
 import json
 import time
+import urllib.parse
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -151,6 +156,12 @@ class _ProxyFailed(Exception):
     """The proxy in front of the model server failed on its own (message says how)."""
 
 
+def is_cluster_address(url: str) -> bool:
+    """``url``'s host is a cluster-DNS Service name (``NAME.NS.svc[.cluster.local]``). Pure."""
+    labels = (urllib.parse.urlsplit(url).hostname or "").rstrip(".").lower().split(".")
+    return len(labels) >= 3 and labels[2] == "svc"  # any cluster domain after it
+
+
 class PredictorProbe:
     """Probe one InferenceService: status, pods, logs, readiness and (opt-in) a canary."""
 
@@ -171,6 +182,7 @@ class PredictorProbe:
         url_override: str | None = None,
         source: PredictorSource | None = None,
         proxy: str | None = None,
+        in_cluster: bool = True,
     ) -> None:
         # No canary: readiness only. A canary is opt-in, never a built-in guess (a default
         # iris sample would call every non-iris model "wrong").
@@ -203,6 +215,7 @@ class PredictorProbe:
         self._url_override = url_override.rstrip("/") if url_override else None
         # An http://host:port forward proxy for the HTTP steps (settings validate its shape).
         self._proxy = proxy or None
+        self._in_cluster = in_cluster
 
     @property
     def name(self) -> str:
@@ -327,6 +340,14 @@ class PredictorProbe:
             run.evidence.append(
                 f"InferenceService {self.target} is Ready but has no URL in its status yet "
                 "(not checked over HTTP)"
+            )
+            return self._obs(run, PredictorOutcome.NOT_CHECKED)
+        if not self._in_cluster and self._proxy is None and is_cluster_address(url):
+            run.details["reason"] = "OutsideCluster"
+            run.evidence.append(
+                f"InferenceService {self.target} is Ready; its address {url} is in-cluster and this "
+                "process runs outside the cluster (not checked over HTTP; set probes.predictor.proxy "
+                "to reach it through a proxy into the cluster network)"
             )
             return self._obs(run, PredictorOutcome.NOT_CHECKED)
         return await self._call_server(run, url)

@@ -4,7 +4,10 @@
 speaking its real wire protocol so that the daemon, the tests and ``kubectl`` use their ordinary
 clients:
 
-* :mod:`sandbox.apiserver` — the Kubernetes API (kubeconfig at :attr:`Sandbox.kubeconfig_path`);
+* :mod:`sandbox.apiserver` — the Kubernetes API (kubeconfig at :attr:`Sandbox.kubeconfig_path`),
+  or with ``control_plane="real"`` :mod:`sandbox.realcp`: etcd, kube-apiserver and
+  kube-controller-manager built from Go modules, KServe's own controller manager (its CRDs,
+  RBAC, webhooks and ConfigMap from its Go module) and an Istio sidecar-injector webhook;
 * :mod:`sandbox.s3` — moto with authentication on: bucket ``mlpipeline``, and the model the
   project's own trainer (``serving.train``) writes, uploaded as
   ``private-artifacts/user-example-com/iris/model`` (a file named ``model``, no extension,
@@ -18,8 +21,9 @@ clients:
   (``probes.predictor.proxy``);
 * :mod:`sandbox.dns` — CoreDNS's stand-in, degraded/healed by failure injection and by a
   rollout restart of ``kube-system/coredns``;
-* :mod:`sandbox.controllers` — KServe, kubelet (image pulls, istio-proxy, storage-initializer,
-  the real model server), CoreDNS: asyncio tasks that watch the API over the wire;
+* :mod:`sandbox.controllers` — kubelet (image pulls, istio-proxy, storage-initializer, the real
+  model server), CoreDNS, and on the stand-in only KServe (on the real control plane KServe's
+  own manager runs instead): asyncio tasks that watch the API over the wire;
 * :mod:`sandbox.world` — the seed's starting world, loaded at start (not the objects the
   daemon is meant to apply; :meth:`Sandbox.apply_healthy_world` applies those for tests);
 * :mod:`sandbox.inject` — the seed's seven failures, each undoable (:attr:`Sandbox.FAILURES`).
@@ -28,11 +32,12 @@ clients:
 task running and removes the temp dirs it created.
 
 What the stand-in does not model: scheduling and nodes, Services/Endpoints (the predictor's
-address is its real loopback URL, published in ``status.address.url``), Knative revisions
+address is its real loopback URL, published in ``status.address.url``; on the real control
+plane KServe's Service URL is published and reached through :mod:`sandbox.clusternet`), Knative revisions
 (one fixed revision ``-00001``; a new pod per input change, old pods removed once it is
 ready), init containers re-running after a main-container crash, image digests, mTLS
 certificates (only their dependency on DNS), PERMISSIVE mTLS, and RBAC/authentication on the
-API (every client is admin).
+API (every client is admin; the real control plane has real RBAC).
 """
 
 from __future__ import annotations

@@ -261,7 +261,7 @@ class ProbeSet:
             expected=list(canary.expected) if canary is not None else None,
             protocol=m.protocol or "v1", timeout=pp.timeout_seconds, slow_threshold=pp.slow_threshold_seconds,
             redact=self.redactor.scrub if self.redactor is not None else None, source=source,
-            proxy=pp.proxy)
+            proxy=pp.proxy, in_cluster=self.in_cluster)
         return probe
 
     def _storage_plans(self, models: Iterable[ModelSettings]) -> dict[str, StoragePlan]:

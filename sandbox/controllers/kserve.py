@@ -1,5 +1,8 @@
 """The KServe controller (and its pod webhook, and the Deployment/ReplicaSet under it), simulated.
 
+On the stand-in API server only: on the real control plane KServe's own manager runs instead
+(:mod:`sandbox.realcp.kserve`), and where the two differ KServe is right.
+
 The decisions are pure functions in their own modules (:mod:`.runtime_select`,
 :mod:`.predictor_pod`, :mod:`.isvc_status`); this module watches and writes.
 

@@ -55,6 +55,10 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def _proxy(sb: Sandbox) -> str | None:
+    return sb.clusternet.url if sb.clusternet is not None else None
+
+
 class Progress:
     """A one-line spinner on a terminal; silent otherwise (and always with ``--json``)."""
 
@@ -195,7 +199,9 @@ class Demo:
             self.progress.clear()
             print(text, flush=True)
 
-    async def canary_ok(self, session: aiohttp.ClientSession, api_url: str) -> bool:
+    async def canary_ok(self, session: aiohttp.ClientSession, api_url: str, *, proxy: str | None) -> bool:
+        """The model answers through its InferenceService's address (``proxy``: the sandbox's
+        cluster network, for KServe's in-cluster Service URL on the real control plane)."""
         try:
             async with session.get(api_url + ISVC_PATH, timeout=aiohttp.ClientTimeout(total=2)) as r:
                 if r.status != 200:
@@ -205,8 +211,11 @@ class Demo:
             url = (status.get("address") or {}).get("url") or status.get("url")
             if not url:
                 return False
-            async with session.post(f"{url}/v1/models/iris-model:predict", json=CANARY,
-                                    timeout=aiohttp.ClientTimeout(total=2)) as r:
+            # A session of its own: ``session`` carries the API's admin token, which is not the
+            # model server's business.
+            async with aiohttp.ClientSession() as plain, plain.post(
+                    f"{url}/v1/models/iris-model:predict", json=CANARY, proxy=proxy,
+                    timeout=aiohttp.ClientTimeout(total=2)) as r:
                 if r.status != 200:
                     return False
                 body = await r.json()
@@ -242,7 +251,8 @@ class Demo:
                 headers=sb.api_auth_headers(), connector=aiohttp.TCPConnector(ssl=sb.api_ssl())
             ) as session:
                 took = await self._wait("waiting for the daemon to converge the seed's starting world",
-                                        lambda: self.canary_ok(session, sb.api_url), CONVERGE_TIMEOUT)
+                                        lambda: self.canary_ok(session, sb.api_url, proxy=_proxy(sb)),
+                                        CONVERGE_TIMEOUT)
                 if took is None:
                     self.say("the daemon did not converge the starting world; see " + str(daemon.log_path))
                     return 1
@@ -315,7 +325,7 @@ class Demo:
             active = active_findings(await scrape_metrics(session, daemon.metrics_url))
             if any(code in active for code in sc.findings):
                 return False
-            return await self.canary_ok(session, sb.api_url)
+            return await self.canary_ok(session, sb.api_url, proxy=_proxy(sb))
 
         if sc.auto_heal:
             took = await self._wait(f"{sc.name}: waiting for the heal", healed, HEAL_TIMEOUT)

@@ -858,6 +858,17 @@ async def test_the_in_cluster_address_is_reached_through_the_proxy_only(
     assert direct.outcome == PredictorOutcome.UNREACHABLE, direct.evidence
     assert "proxy" not in direct.details
 
+    # A probe that knows it runs outside the cluster (``check`` on a laptop) does not call that
+    # a failure: the address is in-cluster, nothing out here can resolve it. Not checked.
+    outside = await cluster.probe(timeout=2.0, protocol=protocol, in_cluster=False)()
+    assert outside.outcome == PredictorOutcome.NOT_CHECKED and outside.ok, outside.evidence
+    assert outside.details["reason"] == "OutsideCluster"
+    assert any("probes.predictor.proxy" in e for e in outside.evidence), outside.evidence
+    assert [f for f in diagnosed(outside) if f.severity is Severity.CRITICAL] == []
+    # ... and with the proxy it is checked from outside as from inside.
+    through = await cluster.probe(proxy=network.url, protocol=protocol, in_cluster=False)()
+    assert through.outcome == PredictorOutcome.READY, through.evidence
+
 
 PROXY_FAILURES = [
     # (name, what the test sets up, a fragment the evidence must hold)

@@ -9,6 +9,7 @@ import pytest
 from probes.log_tail import REDACTED, scrub, tail
 from probes.pod_status import find_failure, parse_conditions, pod_info
 from probes.predictions import parse_v1_predictions, parse_v2_predictions
+from probes.predictor import is_cluster_address
 
 
 def _pod(*, init: list[dict[str, Any]] | None = None, main: list[dict[str, Any]] | None = None,
@@ -192,3 +193,20 @@ def test_parse_v2_rejects(body: Any) -> None:
 )
 def test_scrub(text: str, expected: str) -> None:
     assert scrub(text, lambda s: s.replace("minio123secret", REDACTED)) == expected
+
+
+@pytest.mark.parametrize(("url", "cluster"), [
+    ("http://iris-predictor.models.svc.cluster.local", True),
+    ("http://iris-predictor.models.svc.cluster.local:8080/v1", True),
+    ("http://iris-predictor.models.svc", True),
+    ("http://iris-predictor.models.svc.corp.internal", True),  # another cluster domain
+    ("http://IRIS-PREDICTOR.MODELS.SVC.CLUSTER.LOCAL.", True),
+    ("http://127.0.0.1:8080", False),
+    ("http://iris-models.example.com", False),
+    ("http://svc.example.com", False),
+    ("http://a.svc.example.com", False),  # "svc" must be the third label
+    ("http://localhost", False),
+    ("not a url", False),
+])
+def test_is_cluster_address(url: str, cluster: bool) -> None:
+    assert is_cluster_address(url) is cluster
