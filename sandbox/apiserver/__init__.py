@@ -24,6 +24,42 @@ What it does not model (by design; the daemon does not depend on these):
   ``x-kubernetes-list-type: map``); on built-ins, lists are keyed by their strategic-merge keys;
 - consistent paging snapshots (``continue`` resumes after the last key against current data),
   ``resourceVersionMatch``, streaming lists (``sendInitialEvents``), ``follow`` on logs.
+
+The wire-level tests (tests/integration/apiserver, test_informer*.py) run against this and a real
+kube-apiserver 1.36 alike (issue 12 part 4). What the real server answered differently, and this
+stand-in now answers the same way:
+
+- ServiceAccount admission: a pod whose ServiceAccount does not exist is refused, ``403
+  Forbidden`` ``pods "p" is forbidden: error looking up service account NS/SA: serviceaccount
+  "SA" not found`` (details name/kind only); every new namespace gets its ``default``
+  ServiceAccount (the serviceaccount controller's job, done at once here);
+- containers and init containers need an ``image`` (422 ``spec.containers[0].image: Required
+  value``), in a Deployment's template too, whose labels its selector must match (422
+  ``spec.template.metadata.labels: Invalid value: ...: `selector` does not match template
+  `labels```); Deployment status counts are bounded (``readyReplicas`` <= ``replicas`` ...);
+- several field errors are reported as ``[a, b]`` (``ErrorList.ToAggregate``), not ``a; b``;
+- lists are in etcd key order, the string ``namespace/name`` (``a-b/x`` before ``a/x``);
+- a path in a group the server does not serve is ``404 page not found`` as text/plain (its HTTP
+  mux), not a Status; an unknown resource in a served group is a Status with empty details;
+- ``pods/log`` of a pod not bound to a node (and with no log) is ``204 No Content``;
+- ``events.k8s.io/v1`` may not change an Event's note, reason, type, regarding, action...
+  (422 ``field is immutable``; only the series may change); core/v1 may;
+- apply without ``fieldManager`` is 422 Invalid (PatchOptions), not 400; Secret data that is
+  not base64 is a 400 from decoding (``illegal base64 data at input byte N``), not a 422; a
+  watch with a non-numeric resourceVersion is a 500 Status without reason;
+- an unknown field selector on a kind with only metadata fields reads ``"x" is not a known field
+  selector: only "metadata.name", "metadata.namespace"``;
+- strategic merge: a ServiceAccount's ``imagePullSecrets`` has no merge key (replaced whole);
+  elements new in a keyed list go before the live elements the patch does not name
+  (``mergeSortedSlice``); server-side apply owns a ServiceAccount's ``secrets`` elements whole
+  (ObjectReference is an atomic struct); apply conflicts are listed by manager name.
+
+Known and not modelled: a watch from a resourceVersion newer than any the server has is held
+open with no event until its timeout there (only a *list* answers 504 ``Timeout: Too large
+resource version``), where this answers the watch 504 (the daemon's informer relies on it to
+detect a replaced history); YAML 1.1 booleans (a bare ``y`` is true there); the real pod
+defaults (``generation`` on pods, the projected service-account token volume, ``dnsPolicy``...);
+the root CA ConfigMap (``kube-root-ca.crt``) in every namespace.
 """
 
 from sandbox.apiserver.faults import Faults

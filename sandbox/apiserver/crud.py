@@ -43,7 +43,7 @@ from sandbox.apiserver.status import (
     not_found,
     unsupported_media_type,
 )
-from sandbox.apiserver.store import Key, Obj, Store
+from sandbox.apiserver.store import Key, Obj, Store, key_order
 
 JSON_PATCH = "application/json-patch+json"
 MERGE_PATCH = "application/merge-patch+json"
@@ -141,6 +141,14 @@ class Crud:
         err = kindrules.type_errors(body)
         if err:
             raise bad_request(err)
+        if kind.group == "" and kind.plural == "secrets":
+            # Secret data is []byte: the real server decodes the base64 while reading the JSON,
+            # so bad data is a 400 before any validation.
+            bad = kindrules.bad_base64(body.get("data"))
+            if bad is not None:
+                raise bad_request('Secret in version "v1" cannot be handled as a Secret: '
+                                  'illegal base64 data '
+                                  f"at input byte {bad}")
         if body.get("metadata") is None:
             body["metadata"] = {}  # `metadata: null` decodes as an empty ObjectMeta
         av, k = body.get("apiVersion"), body.get("kind")
@@ -231,7 +239,8 @@ class Crud:
                 (
                     i
                     for i, o in enumerate(items)
-                    if (o["metadata"].get("namespace", ""), o["metadata"]["name"]) > after
+                    if key_order((o["metadata"].get("namespace", ""), o["metadata"]["name"]))
+                    > key_order(after)
                 ),
                 len(items),
             )
@@ -275,7 +284,25 @@ class Crud:
             raise already_exists(group=kind.group, resource=kind.plural, name=name)
         if kind.status_subresource and not kind.builtin:
             obj.pop("status", None)
+        if kind.group == "" and kind.plural == "pods":
+            self._admit_service_account(namespace or "", name, obj)
         return self._create_obj(kind, namespace, name, obj, opts, via_apply=False)
+
+    def _admit_service_account(self, namespace: str, name: str, pod: Obj) -> None:
+        """The ServiceAccount admission plugin: a pod's ServiceAccount must exist when it is created
+        (a Deployment's ReplicaSet retries until it does; a direct create is refused)."""
+        spec: Obj = pod["spec"] if isinstance(pod.get("spec"), dict) else {}
+        sa = str(spec.get("serviceAccountName") or spec.get("serviceAccount") or "default")
+        annotations = (pod.get("metadata") or {}).get("annotations") or {}
+        if "kubernetes.io/config.mirror" in annotations:
+            return  # mirror pods (a kubelet's static pods) are exempt
+        if self.store.get("serviceaccounts", namespace, sa) is None:
+            raise ApiError(
+                403, "Forbidden",
+                f'pods "{name}" is forbidden: error looking up service account {namespace}/{sa}: '
+                f'serviceaccount "{sa}" not found',
+                details={"name": name, "kind": "pods"},
+            )
 
     def _create_obj(
         self,
@@ -319,7 +346,19 @@ class Crud:
         )
         if kind.plural == "customresourcedefinitions":
             self.registry.register_crd(obj)
+        if kind.group == "" and kind.plural == "namespaces":
+            self._default_service_account(name)
         return self.out(kind, obj)
+
+    def _default_service_account(self, namespace: str) -> None:
+        """What kube-controller-manager's serviceaccount controller does for a new namespace (at
+        once here, a moment later there): its ``default`` ServiceAccount, which pods use unless
+        they name another, and which ServiceAccount admission requires."""
+        sa_kind = self.registry.lookup("", "v1", "serviceaccounts")
+        assert sa_kind is not None
+        if self.store.get("serviceaccounts", namespace, "default") is None:
+            self.create(sa_kind, namespace, {"metadata": {"name": "default"}},
+                        WriteOptions(manager="kube-controller-manager"))
 
     @classmethod
     def _record_update(
@@ -369,6 +408,7 @@ class Crud:
     ) -> Obj:
         stored, body = self._stored_as(kind, body)
         if stored is not kind:
+            _check_event_update(self._existing(stored, namespace, name), body, name)
             return self.out(kind, self.replace(stored, namespace, name, body, opts))
         body = self._check_body(kind, body, namespace, name)
         old = self._existing(kind, namespace, name)
@@ -415,6 +455,8 @@ class Crud:
         if not isinstance(new, dict):
             raise bad_request("the patch did not produce an object")
         kind, new = self._stored_as(view, new)
+        if kind is not view:
+            _check_event_update(old, new, name)
         new_meta: dict[str, Any] = new["metadata"] if isinstance(new.get("metadata"), dict) else {}
         if new_meta.get("resourceVersion") not in (None, old["metadata"]["resourceVersion"]):
             raise conflict(group=kind.group, resource=kind.plural, name=name, why=STALE)
@@ -431,9 +473,13 @@ class Crud:
         self, kind: ResourceKind, namespace: str | None, name: str, config: Any, opts: WriteOptions
     ) -> WriteResult:
         if not opts.manager:
-            raise bad_request(
+            raise ApiError(
+                422, "Invalid",
                 'PatchOptions.meta.k8s.io "" is invalid: fieldManager: Required value: '
-                "is required for apply patch"
+                "is required for apply patch",
+                details={"group": "meta.k8s.io", "kind": "PatchOptions",
+                         "causes": [{"reason": "FieldValueRequired", "field": "fieldManager",
+                                     "message": "Required value: is required for apply patch"}]},
             )
         if not isinstance(config, dict):
             raise bad_request("the body of an apply patch must be an object")
@@ -683,3 +729,19 @@ class Crud:
         rv = self.store.next_revision()
         final = {**ns, "metadata": {**ns["metadata"], "resourceVersion": str(rv)}}
         self.store.delete("namespaces", ("", namespace), final, rv=rv)
+
+
+# What events.k8s.io/v1 may not change on an Event (ValidateEventUpdate; core/v1 writes may):
+# the core field paths, as the real server names them in its answer.
+_EVENT_IMMUTABLE = ("involvedObject", "reason", "message", "source", "type", "action", "related",
+                    "reportingComponent", "reportingInstance", "eventTime")
+
+
+def _check_event_update(old: Obj, new: Obj, name: str) -> None:
+    causes = []
+    for f in _EVENT_IMMUTABLE:
+        before, after = old.get(f) or None, new.get(f) or None
+        if before != after:
+            causes.append((f, f"Invalid value: {json.dumps(after)}: field is immutable"))
+    if causes:
+        raise invalid(group="", kind="Event", name=name, causes=causes)

@@ -131,9 +131,7 @@ def normalize(kind: ResourceKind, obj: Obj, *, creating: bool) -> list[tuple[str
             else:
                 spec.setdefault("serviceAccountName", "default")
                 spec.setdefault("restartPolicy", "Always")
-                for i, c in enumerate(spec["containers"]):
-                    if not isinstance(c, dict) or not c.get("name"):
-                        errors.append((f"spec.containers[{i}].name", "Required value"))
+                errors += _container_errors(spec, "spec")
             if creating:
                 obj["status"] = {"phase": "Pending"}
         elif kind.plural == "serviceaccounts":
@@ -147,17 +145,96 @@ def normalize(kind: ResourceKind, obj: Obj, *, creating: bool) -> list[tuple[str
             errors.append(("spec", "Required value"))
         else:
             spec.setdefault("replicas", 1)
-            if not isinstance(spec.get("selector"), dict):
+            selector, template = spec.get("selector"), spec.get("template")
+            if not isinstance(selector, dict):
                 errors.append(("spec.selector", "Required value"))
-            if not isinstance(spec.get("template"), dict):
+            if not isinstance(template, dict):
                 errors.append(("spec.template", "Required value"))
+            else:
+                errors += _template_errors(selector, template)
         if creating:
             obj.pop("status", None)
+        errors += _deployment_status_errors(obj.get("status"))
     elif kind.group == "coordination.k8s.io":
         spec = obj.get("spec")
         if spec is not None and not isinstance(spec, dict):
             errors.append(("spec", "Invalid value: must be an object"))
     return errors
+
+
+def _container_errors(spec: Obj, path: str) -> list[tuple[str, str]]:
+    """Every container and init container needs a name and an image (ValidatePodSpec)."""
+    errors: list[tuple[str, str]] = []
+    for field in ("initContainers", "containers"):
+        for i, c in enumerate(spec.get(field) or []):
+            if not isinstance(c, dict) or not c.get("name"):
+                errors.append((f"{path}.{field}[{i}].name", "Required value"))
+            if not isinstance(c, dict) or not c.get("image"):
+                errors.append((f"{path}.{field}[{i}].image", "Required value"))
+    return errors
+
+
+def _go_map(labels: Any) -> str:
+    if not labels:
+        return "null"
+    return "map[string]string{" + ", ".join(f'"{k}":"{v}"' for k, v in sorted(labels.items())) + "}"
+
+
+def _template_errors(selector: Any, template: Obj) -> list[tuple[str, str]]:
+    """A Deployment's pod template: containers as a Pod's, labels matched by the selector."""
+    errors: list[tuple[str, str]] = []
+    meta: Obj = template["metadata"] if isinstance(template.get("metadata"), dict) else {}
+    labels = meta.get("labels") or {}
+    match = (selector.get("matchLabels") or {}) if isinstance(selector, dict) else {}
+    if isinstance(selector, dict) and (not isinstance(labels, dict)
+                                       or any(labels.get(k) != v for k, v in match.items())):
+        errors.append(("spec.template.metadata.labels",
+                       f"Invalid value: {_go_map(labels)}: `selector` does not match template `labels`"))
+    spec = template.get("spec")
+    if not isinstance(spec, dict) or not spec.get("containers"):
+        errors.append(("spec.template.spec.containers", "Required value"))
+    else:
+        errors += _container_errors(spec, "spec.template.spec")
+    return errors
+
+
+def _deployment_status_errors(status: Any) -> list[tuple[str, str]]:
+    """ValidateDeploymentStatus: counts are non-negative and bounded by the ones they are part of."""
+    if not isinstance(status, dict):
+        return []
+    errors: list[tuple[str, str]] = []
+    counts = {k: status.get(k) or 0 for k in ("replicas", "updatedReplicas", "readyReplicas",
+                                              "availableReplicas", "unavailableReplicas")}
+    for k, v in counts.items():
+        if not isinstance(v, int) or v < 0:
+            errors.append((f"status.{k}", f"Invalid value: {v}: must be greater than or equal to 0"))
+    if errors:
+        return errors
+    for k in ("updatedReplicas", "readyReplicas", "availableReplicas"):
+        if counts[k] > counts["replicas"]:
+            errors.append((f"status.{k}",
+                           f"Invalid value: {counts[k]}: cannot be greater than status.replicas"))
+    if counts["availableReplicas"] > counts["readyReplicas"]:
+        errors.append(("status.availableReplicas",
+                       f"Invalid value: {counts['availableReplicas']}: cannot be greater than readyReplicas"))
+    return errors
+
+
+_B64 = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/=")
+
+
+def bad_base64(data: Any) -> int | None:
+    """The input byte at which Go's base64 decoder gives up on a Secret's ``data``, or None."""
+    if not isinstance(data, dict):
+        return None
+    for v in data.values():
+        if not isinstance(v, str):
+            continue
+        try:
+            base64.b64decode(v, validate=True)
+        except (binascii.Error, ValueError):
+            return next((i for i, ch in enumerate(v) if ch not in _B64), len(v) - len(v) % 4)
+    return None
 
 
 def _fold_string_data(obj: Obj) -> list[tuple[str, str]]:
@@ -180,11 +257,6 @@ def _fold_string_data(obj: Obj) -> list[tuple[str, str]]:
         if not isinstance(v, str):
             errors.append((f"data[{k}]", "Invalid value: must be a base64 string"))
             continue
-        try:
-            base64.b64decode(v, validate=True)
-        except (binascii.Error, ValueError):
-            # Real server: a 400 from JSON decoding ("illegal base64 data"); reported as invalid here.
-            errors.append((f"data[{k}]", "Invalid value: illegal base64 data"))
     string_data = obj.pop("stringData", None)
     if isinstance(string_data, dict):
         for k, v in string_data.items():

@@ -82,9 +82,9 @@ class ApplyConflict(Exception):
             c = conflicts[0]
             text = f"Apply failed with 1 conflict: conflict with {_who(c)}: {render_path(c.path)}"
         else:
-            # Grouped by manager, in first-seen order, as the apiserver's fieldmanager prints them.
+            # Grouped by manager, managers in name order, as the apiserver's fieldmanager prints them.
             by_manager: dict[str, list[str]] = {}
-            for c in conflicts:
+            for c in sorted(conflicts, key=_who):
                 by_manager.setdefault(_who(c), []).append(render_path(c.path))
             blocks = [
                 f"conflicts with {who}:" + "".join(f"\n- {p}" for p in paths)
@@ -131,6 +131,11 @@ def _list_key(field: str, items: list[Any], builtin: bool) -> str | None:
     return key
 
 
+# Keyed lists whose elements are atomic structs (``+structType=atomic``: a ServiceAccount's
+# ``secrets`` are ObjectReferences): managedFields name the element, not its fields.
+ATOMIC_ITEMS = frozenset({"secrets"})
+
+
 def _walk(value: Any, prefix: Path, field: str, builtin: bool, out: set[Path]) -> None:
     if isinstance(value, dict) and value:
         for k, v in value.items():
@@ -147,6 +152,9 @@ def _walk(value: Any, prefix: Path, field: str, builtin: bool, out: set[Path]) -
         if key is not None:
             for item in value:
                 kp = (*prefix, _key_token(key, item))
+                if field in ATOMIC_ITEMS:
+                    out.add(kp)  # the element is owned whole: no "." and no member fields
+                    continue
                 out.add((*kp, "."))
                 _walk(item, kp, "", builtin, out)
             return

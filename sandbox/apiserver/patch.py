@@ -14,6 +14,7 @@ Inputs are never mutated; every function returns a new value. Errors raise :clas
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from sandbox.apiserver.jsonval import clone
@@ -206,7 +207,17 @@ def strategic_merge(original: Any, patch: Any) -> Any:
     if not isinstance(patch, dict):
         raise PatchError("strategic merge patch must be a JSON object", bad_request=True)
     merged = _smp_map(original if isinstance(original, dict) else {}, patch)
-    return merged if merged is not None else {}
+    if merged is None:
+        return {}
+    # A field name alone does not say it all: a ServiceAccount's imagePullSecrets carry no
+    # patchMergeKey (replaced whole), where a PodSpec's merge on name.
+    for f in ATOMIC_TOP_LEVEL.get(str((original or {}).get("kind")), ()):
+        if isinstance(patch.get(f), list):
+            merged[f] = [clone(it) for it in patch[f] if not (isinstance(it, dict) and "$patch" in it)]
+    return merged
+
+
+ATOMIC_TOP_LEVEL: dict[str, frozenset[str]] = {"ServiceAccount": frozenset({"imagePullSecrets"})}
 
 
 def _smp_map(original: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any] | None:
@@ -252,31 +263,52 @@ def _smp_list(field: str, original: list[Any], patch: list[Any]) -> list[Any]:
     if any(isinstance(it, dict) and it.get("$patch") == "replace" for it in patch):
         return [clone(it) for it in patch if not (isinstance(it, dict) and "$patch" in it)]
     if field in SET_LISTS:
-        out = list(original)
+        as_set = list(original)
         for v in patch:
-            if v not in out:
-                out.append(v)
-        return out
+            if v not in as_set:
+                as_set.append(v)
+        return as_set
     key = merge_key(field, patch or original)
     if key is None or not all(isinstance(it, dict) for it in patch):
         return [clone(it) for it in patch]
-    out = list(original)
+    def index(item: Any) -> int:
+        return next((i for i, cur in enumerate(original)
+                     if isinstance(cur, dict) and cur.get(key) == item.get(key)), -1)
+
+    patched: list[Any] = []  # the patch's elements, merged with the live ones they name
+    named = set()
     for item in patch:
         if key not in item:
             raise PatchError(f"map: {item} does not contain declared merge key: {key}")
-        idx = next(
-            (i for i, cur in enumerate(out) if isinstance(cur, dict) and cur.get(key) == item[key]), None
-        )
+        named.add(json.dumps(item[key], sort_keys=True))
+        idx = index(item)
         if item.get("$patch") == "delete":
-            if idx is not None:
-                del out[idx]
             continue
-        if idx is None:
-            out.append({k: clone(v) for k, v in item.items() if v is not None and not k.startswith("$")})
+        if idx < 0:
+            patched.append({k: clone(v) for k, v in item.items() if v is not None and not k.startswith("$")})
         else:
-            merged = _smp_map(out[idx], item)
-            if merged is None:
-                del out[idx]
+            merged = _smp_map(original[idx], item)
+            if merged is not None:
+                patched.append(merged)
+    server_only = [it for it in original
+                   if not (isinstance(it, dict) and json.dumps(it.get(key), sort_keys=True) in named)]
+    # mergeSortedSlice: server-only elements are inserted among the patch's, in the live order
+    # where both are live; an element new in the patch goes before the server-only ones.
+    out: list[Any] = []
+    i = j = 0
+    while i < len(server_only) or j < len(patched):
+        if j >= len(patched):
+            out.append(server_only[i])
+            i += 1
+        elif i >= len(server_only):
+            out.append(patched[j])
+            j += 1
+        else:
+            li, ri = index(server_only[i]), index(patched[j])
+            if li >= 0 and ri >= 0 and li < ri:
+                out.append(server_only[i])
+                i += 1
             else:
-                out[idx] = merged
+                out.append(patched[j])
+                j += 1
     return out

@@ -236,6 +236,10 @@ class Registry:
     def lookup(self, group: str, version: str, plural: str) -> ResourceKind | None:
         return self._kinds.get((group, version, plural))
 
+    def serves_group(self, group: str) -> bool:
+        """Whether any kind is served in ``group`` (a CRD's group counts once registered)."""
+        return bool(self._versions.get(group))
+
     def kinds(self) -> Iterable[ResourceKind]:
         return self._kinds.values()
 
@@ -353,14 +357,14 @@ def kinds_from_crd(crd: JSON) -> list[ResourceKind]:
 
 
 def crd_not_served(group: str, version: str, plural: str) -> ApiError:
-    """The real server's answer for a path no kind serves: a plain 404 NotFound Status."""
-    return ApiError(
-        404,
-        "NotFound",
-        "the server could not find the requested resource",
-        details={
-            "group": group,
-            "kind": plural,
-            "causes": [{"reason": "UnexpectedServerResponse", "message": "404 page not found"}],
-        },
-    )
+    """The real server's answer for a path no kind serves: for a group it serves, a 404 NotFound
+    Status with empty details; for a group it does not know at all, the plain-text ``404 page not
+    found`` of its HTTP mux (:func:`page_not_found`)."""
+    del group, version, plural
+    return ApiError(404, "NotFound", "the server could not find the requested resource", details={})
+
+
+def page_not_found() -> ApiError:
+    """kube-apiserver's answer for a path no handler serves (``/apis/<unknown group>/...``, ``/foo``):
+    ``404 page not found`` as text/plain, not a Status."""
+    return ApiError(404, "NotFound", "404 page not found", plain=True)

@@ -186,9 +186,21 @@ def parse_field_selector(text: str | None, *, allowed: Iterable[str]) -> FieldSe
                 path, _, value = part.partition(op_text)
                 path = path.strip()
                 if path not in allowed_set:
-                    raise SelectorError(f"field label not supported: {path}")
+                    raise SelectorError(_unsupported_field(path, allowed_set))
                 reqs.append(FieldRequirement(path=path, op=op, value=value.strip()))
                 break
         else:
             raise SelectorError(f"invalid selector: '{text}'; can't understand '{part}'")
     return FieldSelector(tuple(reqs))
+
+
+_META_ONLY = frozenset({"metadata.name", "metadata.namespace"})
+
+
+def _unsupported_field(path: str, allowed: set[str]) -> str:
+    """The real server's words: kinds with only the metadata fields use the generic conversion
+    (``"x" is not a known field selector: only ...``); kinds with their own fields (pods, events,
+    secrets...) their conversion function's ``field label not supported: x``."""
+    if allowed <= _META_ONLY:
+        return f'"{path}" is not a known field selector: only "metadata.name", "metadata.namespace"'
+    return f"field label not supported: {path}"

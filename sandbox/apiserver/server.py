@@ -29,7 +29,7 @@ from sandbox.apiserver import discovery, openapi
 from sandbox.apiserver.crds import BUILTIN_CRDS
 from sandbox.apiserver.crud import Crud, WriteOptions, decode_body
 from sandbox.apiserver.faults import Faults, reason_for
-from sandbox.apiserver.registry import Registry, ResourceKind, crd_not_served
+from sandbox.apiserver.registry import Registry, ResourceKind, crd_not_served, page_not_found
 from sandbox.apiserver.selectors import SelectorError, parse_field_selector, parse_label_selector
 from sandbox.apiserver.stats import RequestStats
 from sandbox.apiserver.status import (
@@ -67,6 +67,9 @@ def _json(body: Any, status: int = 200, headers: dict[str, str] | None = None) -
 
 
 def _error(err: ApiError) -> web.Response:
+    if err.plain:
+        return web.Response(status=err.code, text=err.message + "\n", content_type="text/plain",
+                            headers=err.headers or None)
     return _json(err.status(), status=err.code, headers=err.headers or None)
 
 
@@ -199,14 +202,16 @@ class ApiServer:
         elif head == "apis":
             if len(parts) == 1:
                 return _json(discovery.api_group_list(self.registry))
+            if not self.registry.serves_group(parts[1]):
+                raise page_not_found()
             if len(parts) == 2:
                 doc = discovery.api_group(self.registry, parts[1])
                 if doc is None:
-                    raise ApiError(404, "NotFound", "the server could not find the requested resource")
+                    raise page_not_found()
                 return _json(doc)
             group, version, rest = parts[1], parts[2], parts[3:]
         else:
-            raise ApiError(404, "NotFound", "the server could not find the requested resource")
+            raise page_not_found()
         if not rest:
             doc = discovery.resource_list(self.registry, group, version)
             if doc is None:
@@ -447,7 +452,12 @@ class ApiServer:
         rv = q.get("resourceVersion")
         since: int | None = None
         if rv not in (None, "", "0"):
-            since = self._int(rv, "resourceVersion")
+            if not rv.isdigit():
+                # The watch cache parses it as etcd's uint64 and answers the parse error as an
+                # internal error: 500, a Status without reason.
+                raise ApiError(500, "", f'resourceVersion: Invalid value: "{rv}": strconv.ParseUint: '
+                                        f'parsing "{rv}": invalid syntax')
+            since = int(rv)
         timeout = self._int(q.get("timeoutSeconds"), "timeoutSeconds")
         return WatchRequest(
             kind=t.kind,
@@ -485,7 +495,11 @@ class ApiServer:
         container = self._log_container(pod, q.get("container"))
         if _qbool(q.get("previous")):
             raise bad_request(f'previous terminated container "{container}" in pod "{t.name}" not found')
-        text = self.crud.logs.get((t.namespace or "", t.name), {}).get(container, "")
+        logs = self.crud.logs.get((t.namespace or "", t.name))
+        if logs is None and not (pod.get("spec") or {}).get("nodeName"):
+            # A pod not yet bound to a node has no kubelet to ask: the real server answers 204.
+            return web.Response(status=204)
+        text = (logs or {}).get(container, "")
         tail = self._int(q.get("tailLines"), "tailLines")
         if tail is not None and tail >= 0:
             lines = text.splitlines(keepends=True)

@@ -25,8 +25,10 @@ class ApiError(Exception):
         *,
         details: JSON | None = None,
         headers: dict[str, str] | None = None,
+        plain: bool = False,
     ) -> None:
         super().__init__(message)
+        self.plain = plain  # answered as text/plain (the real server's mux 404), not a Status
         self.code = code
         self.reason = reason
         self.message = message
@@ -49,8 +51,9 @@ def status_body(*, code: int, reason: str, message: str, details: JSON | None = 
     }
     if details is not None:
         body["details"] = details
-    if code < 400:
-        # Success Status bodies (e.g. deleting a collection) carry no reason.
+    if code < 400 or not reason:
+        # Success Status bodies (e.g. deleting a collection) carry no reason; nor does an
+        # internal error the server did not classify (a bad watch resourceVersion).
         body.pop("reason")
     return body
 
@@ -98,7 +101,9 @@ STALE = "the object has been modified; please apply your changes to the latest v
 
 def invalid(*, group: str, kind: str, name: str, causes: list[tuple[str, str]]) -> ApiError:
     """422 ``Invalid``; ``causes`` are ``(field, message)`` pairs, as in field.ErrorList."""
-    text = "; ".join(f"{f}: {m}" if f else m for f, m in causes)
+    # field.ErrorList.ToAggregate(): one error as it is, several as "[a, b]".
+    texts = [f"{f}: {m}" if f else m for f, m in causes]
+    text = texts[0] if len(texts) == 1 else "[" + ", ".join(texts) + "]"
     message = f'{kind}{"." + group if group else ""} "{name}" is invalid: {text}'
     return ApiError(
         422,

@@ -28,6 +28,11 @@ Obj = dict[str, Any]
 Key = tuple[str, str]
 
 
+def key_order(key: Key) -> str:
+    """The etcd key suffix an object is stored (and listed) under."""
+    return f"{key[0]}/{key[1]}"
+
+
 @dataclass(frozen=True, slots=True)
 class Event:
     rv: int
@@ -90,9 +95,10 @@ class Store:
         return self._res(gr).objects.get((namespace, name))
 
     def items(self, gr: str, namespace: str | None = None) -> list[Obj]:
-        """Objects sorted by (namespace, name), as etcd's key order gives them."""
+        """Objects in etcd's key order: by the string ``namespace/name`` (so ``a-b/x`` comes
+        before ``a/x``: ``-`` sorts before ``/``), not by the (namespace, name) pair."""
         objs = self._res(gr).objects
-        keys = sorted(k for k in objs if namespace is None or k[0] == namespace)
+        keys = sorted((k for k in objs if namespace is None or k[0] == namespace), key=key_order)
         return [objs[k] for k in keys]
 
     def namespaced_keys(self, namespace: str) -> Iterator[tuple[str, Key]]:

@@ -46,7 +46,7 @@ class NodeLogs:
         text = self.logs[key]
         tail = request.query.get("tailLines")
         if tail and tail.isdigit():
-            text = "\n".join(text.splitlines()[-int(tail):])
+            text = "".join(text.splitlines(keepends=True)[-int(tail):]) if int(tail) else ""
         return web.Response(text=text, content_type="text/plain")
 
     async def start(self) -> None:

@@ -34,7 +34,7 @@ def test_secret_string_data_folds_into_base64_data() -> None:
 @pytest.mark.parametrize(
     ("plural", "body", "field"),
     [
-        ("secrets", {"data": {"k": "not base64!"}}, "data[k]"),
+        ("secrets", {"data": {"k!": "eA=="}}, "data[k!]"),
         ("secrets", {"data": {"bad key": "eA=="}}, "data[bad key]"),
         ("configmaps", {"data": {"k": 1}}, "data"),
         ("pods", {"spec": {}}, "spec.containers"),
@@ -50,7 +50,7 @@ def test_invalid_bodies(plural: str, body: dict[str, Any], field: str) -> None:
 def test_pod_and_namespace_defaults() -> None:
     pod: dict[str, Any] = {
         "metadata": {"name": "p"},
-        "spec": {"containers": [{"name": "c"}]},
+        "spec": {"containers": [{"name": "c", "image": "i"}]},
         "status": {"x": 1},
     }
     assert normalize(kind("", "v1", "pods"), pod, creating=True) == []
@@ -59,6 +59,9 @@ def test_pod_and_namespace_defaults() -> None:
     normalize(kind("", "v1", "namespaces"), ns, creating=True)
     assert ns["metadata"]["labels"] == {"kubernetes.io/metadata.name": "kubeflow"}
     assert ns["status"] == {"phase": "Active"}
+    no_image: dict[str, Any] = {"metadata": {"name": "p"}, "spec": {"containers": [{"name": "c"}]}}
+    assert normalize(kind("", "v1", "pods"), no_image, creating=True) == [
+        ("spec.containers[0].image", "Required value")]
 
 
 @pytest.mark.parametrize(

@@ -107,12 +107,13 @@ SMP_CASES: list[tuple[str, dict[str, Any], Any]] = [
     (
         "new container appended",
         {"spec": {"containers": [{"name": "new", "image": "n"}]}},
-        lambda r: [c["name"] for c in r["spec"]["containers"]] == ["main", "side", "new"],
+        # New elements go before the live ones the patch does not name (mergeSortedSlice).
+        lambda r: [c["name"] for c in r["spec"]["containers"]] == ["new", "main", "side"],
     ),
     (
         "env merges by name",
         {"spec": {"containers": [{"name": "main", "env": [{"name": "B", "value": "2"}]}]}},
-        lambda r: [e["name"] for e in r["spec"]["containers"][0]["env"]] == ["A", "B"],
+        lambda r: [e["name"] for e in r["spec"]["containers"][0]["env"]] == ["B", "A"],
     ),
     (
         "volumeMounts merge by mountPath",

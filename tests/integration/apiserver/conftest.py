@@ -1,7 +1,10 @@
-"""A fresh sandbox API server per test on a free loopback port, and a kubernetes_asyncio client for it.
+"""Fixtures of the wire-level API tests.
 
-A test module that needs the server configured differently (a short watch history) overrides
-``server`` locally; ``api`` then talks to that one.
+``tier`` runs a test on both control planes (the stand-in and the session's real
+kube-apiserver; see :mod:`tests.integration.apiserver.tiers`). ``server``/``api`` are the
+stand-in alone, for the tests that need its fault hooks or its sandbox-only endpoints; each such
+test says why. A module that needs the stand-in configured differently (a short watch history)
+overrides ``server`` locally.
 """
 
 from __future__ import annotations
@@ -12,6 +15,9 @@ import pytest
 from kubernetes_asyncio import client
 
 from sandbox.apiserver import ApiServer
+from tests.integration.apiserver.tiers import tier
+
+__all__ = ["api", "server", "tier"]
 
 
 @pytest.fixture

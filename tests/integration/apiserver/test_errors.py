@@ -1,10 +1,10 @@
 """Bad input gets real-shaped Status answers (400/404/405/409/413/415/422, never a 500
-traceback), and the fault hooks fail requests as a loaded or broken apiserver would."""
+traceback) — on both tiers, the same answers — and the fault hooks fail requests as a loaded or
+broken apiserver would (stand-in only: the real server has no fault hooks)."""
 
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
@@ -13,29 +13,25 @@ from kubernetes_asyncio import client
 from kubernetes_asyncio.client.rest import ApiException
 
 from sandbox.apiserver import ApiServer
+from tests.integration.apiserver.tiers import Tier
 
-CM_URL = "/api/v1/namespaces/default/configmaps"
-ISVC_URL = "/apis/serving.kserve.io/v1beta1/namespaces/default/inferenceservices"
-
-
-@pytest.fixture
-async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as session:
-        yield session
+# {ns}: the test's own namespace.
+CM_URL = "/api/v1/namespaces/{ns}/configmaps"
+ISVC_URL = "/apis/serving.kserve.io/v1beta1/namespaces/{ns}/inferenceservices"
 
 
 async def call(
-    http: aiohttp.ClientSession,
-    server: ApiServer,
+    tier: Tier,
     method: str,
     path: str,
     body: Any = None,
     ctype: str = "application/json",
 ) -> tuple[int, dict[str, Any]]:
     data = body if isinstance(body, str | bytes) or body is None else json.dumps(body)
-    async with http.request(method, server.url + path, data=data, headers={"Content-Type": ctype}) as r:
-        assert r.content_type == "application/json"
-        return r.status, await r.json()
+    status, content_type, answer = await tier.request(method, path.format(ns=tier.ns), data=data,
+                                                      headers={"Content-Type": ctype})
+    assert content_type == "application/json", answer
+    return status, answer
 
 
 CASES: list[tuple[str, str, str, Any, str, int, str]] = [
@@ -125,8 +121,8 @@ CASES: list[tuple[str, str, str, Any, str, int, str]] = [
         CM_URL + "/seed",
         {"apiVersion": "v1", "kind": "ConfigMap"},
         "application/apply-patch+yaml",
-        400,
-        "BadRequest",
+        422,
+        "Invalid",
     ),
     (
         "name mismatch on PUT",
@@ -179,8 +175,8 @@ CASES: list[tuple[str, str, str, Any, str, int, str]] = [
         CM_URL + "?watch=1&resourceVersion=abc",
         None,
         "application/json",
-        400,
-        "BadRequest",
+        500,  # the watch cache's uint64 parse error, unclassified: no reason
+        "",
     ),
     (
         "unknown dryRun",
@@ -200,15 +196,15 @@ CASES: list[tuple[str, str, str, Any, str, int, str]] = [
         400,
         "BadRequest",
     ),
-    ("unknown group", "GET", "/apis/example.com/v1/widgets", None, "application/json", 404, "NotFound"),
+    ("unknown resource", "GET", "/apis/apps/v1/widgets", None, "application/json", 404, "NotFound"),
     (
         "invalid secret data",
         "POST",
-        "/api/v1/namespaces/default/secrets",
+        "/api/v1/namespaces/{ns}/secrets",
         {"metadata": {"name": "s"}, "data": {"k": "%%"}},
         "application/json",
-        422,
-        "Invalid",
+        400,  # decoding the JSON into a Secret fails: []byte is base64
+        "BadRequest",
     ),
 ]
 
@@ -217,8 +213,7 @@ CASES: list[tuple[str, str, str, Any, str, int, str]] = [
     ("method", "path", "body", "ctype", "code", "reason"), [c[1:] for c in CASES], ids=[c[0] for c in CASES]
 )
 async def test_bad_input_status(
-    server: ApiServer,
-    http: aiohttp.ClientSession,
+    tier: Tier,
     method: str,
     path: str,
     body: Any,
@@ -226,17 +221,21 @@ async def test_bad_input_status(
     code: int,
     reason: str,
 ) -> None:
-    status, _ = await call(http, server, "POST", CM_URL, {"metadata": {"name": "seed"}, "data": {"a": "b"}})
+    status, _ = await call(tier, "POST", CM_URL, {"metadata": {"name": "seed"}, "data": {"a": "b"}})
     assert status == 201
-    status, st = await call(http, server, method, path, body, ctype)
-    assert (status, st["kind"], st["reason"], st["code"]) == (code, "Status", reason, code), st
+    status, st = await call(tier, method, path, body, ctype)
+    assert (status, st["kind"], st.get("reason", ""), st["code"]) == (code, "Status", reason, code), st
     assert st["message"] and "Traceback" not in st["message"]
 
 
-async def test_body_too_large_is_413(server: ApiServer, http: aiohttp.ClientSession) -> None:
+async def test_body_too_large_is_413(tier: Tier) -> None:
     big = {"metadata": {"name": "big"}, "data": {"k": "x" * (4 * 1024 * 1024)}}
-    status, st = await call(http, server, "POST", CM_URL, big)
+    status, st = await call(tier, "POST", CM_URL, big)
     assert status == 413 and st["reason"] == "RequestEntityTooLarge"
+
+
+# The rest need the stand-in's fault hooks (sandbox/apiserver/faults.py): injected 5xx/429 and
+# reset connections, which a real kube-apiserver cannot be told to produce.
 
 
 async def test_fail_next_500_then_recovers(server: ApiServer, api: client.ApiClient) -> None:

@@ -1,6 +1,13 @@
 """Watches through kubernetes_asyncio's ``Watch``: initial ADDED, resume from a
-resourceVersion, 410 Expired once the history no longer reaches back, timeoutSeconds, selector
-moves, server-side closes (``drop_watches``, ``stop``)."""
+resourceVersion, timeoutSeconds, selector moves, all namespaces, a resourceVersion the server
+never had — on both tiers (``tier``) — and, on the stand-in only, what needs its hooks: 410
+Expired once the history no longer reaches back (``faults.compact``, a short ``watch_history``,
+``mark_seeded``), server-side closes (``drop_watches``, ``stop``), bookmarks on demand.
+
+A test that changes things while a watch is open first waits for the watch's first event (an
+initial ADDED), or starts the watch from a listed resourceVersion: either way no event can be
+missed, with no stand-in hook to tell when the stream is open.
+"""
 
 from __future__ import annotations
 
@@ -15,6 +22,7 @@ from kubernetes_asyncio import client, watch
 from kubernetes_asyncio.client.rest import ApiException
 
 from sandbox.apiserver import ApiServer
+from tests.integration.apiserver.tiers import CONTROLLER_MADE, Tier
 
 
 @pytest.fixture
@@ -25,40 +33,77 @@ async def server() -> AsyncIterator[ApiServer]:
     await s.stop()
 
 
-async def collect(api: client.ApiClient, n: int, **kwargs: Any) -> list[tuple[str, str]]:
-    """The first ``n`` (type, name) events of a configmap watch in ``default``."""
-    core = client.CoreV1Api(api)
-    out: list[tuple[str, str]] = []
-    w = watch.Watch()
-    async with w:
-        async for ev in w.stream(core.list_namespaced_config_map, "default", timeout_seconds=30, **kwargs):
-            out.append((ev["type"], ev["object"].metadata.name))
-            if len(out) == n:
-                break
-    return out
+class Events:
+    """A configmap watch in ``namespace`` on a task; ``next()`` awaits its next (type, name)."""
+
+    def __init__(self, api: client.ApiClient, namespace: str, **kwargs: Any) -> None:
+        self.queue: asyncio.Queue[tuple[str, str] | BaseException] = asyncio.Queue()
+        self._task = asyncio.create_task(self._run(api, namespace, kwargs))
+
+    async def _run(self, api: client.ApiClient, namespace: str, kwargs: dict[str, Any]) -> None:
+        core = client.CoreV1Api(api)
+        try:
+            async with watch.Watch() as w:
+                async for ev in w.stream(core.list_namespaced_config_map, namespace, timeout_seconds=30,
+                                         **kwargs):
+                    if ev["object"].metadata.name not in CONTROLLER_MADE:
+                        self.queue.put_nowait((ev["type"], ev["object"].metadata.name))
+        except ApiException as exc:
+            self.queue.put_nowait(exc)
+
+    async def next(self) -> tuple[str, str]:
+        item = await asyncio.wait_for(self.queue.get(), 30)
+        if isinstance(item, BaseException):
+            raise item
+        return item
+
+    async def take(self, n: int) -> list[tuple[str, str]]:
+        return [await self.next() for _ in range(n)]
+
+    async def close(self) -> None:
+        self._task.cancel()
+        await asyncio.gather(self._task, return_exceptions=True)
 
 
-async def test_watch_from_scratch_sends_existing_then_changes(
-    server: ApiServer, api: client.ApiClient
-) -> None:
-    core = client.CoreV1Api(api)
-    await core.create_namespaced_config_map("default", {"metadata": {"name": "a"}})
-    task = asyncio.create_task(collect(api, 4))
-    await asyncio.wait_for(server.wait_for_watches(), 30)
-    await core.create_namespaced_config_map("default", {"metadata": {"name": "b"}})
-    await core.patch_namespaced_config_map("a", "default", {"data": {"x": "1"}})
-    await core.delete_namespaced_config_map("b", "default")
-    assert await task == [("ADDED", "a"), ("ADDED", "b"), ("MODIFIED", "a"), ("DELETED", "b")]
+async def collect(api: client.ApiClient, n: int, namespace: str = "default",
+                  **kwargs: Any) -> list[tuple[str, str]]:
+    """The first ``n`` (type, name) events of a configmap watch in ``namespace``."""
+    events = Events(api, namespace, **kwargs)
+    try:
+        return await events.take(n)
+    finally:
+        await events.close()
 
 
-async def test_watch_resumes_from_resource_version(api: client.ApiClient) -> None:
-    core = client.CoreV1Api(api)
-    await core.create_namespaced_config_map("default", {"metadata": {"name": "a"}})
-    rv = (await core.list_namespaced_config_map("default")).metadata.resource_version
+async def test_watch_from_scratch_sends_existing_then_changes(tier: Tier) -> None:
+    core = client.CoreV1Api(tier.api)
+    ns = tier.ns
+    await core.create_namespaced_config_map(ns, {"metadata": {"name": "a"}})
+    events = Events(tier.api, ns)
+    try:
+        assert await events.next() == ("ADDED", "a")  # the watch is open: nothing can be missed now
+        await core.create_namespaced_config_map(ns, {"metadata": {"name": "b"}})
+        await core.patch_namespaced_config_map("a", ns, {"data": {"x": "1"}})
+        await core.delete_namespaced_config_map("b", ns)
+        assert await events.take(3) == [("ADDED", "b"), ("MODIFIED", "a"), ("DELETED", "b")]
+    finally:
+        await events.close()
+
+
+async def test_watch_resumes_from_resource_version(tier: Tier) -> None:
+    core = client.CoreV1Api(tier.api)
+    ns = tier.ns
+    await core.create_namespaced_config_map(ns, {"metadata": {"name": "a"}})
+    rv = (await core.list_namespaced_config_map(ns)).metadata.resource_version
     # Changes while nobody watches, then resume: exactly the missed events, no initial ADDED.
-    await core.create_namespaced_config_map("default", {"metadata": {"name": "b"}})
-    await core.patch_namespaced_config_map("a", "default", {"data": {"x": "1"}})
-    assert await collect(api, 2, resource_version=rv) == [("ADDED", "b"), ("MODIFIED", "a")]
+    await core.create_namespaced_config_map(ns, {"metadata": {"name": "b"}})
+    await core.patch_namespaced_config_map("a", ns, {"data": {"x": "1"}})
+    assert await collect(tier.api, 2, ns, resource_version=rv) == [("ADDED", "b"), ("MODIFIED", "a")]
+
+
+# Stand-in only from here to test_timeout_seconds_ends_the_stream: a real server's history is
+# etcd's, compacted on its own schedule; the stand-in compacts on demand (faults.compact), keeps
+# a short history (watch_history=50) and starts it where the seed ends (mark_seeded).
 
 
 async def test_watch_resume_after_compaction_is_410(server: ApiServer, api: client.ApiClient) -> None:
@@ -113,55 +158,41 @@ async def test_mark_seeded_starts_the_window(server: ApiServer, api: client.ApiC
     assert await task == [("ADDED", "after")]
 
 
-async def test_timeout_seconds_ends_the_stream(server: ApiServer) -> None:
+async def test_timeout_seconds_ends_the_stream(tier: Tier) -> None:
     loop = asyncio.get_running_loop()
-    async with aiohttp.ClientSession() as http:
-        started = loop.time()
-        async with http.get(
-            f"{server.url}/api/v1/namespaces/default/configmaps?watch=True&timeoutSeconds=1"
-        ) as r:
-            assert r.status == 200
-            assert await asyncio.wait_for(r.read(), 30) == b""
-        assert loop.time() - started >= 0.9  # the server held the stream open until the timeout
+    started = loop.time()
+    async with tier.http.get(f"/api/v1/namespaces/{tier.ns}/configmaps?watch=True&timeoutSeconds=1") as r:
+        assert r.status == 200
+        body = await asyncio.wait_for(r.read(), 30)
+    # Nothing but what a controller put there meanwhile (a real cluster's kube-root-ca.crt).
+    assert all(json.loads(line)["object"]["metadata"]["name"] in CONTROLLER_MADE
+               for line in body.splitlines())
+    assert loop.time() - started >= 0.9  # the server held the stream open until the timeout
 
 
-async def test_watch_selectors_turn_moves_into_added_and_deleted(
-    server: ApiServer, api: client.ApiClient
-) -> None:
-    core = client.CoreV1Api(api)
-    await core.create_namespaced_config_map("default", {"metadata": {"name": "a", "labels": {"app": "x"}}})
-    task = asyncio.create_task(collect(api, 3, label_selector="app=x"))
-    await asyncio.wait_for(server.wait_for_watches(), 30)
-    await core.create_namespaced_config_map("default", {"metadata": {"name": "b", "labels": {"app": "y"}}})
-    await core.patch_namespaced_config_map("a", "default", {"metadata": {"labels": {"app": "y"}}})
-    await core.patch_namespaced_config_map("b", "default", {"metadata": {"labels": {"app": "x"}}})
-    assert await task == [("ADDED", "a"), ("DELETED", "a"), ("ADDED", "b")]
+async def test_watch_selectors_turn_moves_into_added_and_deleted(tier: Tier) -> None:
+    core = client.CoreV1Api(tier.api)
+    ns = tier.ns
+    await core.create_namespaced_config_map(ns, {"metadata": {"name": "a", "labels": {"app": "x"}}})
+    events = Events(tier.api, ns, label_selector="app=x")
+    try:
+        assert await events.next() == ("ADDED", "a")
+        await core.create_namespaced_config_map(ns, {"metadata": {"name": "b", "labels": {"app": "y"}}})
+        await core.patch_namespaced_config_map("a", ns, {"metadata": {"labels": {"app": "y"}}})
+        await core.patch_namespaced_config_map("b", ns, {"metadata": {"labels": {"app": "x"}}})
+        assert await events.take(2) == [("DELETED", "a"), ("ADDED", "b")]
+    finally:
+        await events.close()
 
 
-async def test_custom_object_watch_all_namespaces(server: ApiServer, api: client.ApiClient) -> None:
-    core = client.CoreV1Api(api)
-    co = client.CustomObjectsApi(api)
-    await core.create_namespace({"metadata": {"name": "n1"}})
-    names: list[tuple[str, str, str]] = []
-
-    async def run() -> None:
-        w = watch.Watch()
-        async with w:
-            async for ev in w.stream(
-                co.list_cluster_custom_object,
-                "serving.kserve.io",
-                "v1beta1",
-                "inferenceservices",
-                timeout_seconds=30,
-            ):
-                obj = ev["object"]
-                names.append((ev["type"], obj["metadata"]["namespace"], obj["metadata"]["name"]))
-                if len(names) == 2:
-                    return
-
-    task = asyncio.create_task(run())
-    await asyncio.wait_for(server.wait_for_watches(), 30)
-    for ns in ("n1", "default"):
+async def test_custom_object_watch_all_namespaces(tier: Tier) -> None:
+    co = client.CustomObjectsApi(tier.api)
+    n1 = await tier.namespace("n1")
+    mine = {n1, tier.ns}
+    # From a listed resourceVersion: every later change arrives, whenever the stream opens.
+    rv = (await co.list_cluster_custom_object("serving.kserve.io", "v1beta1", "inferenceservices"))[
+        "metadata"]["resourceVersion"]
+    for ns in (n1, tier.ns):
         await co.create_namespaced_custom_object(
             "serving.kserve.io",
             "v1beta1",
@@ -171,11 +202,24 @@ async def test_custom_object_watch_all_namespaces(server: ApiServer, api: client
                 "apiVersion": "serving.kserve.io/v1beta1",
                 "kind": "InferenceService",
                 "metadata": {"name": "m"},
-                "spec": {},
+                "spec": {"predictor": {"model": {"modelFormat": {"name": "sklearn"}, "storageUri": "s3://b/m"}}},
             },
         )
-    await task
-    assert names == [("ADDED", "n1", "m"), ("ADDED", "default", "m")]
+    names: list[tuple[str, str, str]] = []
+    async with watch.Watch() as w:
+        async for ev in w.stream(co.list_cluster_custom_object, "serving.kserve.io", "v1beta1",
+                                 "inferenceservices", resource_version=rv, timeout_seconds=30):
+            obj = ev["object"]
+            if obj["metadata"]["namespace"] in mine:  # the shared real server has other tests'
+                names.append((ev["type"], obj["metadata"]["namespace"], obj["metadata"]["name"]))
+            if len(names) == 2:
+                break
+    assert names == [("ADDED", n1, "m"), ("ADDED", tier.ns, "m")]
+
+
+# Stand-in only: its hooks close streams from the server side (drop_watches, stop), make it send
+# bookmarks at once (a real server sends one about every minute), and wait for an exact
+# resourceVersion no other writer takes (the shared real server has kube-controller-manager).
 
 
 async def test_drop_watches_ends_open_streams(server: ApiServer) -> None:
@@ -212,8 +256,12 @@ async def test_bookmarks_when_asked(server: ApiServer) -> None:
 
 
 async def test_watch_from_a_resource_version_the_server_never_had(server: ApiServer) -> None:
-    """The real watch cache: wait for the cache to catch up, then 504 Timeout with the cause
-    ResourceVersionTooLarge (the client's history is another one: an etcd restore, a wiped API)."""
+    """The watch cache's 504 ResourceVersionTooLarge after waiting for its cache to catch up.
+
+    FIXME(tiers): kube-apiserver 1.36 does not answer a watch this way: it holds the stream open
+    with no event until timeoutSeconds (only a *list* answers 504). The daemon's informer detects
+    a replaced history by this 504 (test_daemon_faults), so the stand-in keeps it until the
+    informer has another way; see the report of issue 12 part 4."""
     server.watches.fresh_wait = 0.1
     too_new = server.store.revision + 1000
     async with aiohttp.ClientSession() as s, s.get(
