@@ -17,12 +17,18 @@ diagnosis can say *why* the pod gets nothing:
    fails the pod; one without the configured secret-key name (``s3.s3SecretAccessKeyName``,
    default ``AWS_SECRET_ACCESS_KEY``) is skipped silently — the seed's
    ``mlpipeline-minio-artifact`` with ``accesskey``/``secretkey``. When several S3 secrets
-   qualify, later ones override earlier ones (KServe merges their env vars in order).
+   qualify, KServe merges their env vars in order, but its merge replaces plain values only:
+   the key pair (``secretKeyRef``) stays the *first* secret's, the ``s3-*`` settings are the
+   last one's that sets them (as KServe v0.20's pod webhook does; see
+   tests/integration/test_corpus_real_kserve.py).
 4. The S3 settings come from the chosen secret's annotations ``serving.kserve.io/s3-endpoint``,
    ``s3-usehttps``, ``s3-verifyssl``, ``s3-region``, falling back to the config's ``s3``
-   defaults. The endpoint URL is ``https://`` unless ``s3-usehttps`` is ``"0"``. The
-   ServiceAccount's own ``s3-*`` annotations are read by KServe only for IAM-role (IRSA)
-   accounts, so they are reported as ignored — the seed set them and saw no effect.
+   defaults — only when a secret is used: with none, KServe sets no S3 settings at all. The
+   endpoint URL is ``https://`` unless ``s3-usehttps`` is exactly ``"0"`` (or the endpoint
+   carries its scheme). The ServiceAccount's own ``s3-*`` annotations are read by KServe only
+   for IAM-role (IRSA) accounts (``eks.amazonaws.com/role-arn``): there they come first and a
+   secret's settings replace them; on any other account they are reported as ignored — the
+   seed set them and saw no effect.
 
 Secrets arrive as raw API JSON (base64 ``data``, or ``stringData``). The daemon's World
 hashes values (``sha256:...``): :func:`resolve` works on those too, because every problem and
@@ -52,6 +58,7 @@ S3_USE_HTTPS = f"{KSERVE_GROUP}/s3-usehttps"
 S3_VERIFY_SSL = f"{KSERVE_GROUP}/s3-verifyssl"
 S3_REGION = f"{KSERVE_GROUP}/s3-region"
 S3_ANNOTATIONS = (S3_ENDPOINT, S3_USE_HTTPS, S3_VERIFY_SSL, S3_REGION)
+IRSA_ANNOTATION = "eks.amazonaws.com/role-arn"
 HASH_PREFIX = "sha256:"
 
 # Key names people put in MinIO secrets that KServe does not read (the seed's secret used
@@ -202,6 +209,12 @@ def _secret_items(secret: Mapping[str, Any]) -> dict[str, str | None]:
     return out
 
 
+def _use_https(value: str) -> bool:
+    """KServe's ``s3-usehttps``: exactly ``"0"`` means plain HTTP; anything else (``"false"``
+    too) keeps ``https://`` in the endpoint URL it gives the storage-initializer."""
+    return value.strip() != "0"
+
+
 def _truthy(value: str, *, default: bool) -> bool:
     """KServe's ``s3-usehttps``/``s3-verifyssl``: ``"0"`` (or false) turns it off."""
     if value == "":
@@ -214,17 +227,39 @@ class _Builder:
     config: CredentialConfig
     evidence: list[str] = field(default_factory=list)
 
-    def settings(self, secret: Mapping[str, Any] | None) -> dict[str, Any]:
-        ann = _annotations(secret)
-        endpoint = ann.get(S3_ENDPOINT) or self.config.s3_endpoint or None
-        use_https = ann.get(S3_USE_HTTPS, self.config.s3_use_https)
-        verify = ann.get(S3_VERIFY_SSL, self.config.s3_verify_ssl)
-        region = ann.get(S3_REGION) or self.config.s3_region or None
+    def values(self, annotations: Mapping[str, str]) -> dict[str, Any]:
+        """The S3 settings one source gives the storage-initializer, as KServe's
+        ``BuildS3EnvVars`` does: an annotation (even an empty one) else the config's default;
+        only what comes out non-empty is set. The endpoint carries its scheme decision with it:
+        an ``http(s)://`` prefix decides, else ``s3-usehttps`` is ``"0"`` for plain HTTP."""
+        out: dict[str, Any] = {}
+        endpoint = str(annotations.get(S3_ENDPOINT, self.config.s3_endpoint)).strip()
+        if endpoint:
+            out["endpoint"] = endpoint
+            if endpoint.lower().startswith(("http://", "https://")):
+                out["use_https"] = endpoint.lower().startswith("https://")
+            else:
+                out["use_https"] = _use_https(annotations.get(S3_USE_HTTPS, self.config.s3_use_https))
+        verify = str(annotations.get(S3_VERIFY_SSL, self.config.s3_verify_ssl))
+        if verify:
+            out["verify_ssl"] = _truthy(verify, default=True)
+        region = str(annotations.get(S3_REGION, self.config.s3_region))
+        if region:
+            out["region"] = region
+        return out
+
+    def settings(self, sources: Sequence[Mapping[str, str]]) -> dict[str, Any]:
+        """The settings from ``sources`` (annotation sets) in KServe's order: the IRSA
+        ServiceAccount's first, then each S3 secret's; a later one's values replace an earlier
+        one's (KServe's env merge). No source: KServe sets nothing (AWS's defaults apply)."""
+        merged: dict[str, Any] = {}
+        for ann in sources:
+            merged.update(self.values(ann))
         return {
-            "endpoint": endpoint,
-            "use_https": _truthy(use_https, default=True),
-            "verify_ssl": _truthy(verify, default=True),
-            "region": region,
+            "endpoint": merged.get("endpoint"),
+            "use_https": merged.get("use_https", True),
+            "verify_ssl": merged.get("verify_ssl", True),
+            "region": merged.get("region"),
         }
 
     def usable(self, name: str, secret: Mapping[str, Any]) -> bool:
@@ -261,13 +296,23 @@ def resolve(
     annotation_key = config.storage_secret_name_annotation
     isvc_ann = _annotations(isvc)
     sa_name = _name(service_account) if service_account else None
+    sa_ann = _annotations(service_account)
+    # An IAM-role (IRSA) ServiceAccount: KServe gives the storage-initializer its s3-*
+    # annotations first, whatever else it mounts (BuildServiceAccountEnvs).
+    irsa = IRSA_ANNOTATION in sa_ann
+    if irsa:
+        b.evidence.append(f"ServiceAccount {sa_name} has {IRSA_ANNOTATION}: KServe reads its s3-* "
+                          "annotations")
 
     def done(
         *,
         secret_name: str | None,
         secret: Mapping[str, Any] | None,
         problem: CredentialProblem | None,
+        also: Sequence[Mapping[str, Any]] = (),
     ) -> Resolution:
+        """``also``: further S3 secrets whose s3-* settings KServe merges over ``secret``'s."""
+        used = [_annotations(x) for x in (secret, *also)] if secret is not None and problem is None else []
         creds: Credentials | None = None
         values_available = False
         key_names: tuple[str, ...] = ()
@@ -290,7 +335,7 @@ def resolve(
             evidence=tuple(b.evidence),
             key_names=key_names,
             values_available=values_available,
-            **b.settings(secret if problem is None else None),
+            **b.settings([*([sa_ann] if irsa else []), *used]),
         )
 
     def check_keys(name: str, secret: Mapping[str, Any]) -> CredentialProblem | None:
@@ -326,8 +371,8 @@ def resolve(
             f"InferenceService annotation {key}={isvc_ann[key]} is ignored: {config.source} "
             f"says the annotation is {annotation_key or '(none)'}"
         )
-    sa_ann = _annotations(service_account)
-    sa_ignored = sorted(k for k in sa_ann if k in KNOWN_SECRET_ANNOTATIONS or k in S3_ANNOTATIONS)
+    sa_ignored = sorted(
+        k for k in sa_ann if k in KNOWN_SECRET_ANNOTATIONS or (k in S3_ANNOTATIONS and not irsa))
     if sa_ignored:
         b.evidence.append(
             f"ServiceAccount {sa_name} annotations {', '.join(sa_ignored)} are not read by KServe "
@@ -341,6 +386,7 @@ def resolve(
         return done(secret_name=None, secret=None, problem=mismatch or CredentialProblem.NO_SECRET_REFERENCED)
     refs: Sequence[Mapping[str, Any]] = service_account.get("secrets") or []
     chosen: tuple[str, Mapping[str, Any]] | None = None
+    later: list[Mapping[str, Any]] = []
     skipped: list[tuple[str, Mapping[str, Any]]] = []
     for ref in refs:
         name = str(ref.get("name", ""))
@@ -349,16 +395,23 @@ def resolve(
             b.evidence.append(f"ServiceAccount {sa_name} lists secret {name}, which does not exist")
             return done(secret_name=name, secret=None, problem=mismatch or CredentialProblem.SECRET_MISSING)
         if b.usable(name, secret):
-            if chosen is not None:
-                b.evidence.append(f"secret {name} overrides {chosen[0]} (later S3 secrets win)")
-            chosen = (name, secret)
+            if chosen is None:
+                chosen = (name, secret)
+            else:
+                # KServe merges each S3 secret's env over the previous one's, but its merge
+                # replaces plain values only: the key pair (secretKeyRef) stays the first's.
+                b.evidence.append(
+                    f"secret {name} also holds {config.secret_access_key_name}: KServe keeps the key pair of "
+                    f"{chosen[0]} and takes {name}'s s3-* settings"
+                )
+                later.append(secret)
         else:
             skipped.append((name, secret))
     if chosen is not None:
         name, secret = chosen
         b.evidence.append(f"ServiceAccount {sa_name} secret {name} holds {config.secret_access_key_name}")
         problem = check_keys(name, secret)
-        return done(secret_name=name, secret=secret, problem=problem)
+        return done(secret_name=name, secret=secret, problem=problem, also=later)
     if mismatch is not None:
         return done(secret_name=None, secret=None, problem=mismatch)
     if skipped:

@@ -413,3 +413,63 @@ def test_bad_config_json_is_a_clear_error() -> None:
     bad = {"metadata": {"name": "inferenceservice-config"}, "data": {"credentials": "{not json"}}
     with pytest.raises(ValueError, match="credentials is not JSON"):
         credential_config(bad)
+
+
+# -- what KServe's pod webhook does beyond one secret (found by tests/integration/
+# -- test_corpus_real_kserve.py against KServe v0.20's own manager) -------------------------------
+
+IRSA = "eks.amazonaws.com/role-arn"
+EP, HTTPS, REGION = (f"serving.kserve.io/s3-{k}" for k in ("endpoint", "usehttps", "region"))
+
+
+def _s3(name: str, annotations: dict[str, str]) -> dict[str, Any]:
+    return secret(name, {"AWS_ACCESS_KEY_ID": ACCESS, "AWS_SECRET_ACCESS_KEY": SECRET}, annotations)
+
+
+@pytest.mark.parametrize(
+    ("sa_annotations", "sa_secrets", "secrets", "expect"),
+    [
+        pytest.param(  # corpus c17: the IRSA account's own s3-region reaches the pod
+            {IRSA: "arn:aws:iam::1:role/r", REGION: "us-east-2"}, [], {},
+            (None, None, "us-east-2", True), id="irsa-account-s3-annotations-are-read"),
+        pytest.param(  # not an IRSA account: the same annotation is ignored
+            {REGION: "us-east-2"}, [], {},
+            (None, None, None, True), id="plain-account-s3-annotations-are-not-read"),
+        pytest.param(  # IRSA first, then the secret's settings replace what they set
+            {IRSA: "arn", REGION: "us-east-2", EP: "a:1"},
+            ["s"], {"s": _s3("s", {EP: "b:2", HTTPS: "0"})},
+            ("s", "http://b:2", "us-east-2", False), id="irsa-then-secret"),
+        pytest.param(  # corpus c36: the first secret's key pair, the second's settings
+            {}, ["one", "two"],
+            {"one": _s3("one", {EP: "a:1", HTTPS: "0"}),
+             "two": _s3("two", {EP: "b:2", REGION: "r2"})},
+            ("one", "https://b:2", "r2", True), id="two-s3-secrets-first-keys-last-settings"),
+        pytest.param(  # corpus c37: only "0" means plain HTTP
+            {}, ["s"], {"s": _s3("s", {EP: "m:9000",
+                                       HTTPS: "false"})},
+            ("s", "https://m:9000", None, True), id="usehttps-false-is-still-https"),
+        pytest.param(  # a scheme on the endpoint decides
+            {}, ["s"], {"s": _s3("s", {EP: "http://m:9000"})},
+            ("s", "http://m:9000", None, False), id="endpoint-scheme-decides"),
+    ],
+)
+def test_settings_as_kserves_pod_webhook_merges_them(
+    sa_annotations: dict[str, str], sa_secrets: list[str], secrets: dict[str, dict[str, Any]],
+    expect: tuple[str | None, str | None, str | None, bool],
+) -> None:
+    r = resolve(isvc=isvc(), service_account=sa(sa_secrets, sa_annotations), secrets=secrets,
+                kserve_config=KUSTOMIZE_CM)
+    secret_name = r.secret_name if r.problem is None else None
+    assert (secret_name, r.endpoint_url, r.region, r.use_https) == expect, r.evidence
+    text = "\n".join(r.evidence)
+    if IRSA in sa_annotations:
+        assert "KServe reads its s3-* annotations" in text and "are not read" not in text
+    elif sa_annotations:
+        assert "are not read by KServe" in text
+
+
+def test_without_a_secret_the_config_defaults_reach_no_pod() -> None:
+    """KServe builds S3 settings only for a secret (or an IRSA account): none, no endpoint."""
+    r = resolve(isvc=isvc(), service_account=sa([]), secrets={}, kserve_config=HELM_CM)
+    assert r.problem is CredentialProblem.NO_SECRET_REFERENCED
+    assert (r.endpoint, r.region) == (None, None)

@@ -36,6 +36,26 @@ def test_every_predictor_shape_reads_alike(predictor: dict[str, Any], fmt: str |
     assert (p.format, p.shape, p.scheme) == (fmt, shape, scheme)
 
 
+@pytest.mark.parametrize(("predictor", "protocol", "protocol_set"), [
+    # What KServe v0.20's defaulting webhook writes before it selects (checked against the real
+    # manager by tests/integration/test_corpus_real_kserve.py, corpus c08, c38, c39, c40).
+    ({"model": {"modelFormat": {"name": "onnx"}}}, "v1", False),
+    ({"model": {"modelFormat": {"name": "triton"}}}, "v2", True),
+    ({"model": {"modelFormat": {"name": "vllm"}}}, "v2", True),
+    ({"model": {"modelFormat": {"name": "triton"}, "protocolVersion": "grpc-v2"}}, "grpc-v2", True),
+    ({"model": {"modelFormat": {"name": "sklearn"}, "protocolVersion": "v2"}}, "v2", True),
+    ({"onnx": {"storageUri": "gs://b/m"}}, "v2", True),
+    ({"triton": {"storageUri": "gs://b/m"}}, "v2", True),
+    ({"huggingface": {"storageUri": "hf://o/m"}}, "v2", True),
+    ({"huggingface": {"protocolVersion": "v1"}}, "v1", True),
+    ({"sklearn": {"storageUri": "gs://b/m"}}, "v1", False),
+])
+def test_the_protocol_kserve_selects_with(predictor: dict[str, Any], protocol: str,
+                                          protocol_set: bool) -> None:
+    p = predictor_of({"spec": {"predictor": predictor}})
+    assert (p.protocol, p.protocol_set) == (protocol, protocol_set)
+
+
 @pytest.mark.parametrize(("annotation", "configmap", "mode"), [
     (None, None, SERVERLESS),
     ("RawDeployment", None, RAW),

@@ -11,8 +11,11 @@ Judged from configuration, before KServe says so, the way KServe selects (its
   entry of that runtime counts (autoSelect is irrelevant), the ServingRuntime of the namespace
   first, else the ClusterServingRuntime;
 * ``disabled: true`` runtimes and multi-model (ModelMesh) runtimes are skipped, and the
-  runtime must serve the model's ``protocolVersion`` (default v1) when it lists
-  ``protocolVersions`` (a runtime that lists none accepts any);
+  runtime must serve the model's ``protocolVersion`` when it lists ``protocolVersions`` (a
+  runtime that lists none accepts any). Unset, it is what KServe's defaulting webhook writes —
+  v2 for Triton and vLLM formats and the older triton/onnx/huggingface keys — else v1 for
+  auto-selection; a *named* runtime is not checked against an unset protocol (KServe takes the
+  runtime's own);
 * among the candidates KServe takes the highest ``priority`` for the format, namespace
   runtimes before cluster ones (the chosen one is named in the evidence of other findings).
 
@@ -118,7 +121,7 @@ def _problem(ctx: Pass, m: Model) -> tuple[Code, list[str]] | None:
             return Code.NO_SERVING_RUNTIME, [
                 f"runtime {_name(rt)} does not list {label} in spec.supportedModelFormats "
                 f"({[str(f.get('name')) for f in _formats(rt)]})"]
-        if not protocol_ok(rt, sp.protocol):
+        if sp.protocol_set and not protocol_ok(rt, sp.protocol):
             return Code.NO_SERVING_RUNTIME, [
                 f"runtime {_name(rt)} does not serve protocol {sp.protocol} "
                 f"(protocolVersions {(rt.get('spec') or {}).get('protocolVersions') or ['v1 (default)']})"]
@@ -143,6 +146,18 @@ def _problem(ctx: Pass, m: Model) -> tuple[Code, list[str]] | None:
     if named_only:
         why.append(f"{named_only} list {fmt} without autoSelect: name one in spec.predictor.model.runtime")
     return Code.NO_SERVING_RUNTIME, why
+
+
+def selection(ctx: Pass, m: Model) -> tuple[Mapping[str, Any] | None, Code | None]:
+    """The static answer to what KServe's selection gives ``m``: the runtime it takes (and no
+    code), or no runtime and the code saying why. ``(None, None)``: no runtime is selected at
+    all (a custom container; a ModelMesh model, which ModelMesh places itself)."""
+    if m.mode == MODELMESH or m.spec.format is None:
+        return None, None
+    problem = _problem(ctx, m)
+    if problem is not None:
+        return None, problem[0]
+    return chosen_runtime(ctx, m), None
 
 
 def no_serving_runtime(ctx: Pass, m: Model) -> bool:

@@ -39,6 +39,11 @@ LEGACY_FRAMEWORKS = (
     "pmml",
 )
 COMPONENTS = ("predictor", "transformer", "explainer")
+# What KServe's defaulting webhook gives a predictor without protocolVersion (its
+# setPredictorModelDefaults / assign*Runtime): v2 for these modelFormat names, and for these
+# older keys, before any runtime is selected.
+V2_FORMATS = frozenset({"triton", "vllm"})
+V2_LEGACY = frozenset({"triton", "onnx", "huggingface"})
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -51,6 +56,10 @@ class Predictor:
     storage_uri: str | None
     protocol: str
     """``v1``, ``v2`` or ``grpc-v2`` (KServe's default: v1)."""
+    protocol_set: bool = True
+    """Whether ``protocolVersion`` is in the spec KServe selects with: written, or put there by
+    its defaulting webhook (v2 for Triton/vLLM formats and the older triton, onnx, huggingface
+    keys). With a runtime named and none set, KServe checks no protocol (it takes the runtime's)."""
     shape: str
     """``model``, ``legacy:<framework>``, ``containers`` or ``none``."""
 
@@ -74,23 +83,30 @@ def predictor_of(isvc: Mapping[str, Any] | None) -> Predictor:
     model = _mapping(pred.get("model"))
     if model:
         fmt = _mapping(model.get("modelFormat"))
+        name = str(fmt["name"]) if fmt.get("name") else None
+        written = str(model.get("protocolVersion") or "")
+        defaulted = "v2" if name in V2_FORMATS else ""
         return Predictor(
-            format=str(fmt["name"]) if fmt.get("name") else None,
+            format=name,
             version=str(fmt["version"]) if fmt.get("version") is not None else None,
             runtime=str(model["runtime"]) if model.get("runtime") else None,
             storage_uri=str(model["storageUri"]) if model.get("storageUri") else None,
-            protocol=str(model.get("protocolVersion") or "v1").lower(),
+            protocol=(written or defaulted or "v1").lower(),
+            protocol_set=bool(written or defaulted),
             shape="model",
         )
     for fw in LEGACY_FRAMEWORKS:
         spec = _mapping(pred.get(fw))
         if fw in pred:
+            written = str(spec.get("protocolVersion") or "")
+            defaulted = "v2" if fw in V2_LEGACY else ""
             return Predictor(
                 format=fw,
                 version=None,
                 runtime=None,
                 storage_uri=str(spec["storageUri"]) if spec.get("storageUri") else None,
-                protocol=str(spec.get("protocolVersion") or "v1").lower(),
+                protocol=(written or defaulted or "v1").lower(),
+                protocol_set=bool(written or defaulted),
                 shape=f"legacy:{fw}",
             )
     containers = pred.get("containers") or []
