@@ -13,6 +13,7 @@ import pytest
 from daemon.core.authz import evaluate
 from daemon.core.diagnosis import diagnose
 from daemon.core.diagnosis.model_files import layout_ok
+from daemon.core.diagnosis.runtime import ranked
 from daemon.core.diagnosis.spec import RAW, SERVERLESS, deployment_mode, predictor_of
 from daemon.core.settings import SecretAccessSettings, Settings
 from daemon.core.world import World
@@ -54,6 +55,32 @@ def test_the_protocol_kserve_selects_with(predictor: dict[str, Any], protocol: s
                                           protocol_set: bool) -> None:
     p = predictor_of({"spec": {"predictor": predictor}})
     assert (p.protocol, p.protocol_set) == (protocol, protocol_set)
+
+
+def _rt(name: str, formats: list[dict[str, Any]], protocols: list[str] | None = None,
+        created: str | None = None) -> dict[str, Any]:
+    meta: dict[str, Any] = {"name": name, **({"creationTimestamp": created} if created else {})}
+    spec: dict[str, Any] = {"supportedModelFormats": formats}
+    if protocols:
+        spec["protocolVersions"] = protocols
+    return {"kind": "ClusterServingRuntime", "metadata": meta, "spec": spec}
+
+
+@pytest.mark.parametrize(("runtimes", "order"), [
+    # KServe's GetSupportingRuntimes order: priority of the format's first entry (none last), then
+    # the lowest protocol version served, then newest, then name.
+    ([_rt("a", [{"name": "x", "priority": 1}]), _rt("b", [{"name": "x", "priority": 2}])], ["b", "a"]),
+    ([_rt("a", [{"name": "x"}]), _rt("b", [{"name": "x", "priority": 1}])], ["b", "a"]),
+    ([_rt("a", [{"name": "x", "version": "1", "priority": 1}, {"name": "x", "version": "2", "priority": 9}]),
+      _rt("b", [{"name": "x", "priority": 2}])], ["b", "a"]),
+    ([_rt("a", [{"name": "x", "priority": 1}], ["v2"]),
+      _rt("b", [{"name": "x", "priority": 1}], ["v1", "v2"])], ["b", "a"]),
+    ([_rt("a", [{"name": "x"}], ["v1"], "2025-01-01T00:00:00Z"),
+      _rt("b", [{"name": "x"}], ["v1"], "2025-06-01T00:00:00Z")], ["b", "a"]),
+    ([_rt("b", [{"name": "x"}], ["v1"]), _rt("a", [{"name": "x"}], ["v1"])], ["a", "b"]),
+])
+def test_runtimes_ranked_as_kserve_ranks_them(runtimes: list[dict[str, Any]], order: list[str]) -> None:
+    assert [r["metadata"]["name"] for r in ranked(runtimes, "x")] == order
 
 
 @pytest.mark.parametrize(("annotation", "configmap", "mode"), [

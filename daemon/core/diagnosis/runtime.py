@@ -16,8 +16,10 @@ Judged from configuration, before KServe says so, the way KServe selects (its
   v2 for Triton and vLLM formats and the older triton/onnx/huggingface keys — else v1 for
   auto-selection; a *named* runtime is not checked against an unset protocol (KServe takes the
   runtime's own);
-* among the candidates KServe takes the highest ``priority`` for the format, namespace
-  runtimes before cluster ones (the chosen one is named in the evidence of other findings).
+* among the candidates KServe takes the highest ``priority`` for the format (that of the
+  format's first entry; none ranks last), ties going to the runtime whose lowest protocol
+  version is lowest, then the newest, then by name (:func:`ranked`) — namespace runtimes
+  before cluster ones (the chosen one is named in the evidence of other findings).
 
 The older predictor shapes (``spec.predictor.sklearn``…) are judged by the format they are
 converted to; custom containers need no runtime, and ModelMesh InferenceServices are judged
@@ -81,10 +83,6 @@ def chosen_runtime(ctx: Pass, m: Model) -> Mapping[str, Any] | None:
         ]
         return named[0] if named else None
 
-    def prio(rt: Mapping[str, Any]) -> int:
-        fmt = sp.format
-        return max((int(f.get("priority") or 0) for f in _formats(rt) if f.get("name") == fmt), default=0)
-
     for group in (ns_rts, cl_rts):
         cands = [
             r for r in group
@@ -93,8 +91,39 @@ def chosen_runtime(ctx: Pass, m: Model) -> Mapping[str, Any] | None:
             and protocol_ok(r, sp.protocol)
         ]
         if cands:
-            return sorted(cands, key=lambda r: (-prio(r), str(meta(r).get("name"))))[0]
+            return ranked(cands, sp.format)[0]
     return None
+
+
+# KServe's ProtocolVersion enum (constants.GetProtocolVersionInt); a runtime listing none ranks
+# as Unknown.
+_PROTOCOL_RANK = {"v1": 1, "v2": 2, "grpc-v1": 3, "grpc-v2": 4}
+_UNKNOWN_PROTOCOL = 5
+
+
+def ranked(runtimes: list[Mapping[str, Any]], fmt: str) -> list[Mapping[str, Any]]:
+    """``runtimes`` in KServe's order of preference for ``fmt`` (``GetSupportingRuntimes``).
+
+    First listed by the lowest protocol version each serves, then newest first
+    (``creationTimestamp``), then by name; then a stable sort by the priority of the *first*
+    entry of the format (an entry without one ranks after every entry with one). (KServe sorts
+    with ``sort.Slice``, stable for lists this short.)"""
+
+    def protocol_rank(rt: Mapping[str, Any]) -> int:
+        versions = (rt.get("spec") or {}).get("protocolVersions") or []
+        ranks = [_PROTOCOL_RANK.get(str(v), _UNKNOWN_PROTOCOL) for v in versions]
+        return min(ranks, default=_UNKNOWN_PROTOCOL)
+
+    def priority(rt: Mapping[str, Any]) -> tuple[int, int]:
+        first = next((f for f in _formats(rt) if f.get("name") == fmt), {})
+        p = first.get("priority")
+        return (1, 0) if p is None else (0, -int(p))
+
+    out = sorted(runtimes, key=lambda r: str(meta(r).get("name")))
+    out.sort(key=lambda r: str(meta(r).get("creationTimestamp") or ""), reverse=True)
+    out.sort(key=protocol_rank)
+    out.sort(key=priority)
+    return out
 
 
 def _problem(ctx: Pass, m: Model) -> tuple[Code, list[str]] | None:
