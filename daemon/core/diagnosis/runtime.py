@@ -31,7 +31,7 @@ finding applies it; otherwise a person must create or fix one.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from daemon.core.diagnosis.context import Pass
@@ -101,7 +101,7 @@ _PROTOCOL_RANK = {"v1": 1, "v2": 2, "grpc-v1": 3, "grpc-v2": 4}
 _UNKNOWN_PROTOCOL = 5
 
 
-def ranked(runtimes: list[Mapping[str, Any]], fmt: str) -> list[Mapping[str, Any]]:
+def ranked(runtimes: Sequence[Mapping[str, Any]], fmt: str) -> list[Mapping[str, Any]]:
     """``runtimes`` in KServe's order of preference for ``fmt`` (``GetSupportingRuntimes``).
 
     First listed by the lowest protocol version each serves, then newest first
