@@ -47,6 +47,8 @@ stand-in now answers the same way:
 - apply without ``fieldManager`` is 422 Invalid (PatchOptions), not 400; Secret data that is
   not base64 is a 400 from decoding (``illegal base64 data at input byte N``), not a 422; a
   watch with a non-numeric resourceVersion is a 500 Status without reason;
+- a list "not older than" a resourceVersion the server never had waits for its cache, then
+  answers ``504 Timeout: Too large resource version: X, current: Y`` (it was served at once);
 - an unknown field selector on a kind with only metadata fields reads ``"x" is not a known field
   selector: only "metadata.name", "metadata.namespace"``;
 - strategic merge: a ServiceAccount's ``imagePullSecrets`` has no merge key (replaced whole);

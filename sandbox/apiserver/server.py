@@ -360,6 +360,10 @@ class ApiServer:
                 ]
                 return _json({**listing, "items": deleted})
             limit = self._int(q.get("limit"), "limit") or 0
+            rv = q.get("resourceVersion")
+            if rv and rv.isdigit() and int(rv) > self.store.revision:
+                # "Not older than" a resourceVersion the cache has not seen: wait, then 504.
+                await self.watches.wait_fresh(int(rv), prefix="Timeout: ")
             listing = crud.list(
                 kind, t.namespace, labels=labels, fields=fields, limit=limit, cont=q.get("continue")
             )

@@ -144,7 +144,7 @@ def forbidden(message: str) -> ApiError:
     return ApiError(403, "Forbidden", message)
 
 
-def too_large_resource_version(requested: int, current: int) -> ApiError:
+def too_large_resource_version(requested: int, current: int, *, prefix: str = "") -> ApiError:
     """What kube-apiserver's watch cache answers a resourceVersion newer than any it has seen
     (``storage.NewTooLargeResourceVersionError``): after waiting (3 s there) for its cache to
     catch up, ``504 Timeout`` with the cause ``ResourceVersionTooLarge`` and a 1 s retry hint.
@@ -153,7 +153,7 @@ def too_large_resource_version(requested: int, current: int) -> ApiError:
     return ApiError(
         504,
         "Timeout",
-        f"Too large resource version: {requested}, current: {current}",
+        f"{prefix}Too large resource version: {requested}, current: {current}",
         details={
             "causes": [{"reason": "ResourceVersionTooLarge", "message": "Too large resource version"}],
             "retryAfterSeconds": 1,

@@ -113,17 +113,18 @@ class WatchHub:
             + b"\n"
         )
 
-    async def _wait_fresh(self, since: int) -> None:
-        """Block until the store has reached ``since`` or ``fresh_wait`` passed (then 504)."""
+    async def wait_fresh(self, since: int, *, prefix: str = "") -> None:
+        """Block until the store has reached ``since`` or ``fresh_wait`` passed (then 504; a
+        list's message starts with ``Timeout: `` on the real server, a watch's does not)."""
         deadline = time.monotonic() + self.fresh_wait
         while self.store.revision < since:
             if time.monotonic() >= deadline:
-                raise too_large_resource_version(since, self.store.revision)
+                raise too_large_resource_version(since, self.store.revision, prefix=prefix)
             await asyncio.sleep(min(0.05, max(0.0, deadline - time.monotonic())))
 
     async def serve(self, request: web.Request, req: WatchRequest) -> web.StreamResponse:
         if req.since is not None and req.since > self.store.revision:
-            await self._wait_fresh(req.since)
+            await self.wait_fresh(req.since)
         resp = web.StreamResponse(status=200, headers={"Content-Type": "application/json"})
         resp.enable_chunked_encoding()
         gr = req.kind.group_resource
