@@ -9,8 +9,10 @@ from typing import Any
 import pytest
 
 from sandbox.apiserver.crds import BUILTIN_CRDS
-from sandbox.apiserver.kinds import normalize, type_errors, validate_labels, validate_name
+from sandbox.apiserver.kinds import bad_base64, normalize, type_errors, validate_labels, validate_name
 from sandbox.apiserver.registry import Registry, kinds_from_crd, validate_crd
+from sandbox.apiserver.selectors import SelectorError, parse_field_selector
+from sandbox.apiserver.store import key_order
 
 REG = Registry.with_builtins()
 
@@ -147,3 +149,63 @@ def test_invalid_crds(mutate: Any, field: str) -> None:
     crd = copy.deepcopy(BUILTIN_CRDS[0])
     mutate(crd)
     assert field in [f for f, _ in validate_crd(crd)]
+
+
+def _deployment(labels: dict[str, str] | None, status: dict[str, Any] | None = None) -> dict[str, Any]:
+    template: dict[str, Any] = {"spec": {"containers": [{"name": "c", "image": "i"}]}}
+    if labels is not None:
+        template["metadata"] = {"labels": labels}
+    spec = {"selector": {"matchLabels": {"a": "b"}}, "template": template}
+    return {"metadata": {"name": "d"}, "spec": spec, **({"status": status} if status else {})}
+
+
+# What kube-apiserver 1.36 answered (issue 12 part 4: the stand-in now says the same).
+@pytest.mark.parametrize(
+    ("obj", "errors"),
+    [
+        (_deployment({"a": "b", "x": "y"}), []),
+        (_deployment(None), [("spec.template.metadata.labels",
+                              "Invalid value: null: `selector` does not match template `labels`")]),
+        (_deployment({"a": "c"}), [("spec.template.metadata.labels",
+                                    'Invalid value: map[string]string{"a":"c"}: `selector` does not match '
+                                    "template `labels`")]),
+        (_deployment({"a": "b"}, {"replicas": 1, "readyReplicas": 1, "availableReplicas": 1}), []),
+        (_deployment({"a": "b"}, {"readyReplicas": 1}),
+         [("status.readyReplicas", "Invalid value: 1: cannot be greater than status.replicas")]),
+        (_deployment({"a": "b"}, {"replicas": 2, "readyReplicas": 1, "availableReplicas": 2}),
+         [("status.availableReplicas", "Invalid value: 2: cannot be greater than readyReplicas")]),
+        (_deployment({"a": "b"}, {"replicas": -1}),
+         [("status.replicas", "Invalid value: -1: must be greater than or equal to 0")]),
+    ],
+    ids=["ok", "no-template-labels", "labels-mismatch", "status-ok", "ready-over-replicas",
+         "available-over-ready", "negative"],
+)
+def test_deployment_template_and_status_rules(obj: dict[str, Any], errors: list[tuple[str, str]]) -> None:
+    assert normalize(kind("apps", "v1", "deployments"), obj, creating=False) == errors
+
+
+@pytest.mark.parametrize(
+    ("data", "at"),
+    [({"k": "eA=="}, None), ({"k": "%%"}, 0), ({"k": "eA%="}, 2), (None, None)],
+)
+def test_secret_data_base64_error_offset(data: Any, at: int | None) -> None:
+    assert bad_base64(data) == at
+
+
+@pytest.mark.parametrize(
+    ("plural", "selector", "message"),
+    [
+        ("configmaps", "data.k=v",
+         '"data.k" is not a known field selector: only "metadata.name", "metadata.namespace"'),
+        ("pods", "spec.nope=v", "field label not supported: spec.nope"),
+    ],
+)
+def test_unknown_field_selector_wording(plural: str, selector: str, message: str) -> None:
+    with pytest.raises(SelectorError) as e:
+        parse_field_selector(selector, allowed=kind("", "v1", plural).field_labels)
+    assert str(e.value) == message
+
+
+def test_lists_follow_etcd_key_order() -> None:
+    keys = [("t1", "a"), ("t1-other", "d"), ("t1", "b")]
+    assert sorted(keys, key=key_order) == [("t1-other", "d"), ("t1", "a"), ("t1", "b")]
