@@ -257,6 +257,19 @@ async def _kserve_decides(api: ApiClient) -> dict[str, Verdict]:
     }
 
 
+async def _release_claims(api: ApiClient) -> None:
+    """Drop the ``kubernetes.io/pvc-protection`` finalizer of the corpus's claims.
+
+    The API server's admission adds it; the controller that removes it once no pod uses the
+    claim is not among those this kube-controller-manager runs, so the next Sandbox's reset
+    could never delete these namespaces. (As an operator without that controller would.)"""
+    for obj in _to_create():
+        if obj["kind"] == "PersistentVolumeClaim":
+            with contextlib.suppress(ApiException):
+                await api_call(api, "PATCH", _path(obj), {"metadata": {"finalizers": None}},
+                               ctype="application/merge-patch+json")
+
+
 @contextlib.asynccontextmanager
 async def _redeliver_lost_cancellations() -> AsyncIterator[None]:
     """Cancel again the simulated kubelet's pod workers that were cancelled and kept running.
@@ -299,6 +312,7 @@ async def outcome(request: pytest.FixtureRequest,
             yield Outcome(rejected=rejected, verdicts=verdicts,
                           credentials_config=json.loads(cm["data"]["credentials"]))
         finally:
+            await _release_claims(api)
             await api.close()
     assert await leaked_tasks(before) == [], "tasks outlived the sandbox"
 
