@@ -332,6 +332,11 @@ class Kubelet:
                     delay = PROXY_RETRY  # Envoy retries istiod on its own, without a growing backoff
                 else:
                     delay = BACKOFF[0]
+                me = asyncio.current_task()
+                if me is not None and me.cancelling():
+                    # A cancel swallowed below us (asyncio.wait_for in dnspython's timeout can
+                    # lose one on Python 3.11, gh-86296) must still end the worker.
+                    raise asyncio.CancelledError
                 await asyncio.sleep(delay)
         finally:
             if server is not None:

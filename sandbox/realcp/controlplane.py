@@ -44,7 +44,7 @@ READY_TIMEOUT = 120.0
 BINARIES = ("etcd", "kube-apiserver", "kube-controller-manager", "kserve-manager")
 KCM_CONTROLLERS = (
     "deployment,replicaset,garbagecollector,namespace,serviceaccount,serviceaccount-token,"
-    "root-ca-cert-publisher,clusterrole-aggregation"
+    "root-ca-cert-publisher,clusterrole-aggregation,pvc-protection"
 )
 
 
