@@ -97,7 +97,7 @@ def free_ports(n: int) -> list[int]:
             s.close()
 
 
-def _openssl(*args: str, cwd: Path) -> None:
+def openssl(*args: str, cwd: Path) -> None:
     subprocess.run(["openssl", *args], cwd=cwd, check=True, capture_output=True)
 
 
@@ -105,7 +105,7 @@ def make_pki(pki: Path) -> None:
     """The CA, the apiserver's serving cert, the front-proxy client cert, the SA key pair."""
     pki.mkdir(parents=True, exist_ok=True)
     ec = ("-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes")
-    _openssl("req", "-x509", *ec, "-days", "2", "-keyout", "ca.key", "-out", "ca.crt",
+    openssl("req", "-x509", *ec, "-days", "2", "-keyout", "ca.key", "-out", "ca.crt",
              "-subj", "/CN=ksw-control-plane-ca", cwd=pki)
     sans = ("IP:127.0.0.1,IP:10.0.0.1,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,"
             "DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local")
@@ -118,27 +118,50 @@ def make_pki(pki: Path) -> None:
         # without --kubelet-certificate-authority, but a real cert keeps the TLS ordinary).
         ("kubelet", NODE_NAME, "server.ext"),
     ):
-        _openssl("req", *ec, "-keyout", f"{name}.key", "-out", f"{name}.csr", "-subj", f"/CN={cn}", cwd=pki)
-        _openssl("x509", "-req", "-in", f"{name}.csr", "-CA", "ca.crt", "-CAkey", "ca.key",
+        openssl("req", *ec, "-keyout", f"{name}.key", "-out", f"{name}.csr", "-subj", f"/CN={cn}", cwd=pki)
+        openssl("x509", "-req", "-in", f"{name}.csr", "-CA", "ca.crt", "-CAkey", "ca.key",
                  "-CAcreateserial", "-days", "2", "-extfile", ext, "-out", f"{name}.crt", cwd=pki)
-    _openssl("genrsa", "-out", "sa.key", "2048", cwd=pki)
-    _openssl("rsa", "-in", "sa.key", "-pubout", "-out", "sa.pub", cwd=pki)
+    openssl("genrsa", "-out", "sa.key", "2048", cwd=pki)
+    openssl("rsa", "-in", "sa.key", "-pubout", "-out", "sa.pub", cwd=pki)
     for key in pki.glob("*.key"):
         key.chmod(0o600)
 
 
-def issue_serving_cert(pki: Path, *, name: str, dest: Path) -> tuple[Path, Path]:
+def issue_serving_cert(pki: Path, *, name: str, dest: Path, ext: str = "server.ext") -> tuple[Path, Path]:
     """``dest/tls.crt`` and ``dest/tls.key`` for a loopback HTTPS server (an admission webhook),
-    signed by the control plane's CA: its ``caBundle`` is then ``pki/ca.crt``."""
+    signed by the CA in ``pki`` (``ca.crt``/``ca.key``), with the extensions file ``pki/ext``
+    (default: the control plane's serving SANs): its ``caBundle`` is then ``pki/ca.crt``."""
     dest.mkdir(parents=True, exist_ok=True)
     ec = ("-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes")
     csr = dest / "tls.csr"
-    _openssl("req", *ec, "-keyout", str(dest / "tls.key"), "-out", str(csr), "-subj", f"/CN={name}", cwd=pki)
-    _openssl("x509", "-req", "-in", str(csr), "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial",
-             "-days", "2", "-extfile", "server.ext", "-out", str(dest / "tls.crt"), cwd=pki)
+    openssl("req", *ec, "-keyout", str(dest / "tls.key"), "-out", str(csr), "-subj", f"/CN={name}", cwd=pki)
+    openssl("x509", "-req", "-in", str(csr), "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial",
+             "-days", "2", "-extfile", ext, "-out", str(dest / "tls.crt"), cwd=pki)
     (dest / "tls.key").chmod(0o600)
     csr.unlink()
     return dest / "tls.crt", dest / "tls.key"
+
+
+def spawn(argv: list[str], *, log: Path, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+    """Start ``argv`` with stdout and stderr appended to ``log``."""
+    logf = log.open("ab")  # the child keeps its own descriptor
+    try:
+        return subprocess.Popen(argv, stdout=logf, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                env=env)
+    finally:
+        logf.close()
+
+
+async def terminate(proc: subprocess.Popen[bytes], *, grace: float) -> None:
+    """SIGTERM, then SIGKILL after ``grace`` seconds; returns once the process is reaped."""
+    if proc.poll() is not None:
+        return
+    proc.terminate()
+    try:
+        await asyncio.to_thread(proc.wait, grace)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        await asyncio.to_thread(proc.wait)
 
 
 def kubeconfig_dict(*, server: str, ca_file: Path, user: str, token: str, namespace: str = "default") -> dict[
@@ -224,12 +247,9 @@ class ControlPlane:
     # -- processes -------------------------------------------------------------------------------
 
     def _spawn(self, name: str, argv: list[str]) -> None:
-        logf = (self.dir / f"{name}.log").open("wb")  # the child keeps its own descriptor
-        try:
-            proc = subprocess.Popen(argv, stdout=logf, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-        finally:
-            logf.close()
-        self._procs.append((name, proc))
+        log = self.dir / f"{name}.log"
+        log.unlink(missing_ok=True)  # each start's log from its first line
+        self._procs.append((name, spawn(argv, log=log)))
 
     def _tail(self, name: str, n: int = 20) -> str:
         with contextlib.suppress(OSError):
@@ -343,12 +363,6 @@ class ControlPlane:
     async def stop(self) -> None:
         procs, self._procs = self._procs, []
         for _name, proc in reversed(procs):
-            if proc.poll() is None:
-                proc.terminate()
-                try:
-                    await asyncio.to_thread(proc.wait, 15)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    await asyncio.to_thread(proc.wait)
+            await terminate(proc, grace=15)
         if self._own_dir:
             shutil.rmtree(self.dir, ignore_errors=True)

@@ -40,7 +40,6 @@ import json
 import shutil
 import socket
 import ssl
-import subprocess
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -275,28 +274,21 @@ def would_inject(*, namespace_labels: Mapping[str, Any], pod: Mapping[str, Any])
 # -- the server ----------------------------------------------------------------------------------
 
 
-def _openssl(*args: str, cwd: Path) -> None:
-    subprocess.run(["openssl", *args], cwd=cwd, check=True, capture_output=True)
-
-
 def make_certificates(workdir: Path, *, host: str) -> None:
     """``ca.crt``/``ca.key`` (the injector's own CA) and ``tls.crt``/``tls.key`` for ``host``.
 
     The apiserver is a Go client: it checks subjectAltName only (never the CN), so the
     loopback address goes there.
     """
+    from sandbox.realcp.controlplane import issue_serving_cert, openssl
+
     workdir.mkdir(parents=True, exist_ok=True)
     ec = ("-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes")
-    _openssl("req", "-x509", *ec, "-days", "2", "-keyout", "ca.key", "-out", "ca.crt",
-             "-subj", "/CN=ksw-sidecar-injector-ca", cwd=workdir)
+    openssl("req", "-x509", *ec, "-days", "2", "-keyout", "ca.key", "-out", "ca.crt",
+            "-subj", "/CN=ksw-sidecar-injector-ca", cwd=workdir)
+    (workdir / "ca.key").chmod(0o600)
     (workdir / "tls.ext").write_text(f"subjectAltName=IP:{host},DNS:localhost\nextendedKeyUsage=serverAuth\n")
-    _openssl("req", *ec, "-keyout", "tls.key", "-out", "tls.csr", "-subj", "/CN=istiod.istio-system.svc",
-             cwd=workdir)
-    _openssl("x509", "-req", "-in", "tls.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial",
-             "-days", "2", "-extfile", "tls.ext", "-out", "tls.crt", cwd=workdir)
-    for key in ("ca.key", "tls.key"):
-        (workdir / key).chmod(0o600)
-    (workdir / "tls.csr").unlink()
+    issue_serving_cert(workdir, name="istiod.istio-system.svc", dest=workdir, ext="tls.ext")
 
 
 class SidecarInjector:

@@ -48,6 +48,8 @@ from sandbox.realcp.controlplane import (
     ControlPlaneMissing,
     free_ports,
     issue_serving_cert,
+    spawn,
+    terminate,
     write_kubeconfig,
 )
 
@@ -123,14 +125,9 @@ def config_data(module: Path) -> dict[str, str]:
     return {k: v for k, v in cm["data"].items() if k not in CONFIG_KEYS_FROM_WORLD}
 
 
-def webhook_documents(module: Path) -> list[dict[str, Any]]:
-    """KServe's webhook configurations (names and kinds; for removal)."""
-    return kserve_manifests.webhooks_unbound(module)
-
-
 async def remove_webhooks(api: ApiClient, module: Path) -> None:
     """Delete KServe's webhook configurations (a previous run's, or ours)."""
-    for doc in webhook_documents(module):
+    for doc in kserve_manifests.webhooks_unbound(module):
         await delete(api, doc)
 
 
@@ -196,7 +193,12 @@ class KServe:
             "POD_NAMESPACE": NAMESPACE,
             "TMPDIR": str(self.dir / "tmp"),
         }
-        self._spawn(env)
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self._proc = spawn(
+            [str(self._bin), f"-webhook-port={self.webhook_port}",
+             f"-metrics-addr={self._host}:{self.metrics_port}",
+             f"-health-probe-addr={self._host}:{self.probe_port}", "-leader-elect=false"],
+            log=self.log_path, env=env)
         try:
             await self._wait_ready()
             url = f"https://{self._host}:{self.webhook_port}"
@@ -205,19 +207,6 @@ class KServe:
         except BaseException:
             await self.stop(api)
             raise
-
-    def _spawn(self, env: dict[str, str]) -> None:
-        self.dir.mkdir(parents=True, exist_ok=True)
-        logf = self.log_path.open("ab")  # the child keeps its own descriptor
-        try:
-            self._proc = subprocess.Popen(
-                [str(self._bin), f"-webhook-port={self.webhook_port}",
-                 f"-metrics-addr={self._host}:{self.metrics_port}",
-                 f"-health-probe-addr={self._host}:{self.probe_port}", "-leader-elect=false"],
-                stdout=logf, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
-            )
-        finally:
-            logf.close()
 
     async def _token(self, api: ApiClient) -> str:
         from sandbox.realcp import api_call
@@ -259,10 +248,5 @@ class KServe:
             with contextlib.suppress(Exception):
                 await remove_webhooks(api, self.module)
         proc, self._proc = self._proc, None
-        if proc is not None and proc.poll() is None:
-            proc.terminate()
-            try:
-                await asyncio.to_thread(proc.wait, 10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                await asyncio.to_thread(proc.wait)
+        if proc is not None:
+            await terminate(proc, grace=10)

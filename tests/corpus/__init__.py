@@ -13,6 +13,7 @@ integration test loads everything into the sandbox API server and runs ``kserve-
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -57,3 +58,22 @@ def load() -> list[Case]:
         cases.append(Case(name=path.stem, namespace=meta["namespace"], inferenceservice=meta["name"],
                           expect=expect, objects=tuple(objs)))
     return cases
+
+
+PLURALS = {
+    "Namespace": "namespaces", "Service": "services", "ServiceAccount": "serviceaccounts",
+    "Secret": "secrets", "ConfigMap": "configmaps", "Deployment": "deployments",
+    "PersistentVolumeClaim": "persistentvolumeclaims",
+    "InferenceService": "inferenceservices", "ServingRuntime": "servingruntimes",
+    "ClusterServingRuntime": "clusterservingruntimes", "AuthorizationPolicy": "authorizationpolicies",
+    "PeerAuthentication": "peerauthentications",
+}
+"""The API resource of each kind the corpus holds."""
+
+
+def collection_path(obj: Mapping[str, Any]) -> str:
+    """The API path of the collection ``obj`` belongs to (its namespace's, for a namespaced one)."""
+    api_version = str(obj["apiVersion"])
+    base = f"/api/{api_version}" if "/" not in api_version else f"/apis/{api_version}"
+    ns = obj["metadata"].get("namespace")
+    return f"{base}{f'/namespaces/{ns}' if ns else ''}/{PLURALS[obj['kind']]}"

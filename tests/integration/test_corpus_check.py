@@ -26,17 +26,9 @@ from kubernetes_asyncio import client
 from sandbox.apiserver.registry import ResourceKind
 from sandbox.dns import DnsServer
 from sandbox.kubeconfig import write_kubeconfig
-from tests.corpus import load, shared_objects
+from tests.corpus import collection_path, load, shared_objects
 from tests.integration.daemon_fixtures import api_client, api_server
 
-_PLURALS = {
-    "Namespace": "namespaces", "Service": "services", "ServiceAccount": "serviceaccounts",
-    "Secret": "secrets", "ConfigMap": "configmaps", "Deployment": "deployments",
-    "PersistentVolumeClaim": "persistentvolumeclaims",
-    "InferenceService": "inferenceservices", "ServingRuntime": "servingruntimes",
-    "ClusterServingRuntime": "clusterservingruntimes", "AuthorizationPolicy": "authorizationpolicies",
-    "PeerAuthentication": "peerauthentications",
-}
 # The sandbox serves neither out of the box: PVCs are registered as a built-in kind, Istio's
 # PeerAuthentication is created as a CRD (as istioctl install would).
 _PVC_KIND = ResourceKind(group="", version="v1", plural="persistentvolumeclaims",
@@ -59,13 +51,6 @@ _PEER_AUTHENTICATION_CRD: dict[str, Any] = {
 }
 
 
-def _collection(obj: dict[str, Any]) -> str:
-    api_version = str(obj["apiVersion"])
-    base = f"/api/{api_version}" if "/" not in api_version else f"/apis/{api_version}"
-    ns = obj["metadata"].get("namespace")
-    return f"{base}{f'/namespaces/{ns}' if ns else ''}/{_PLURALS[obj['kind']]}"
-
-
 async def _call(api: client.ApiClient, method: str, path: str, body: dict[str, Any],
                 content_type: str = "application/json") -> None:
     resp = await api.call_api(path, method, header_params={"Content-Type": content_type,
@@ -82,9 +67,9 @@ async def _create_all(api: client.ApiClient, objects: list[dict[str, Any]]) -> N
     order = {"Namespace": 0, "CustomResourceDefinition": 0}
     for obj in sorted(objects, key=lambda o: order.get(str(o["kind"]), 1)):
         body = {k: v for k, v in obj.items() if k != "status"}
-        await _call(api, "POST", _collection(obj), body)
+        await _call(api, "POST", collection_path(obj), body)
         if "status" in obj:  # what a controller writes, through the status subresource
-            path = f"{_collection(obj)}/{obj['metadata']['name']}/status"
+            path = f"{collection_path(obj)}/{obj['metadata']['name']}/status"
             await _call(api, "PATCH", path, {"status": obj["status"]}, "application/merge-patch+json")
 
 

@@ -66,7 +66,7 @@ from daemon.core.findings import Code
 from daemon.core.settings import SecretAccessSettings, Settings
 from daemon.core.world import World
 from sandbox.realcp import ControlPlane, api_call
-from tests.corpus import Case, load, shared_objects
+from tests.corpus import Case, collection_path, load, shared_objects
 from tests.integration.control_planes import make_sandbox
 from tests.integration.daemon_fixtures import leaked_tasks
 
@@ -98,14 +98,6 @@ AGREEING_CODES: dict[str, frozenset[Code]] = {
     "RuntimeDisabled": frozenset({Code.RUNTIME_DISABLED}),
 }
 
-_PLURALS = {
-    "Namespace": "namespaces", "Service": "services", "ServiceAccount": "serviceaccounts",
-    "Secret": "secrets", "ConfigMap": "configmaps", "Deployment": "deployments",
-    "PersistentVolumeClaim": "persistentvolumeclaims",
-    "InferenceService": "inferenceservices", "ServingRuntime": "servingruntimes",
-    "ClusterServingRuntime": "clusterservingruntimes", "AuthorizationPolicy": "authorizationpolicies",
-    "PeerAuthentication": "peerauthentications",
-}
 # Creation order: what KServe reads when it reconciles (runtimes) or when its pod webhook runs
 # (ServiceAccounts, Secrets) exists before the InferenceServices.
 _ORDER = {"Namespace": 0, "ClusterServingRuntime": 1, "ServingRuntime": 1, "InferenceService": 3}
@@ -141,10 +133,7 @@ class Outcome:
 
 
 def _path(obj: Mapping[str, Any]) -> str:
-    api_version = str(obj["apiVersion"])
-    base = f"/api/{api_version}" if "/" not in api_version else f"/apis/{api_version}"
-    ns = obj["metadata"].get("namespace")
-    return f"{base}{f'/namespaces/{ns}' if ns else ''}/{_PLURALS[obj['kind']]}/{obj['metadata']['name']}"
+    return f"{collection_path(obj)}/{obj['metadata']['name']}"
 
 
 def _label(obj: Mapping[str, Any]) -> str:
