@@ -162,20 +162,22 @@ def _handler(slot: ModelSlot, method: str,
 
     async def call(request: Req, context: Context) -> Resp:
         t0 = time.perf_counter()
-        status = 200
         try:
-            return await fn(request, context)
+            response = await fn(request, context)
         except RequestError as exc:
-            status = exc.status
+            # Counted before abort(): abort sends the status to the client before it raises,
+            # so a client that reads the metrics right after its error must find it there.
+            metrics.observe(endpoint, exc.status, time.perf_counter() - t0)
             await context.abort(STATUS.get(exc.status, grpc.StatusCode.INVALID_ARGUMENT), exc.message)
         except aio.AbortError:
+            metrics.observe(endpoint, 500, time.perf_counter() - t0)
             raise
         except Exception as exc:
-            status = 500
             log.exception("grpc call failed", method=method)
+            metrics.observe(endpoint, 500, time.perf_counter() - t0)
             await context.abort(grpc.StatusCode.INTERNAL, f"internal error: {type(exc).__name__}: {exc}")
-        finally:
-            metrics.observe(endpoint, status, time.perf_counter() - t0)
+        metrics.observe(endpoint, 200, time.perf_counter() - t0)
+        return response
 
     return call
 
