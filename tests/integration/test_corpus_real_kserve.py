@@ -44,7 +44,6 @@ the model sets none (c39).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
@@ -77,7 +76,6 @@ SETTINGS = Settings(secrets=SecretAccessSettings(namespaces=("*",)))
 NOW = 1_764_441_000.0
 DECIDE_TIMEOUT = 60.0
 POLL = 0.25
-REDELIVER = 0.5
 FIELD_MANAGER = "corpus"
 ISVC_LABEL = "serving.kserve.io/inferenceservice"
 
@@ -246,45 +244,6 @@ async def _kserve_decides(api: ApiClient) -> dict[str, Verdict]:
     }
 
 
-async def _release_claims(api: ApiClient) -> None:
-    """Drop the ``kubernetes.io/pvc-protection`` finalizer of the corpus's claims.
-
-    The API server's admission adds it; the controller that removes it once no pod uses the
-    claim is not among those this kube-controller-manager runs, so the next Sandbox's reset
-    could never delete these namespaces. (As an operator without that controller would.)"""
-    for obj in _to_create():
-        if obj["kind"] == "PersistentVolumeClaim":
-            with contextlib.suppress(ApiException):
-                await api_call(api, "PATCH", _path(obj), {"metadata": {"finalizers": None}},
-                               ctype="application/merge-patch+json")
-
-
-@contextlib.asynccontextmanager
-async def _redeliver_lost_cancellations() -> AsyncIterator[None]:
-    """Cancel again the simulated kubelet's pod workers that were cancelled and kept running.
-
-    On Python 3.11 a cancellation can be lost inside ``asyncio.wait_for`` (it returns the
-    inner result when both finish together, gh-86296, fixed in 3.12) — dnspython's query
-    timeouts use it, and the kubelet's workers query DNS every second. A worker that lost its
-    cancellation loops on, and ``Sandbox.stop()`` waits for it for ever; with this corpus's
-    forty pods that happens in about one run of three. A worker asked to stop is asked again.
-    (The fix belongs in the kubelet's worker loop; this keeps the test honest until then.)"""
-
-    async def redeliver() -> None:
-        while True:
-            await asyncio.sleep(REDELIVER)
-            for t in asyncio.all_tasks():
-                if t.get_name().startswith("kubelet-") and t.cancelling() and not t.done():
-                    t.cancel()
-
-    task = asyncio.create_task(redeliver(), name="corpus-redeliver-cancellations")
-    try:
-        yield
-    finally:
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
-
-
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def outcome(request: pytest.FixtureRequest,
                   tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Outcome]:
@@ -292,7 +251,7 @@ async def outcome(request: pytest.FixtureRequest,
     cp: ControlPlane = request.getfixturevalue("real_control_plane")
     work: Path = tmp_path_factory.mktemp("corpus-real")
     before = asyncio.all_tasks()
-    async with _redeliver_lost_cancellations(), make_sandbox("real", workdir=work / "sandbox", cp=cp) as sb:
+    async with make_sandbox("real", workdir=work / "sandbox", cp=cp) as sb:
         api = sb.new_api_client()
         try:
             cm = await api_call(api, "GET", "/api/v1/namespaces/kserve/configmaps/inferenceservice-config")
@@ -301,7 +260,6 @@ async def outcome(request: pytest.FixtureRequest,
             yield Outcome(rejected=rejected, verdicts=verdicts,
                           credentials_config=json.loads(cm["data"]["credentials"]))
         finally:
-            await _release_claims(api)
             await api.close()
     assert await leaked_tasks(before) == [], "tasks outlived the sandbox"
 
