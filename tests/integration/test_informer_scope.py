@@ -27,9 +27,10 @@ from daemon.kube.effects import Kube, ListResult
 from daemon.kube.informer import Informer, run_until_synced
 from sandbox.apiserver import ApiServer
 from tests.integration.apiserver.tiers import Tier, tier
-from tests.integration.daemon_fixtures import api_server, eventually, kube_for, stop_task
+from tests.integration.daemon_fixtures import eventually, kube_for, stop_task
+from tests.integration.informer_fixtures import server, writer_for
 
-__all__ = ["tier"]  # the fixture, imported
+__all__ = ["server", "tier"]  # the fixtures, imported
 
 KINDS = (("v1", "Namespace"), ("v1", "Secret"), ("serving.kserve.io/v1beta1", "InferenceService"))
 
@@ -149,16 +150,8 @@ async def test_a_selector_the_server_refuses_is_an_error_not_a_retry_loop(tier: 
 
 
 @pytest.fixture
-async def server() -> AsyncIterator[ApiServer]:
-    async with api_server() as s:
-        yield s
-
-
-@pytest.fixture
 async def writer(server: ApiServer) -> AsyncIterator[Kube]:
-    async with kube_for(server.url, field_manager="tester") as k:
-        for ns in ("team-a", "team-b"):
-            await namespace(k, ns)
+    async with writer_for(server, "team-a", "team-b") as k:
         yield k
 
 

@@ -15,6 +15,7 @@ from typing import Any
 
 from kubernetes_asyncio import client, config
 
+from tests.integration.apiserver.objects import ISVC, isvc
 from tests.integration.apiserver.tiers import NODE_NAME, Tier
 
 IMAGE = "registry.example.com/app:1"
@@ -133,17 +134,8 @@ async def test_kubectl_rollout_restart_and_logs(tier: Tier) -> None:
 
 async def test_kubectl_tables_for_events_and_describe(tier: Tier) -> None:
     ns = tier.ns
-    isvc = await client.CustomObjectsApi(tier.api).create_namespaced_custom_object(
-        "serving.kserve.io",
-        "v1beta1",
-        ns,
-        "inferenceservices",
-        {
-            "apiVersion": "serving.kserve.io/v1beta1",
-            "kind": "InferenceService",
-            "metadata": {"name": "iris"},
-            "spec": {"predictor": {"model": {"modelFormat": {"name": "sklearn"}, "storageUri": "s3://b/m"}}},
-        },
+    created = await client.CustomObjectsApi(tier.api).create_namespaced_custom_object(
+        *ISVC[:2], ns, ISVC[2], isvc("iris")
     )
     await client.CoreV1Api(tier.api).create_namespaced_event(
         ns,
@@ -154,7 +146,7 @@ async def test_kubectl_tables_for_events_and_describe(tier: Tier) -> None:
                 "kind": "InferenceService",
                 "name": "iris",
                 "namespace": ns,
-                "uid": isvc["metadata"]["uid"],
+                "uid": created["metadata"]["uid"],
             },
             "reason": "InternalError",
             "message": "no runtime found to support predictor with model type: {sklearn <nil>}",
