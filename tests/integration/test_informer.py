@@ -20,9 +20,10 @@ from daemon.kube.effects import Kube, ListResult
 from daemon.kube.informer import Informer, run_until_synced
 from sandbox.apiserver import ApiServer
 from tests.integration.apiserver.tiers import Tier, tier
-from tests.integration.daemon_fixtures import api_server, eventually, kube_for, stop_task
+from tests.integration.daemon_fixtures import eventually, kube_for, stop_task
+from tests.integration.informer_fixtures import server, writer_for
 
-__all__ = ["tier"]  # the fixture, imported
+__all__ = ["server", "tier"]  # the fixtures, imported
 
 NS = "user-example-com"
 SECRET_VALUE = "informer-secret-value-123"
@@ -124,16 +125,8 @@ async def test_secrets_are_cached_hashed(tier: Tier) -> None:
 
 
 @pytest.fixture
-async def server() -> AsyncIterator[ApiServer]:
-    async with api_server() as s:
-        yield s
-
-
-@pytest.fixture
 async def writer(server: ApiServer) -> AsyncIterator[Kube]:
-    async with kube_for(server.url, field_manager="tester") as k:
-        for ns in (NS, "elsewhere"):
-            await k.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}, dry_run=False)
+    async with writer_for(server, NS, "elsewhere") as k:
         yield k
 
 

@@ -23,6 +23,7 @@ from kubernetes_asyncio import client, watch
 from kubernetes_asyncio.client.rest import ApiException
 
 from sandbox.apiserver import ApiServer
+from tests.integration.apiserver.objects import ISVC, isvc
 from tests.integration.apiserver.tiers import CONTROLLER_MADE, Tier
 
 
@@ -191,25 +192,13 @@ async def test_custom_object_watch_all_namespaces(tier: Tier) -> None:
     n1 = await tier.namespace("n1")
     mine = {n1, tier.ns}
     # From a listed resourceVersion: every later change arrives, whenever the stream opens.
-    rv = (await co.list_cluster_custom_object("serving.kserve.io", "v1beta1", "inferenceservices"))[
-        "metadata"]["resourceVersion"]
+    rv = (await co.list_cluster_custom_object(*ISVC))["metadata"]["resourceVersion"]
     for ns in (n1, tier.ns):
-        await co.create_namespaced_custom_object(
-            "serving.kserve.io",
-            "v1beta1",
-            ns,
-            "inferenceservices",
-            {
-                "apiVersion": "serving.kserve.io/v1beta1",
-                "kind": "InferenceService",
-                "metadata": {"name": "m"},
-                "spec": {"predictor": {"model": {"modelFormat": {"name": "sklearn"}, "storageUri": "s3://b/m"}}},
-            },
-        )
+        await co.create_namespaced_custom_object(*ISVC[:2], ns, ISVC[2], isvc("m"))
     names: list[tuple[str, str, str]] = []
     async with watch.Watch() as w:
-        async for ev in w.stream(co.list_cluster_custom_object, "serving.kserve.io", "v1beta1",
-                                 "inferenceservices", resource_version=rv, timeout_seconds=30):
+        async for ev in w.stream(co.list_cluster_custom_object, *ISVC, resource_version=rv,
+                                 timeout_seconds=30):
             obj = ev["object"]
             if obj["metadata"]["namespace"] in mine:  # the shared real server has other tests'
                 names.append((ev["type"], obj["metadata"]["namespace"], obj["metadata"]["name"]))
