@@ -298,6 +298,23 @@ class Kube:
         rv = str((body.get("metadata") or {}).get("resourceVersion") or "")
         return ListResult(items=items, resource_version=rv)
 
+    async def check_reached(self, res: Resource, *, resource_version: str, namespace: str | None = None,
+                            label_selector: str | None = None,
+                            field_selector: str | None = None) -> str:
+        """Whether the server's history has reached ``resource_version``: a one-item list "not
+        older than" it (served from the watch cache). The list's resourceVersion when it has; when
+        it never had it (another history: an etcd restore), kube-apiserver waits for its cache
+        (3 s) and answers 504 ``ResourceVersionTooLarge``, raised as
+        :class:`~daemon.core.errors.ResourceVersionTooLargeError`.
+
+        Why a list: a *watch* from such a resourceVersion is not refused there. kube-apiserver
+        holds it open and drops every event (bookmarks included) up to that number, so the watch
+        alone can never tell that the history is gone."""
+        _, body = await self._send(self._list_call(
+            res, namespace, label_selector=label_selector, field_selector=field_selector,
+            resource_version=resource_version, resource_version_match="NotOlderThan", limit=1))
+        return str((body.get("metadata") or {}).get("resourceVersion") or "")
+
     async def watch(self, res: Resource, *, resource_version: str, namespace: str | None = None,
                     label_selector: str | None = None, field_selector: str | None = None,
                     timeout_seconds: int = 300,

@@ -12,13 +12,21 @@ The shape is client-go's reflector + store, reduced to what the daemon needs:
   the old cache and the new list are notified as changes/deletions, so nothing is lost;
 * a dropped connection / 5xx → resume the watch from the last RV after a jittered back-off;
   **429** → wait the server's ``Retry-After``. Delays come from :func:`daemon.core.backoff.retry_delay`.
+  Before it resumes (and after a watch the server ended before its ``timeoutSeconds``), a
+  one-item list "not older than" that RV checks the server still has our history
+  (:meth:`~daemon.kube.effects.Kube.check_reached`; below).
 
 **Another history.** When the API's state is replaced (an etcd restore; a test API wiped and
 restarted on the same port), the resourceVersions the caches hold belong to a history the
 server no longer has. Every sign of it makes *every* stream relist at once (client-go's
 reflector does the same on each): a 410, the watch cache's ``504 ResourceVersionTooLarge``
 (:class:`~daemon.core.errors.ResourceVersionTooLargeError`), a list whose resourceVersion is
-lower than one seen before, an object whose uid changed in a ``MODIFIED`` event. A stream
+lower than one seen before, an object whose uid changed in a ``MODIFIED`` event. kube-apiserver
+answers that 504 to a *list* only: a watch from a resourceVersion it never had is held open and
+hears nothing (events and bookmarks up to that number are dropped). Such a history is always
+met across a restart of the API server, so the informer asks with a one-item list before it
+resumes any watch that failed; client-go's reflector does not, and serves the old cache until
+the new history passes its resourceVersion. A stream
 idle in its watch is interrupted for it, not left until its watch times out.
 
 **Freshness** (what ``/readyz`` reports): each stream records when it last heard from the
@@ -90,6 +98,8 @@ class InformerStats:
     watches: int = 0
     events: int = 0
     errors: int = 0
+    freshness_checks: int = 0
+    """One-item lists that ask whether the server's history reached ours, after a failed watch."""
     by_kind_lists: dict[str, int] = field(default_factory=dict)
 
 
@@ -376,11 +386,24 @@ class Informer:
         rv: str | None = None
         failures = 0
         relist = self._relist[stream]
+        # After a watch that failed (dropped connection, 5xx, 429) or that the server ended
+        # early, the server may be another one: an API server restarted over a restored etcd.
+        # Resuming the watch cannot tell (see Kube.check_reached), so a one-item list first
+        # asks whether its history reached ours.
+        verify = False
         while True:
             try:
                 if relist.is_set():
                     relist.clear()
                     rv = None
+                if rv is not None and verify:
+                    self.stats.freshness_checks += 1
+                    await self.kube.check_reached(stream.resource, resource_version=rv,
+                                                  namespace=stream.namespace,
+                                                  label_selector=stream.label_selector,
+                                                  field_selector=stream.field_selector)
+                    self._heard(stream)
+                verify = False
                 if rv is None:
                     listed = await self._list(stream)
                     self._heard(stream)
@@ -419,6 +442,9 @@ class Informer:
                 if not consume.done() or consume.cancelled():
                     continue  # interrupted: another stream saw the history change; relist
                 consume.result()  # re-raises the watch's error
+                # Ended by the server before its timeoutSeconds: it closed the stream (a restart,
+                # a shutdown), so the next server may hold another history.
+                verify = loop.time() - opened < self.watch_timeout_seconds - 1
                 if box.seen or loop.time() - opened >= 1.0:
                     failures = 0
                 else:
@@ -434,6 +460,7 @@ class Informer:
                 self.stats.errors += 1
                 self._errors[stream] = str(err)
                 failures += 1
+                verify = True
                 if isinstance(err, NotFoundError) and rv is None and not self._synced[stream].is_set():
                     # The resource type is not served (e.g. no Istio CRDs in this cluster): an
                     # empty cache is the truth; look again later rather than never being ready.

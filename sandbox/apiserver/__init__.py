@@ -56,10 +56,11 @@ stand-in now answers the same way:
   (``mergeSortedSlice``); server-side apply owns a ServiceAccount's ``secrets`` elements whole
   (ObjectReference is an atomic struct); apply conflicts are listed by manager name.
 
-Known and not modelled: a watch from a resourceVersion newer than any the server has is held
-open with no event until its timeout there (only a *list* answers 504 ``Timeout: Too large
-resource version``), where this answers the watch 504 (the daemon's informer relies on it to
-detect a replaced history); YAML 1.1 booleans (a bare ``y`` is true there); the real pod
+- a watch from a resourceVersion newer than any the server has is held open with no event
+  (bookmarks included) until the store passes it or the watch times out; only a *list* answers
+  504 ``Timeout: Too large resource version`` (this answered the watch 504).
+
+Known and not modelled: YAML 1.1 booleans (a bare ``y`` is true there); the real pod
 defaults (``generation`` on pods, the projected service-account token volume, ``dnsPolicy``...);
 the root CA ConfigMap (``kube-root-ca.crt``) in every namespace.
 """

@@ -5,9 +5,11 @@ object, then changes. With one, it replays the history after it and goes on live
 history no longer reaches back that far, the stream is a single ``ERROR`` event carrying a 410
 ``Expired`` Status, then ends (HTTP 200, as the real watch cache answers). A resourceVersion
 *newer* than the store's (the client's history is not this server's: an etcd restore, or the
-sandbox wiped and restarted on the same port) gets what the real watch cache answers after
-waiting for its cache to catch up (``fresh_wait``, 3 s there): ``504 Timeout``, cause
-``ResourceVersionTooLarge`` ("Too large resource version: X, current: Y"). Selectors filter
+sandbox wiped and restarted on the same port) is not refused, as kube-apiserver 1.36's watch
+cache does not refuse it: the stream is held open and every event up to that number, bookmarks
+included, is dropped; the first one after it is sent. (Only a *list* "not older than" such a
+resourceVersion answers ``504 Timeout``, cause ``ResourceVersionTooLarge``, after waiting
+``fresh_wait`` for the store to catch up; that is how a client finds out.) Selectors filter
 events the way the real server does: an object that starts matching arrives as ``ADDED``, one
 that stops matching leaves as ``DELETED``.
 
@@ -123,8 +125,6 @@ class WatchHub:
             await asyncio.sleep(min(0.05, max(0.0, deadline - time.monotonic())))
 
     async def serve(self, request: web.Request, req: WatchRequest) -> web.StreamResponse:
-        if req.since is not None and req.since > self.store.revision:
-            await self.wait_fresh(req.since)
         resp = web.StreamResponse(status=200, headers={"Content-Type": "application/json"})
         resp.enable_chunked_encoding()
         gr = req.kind.group_resource
@@ -178,7 +178,10 @@ class WatchHub:
                 transport = request.transport
                 if transport is None or transport.is_closing():
                     return
-                if req.bookmarks and time.monotonic() - last_sent >= self.bookmark_interval:
+                if (req.bookmarks and time.monotonic() - last_sent >= self.bookmark_interval
+                        and (req.since is None or self.store.revision > req.since)):
+                    # A bookmark at or below the watch's own resourceVersion is dropped like any
+                    # event there (a watch from another history hears nothing at all).
                     await resp.write(self._bookmark(req))
                     last_sent = time.monotonic()
                 continue

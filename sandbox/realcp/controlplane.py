@@ -102,7 +102,12 @@ def openssl(*args: str, cwd: Path) -> None:
 
 
 def make_pki(pki: Path) -> None:
-    """The CA, the apiserver's serving cert, the front-proxy client cert, the SA key pair."""
+    """The CA, the apiserver's serving cert, the front-proxy client cert, the SA key pair.
+
+    Kept when already made (``sa.pub`` is written last): a control plane started again in the
+    same directory keeps its identity, so its clients' CA bundles and tokens stay valid."""
+    if (pki / "sa.pub").is_file():
+        return
     pki.mkdir(parents=True, exist_ok=True)
     ec = ("-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes")
     openssl("req", "-x509", *ec, "-days", "2", "-keyout", "ca.key", "-out", "ca.crt",

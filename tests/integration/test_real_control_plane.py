@@ -9,6 +9,7 @@ What only a real server can show (the e2e scenarios run on it too, through
   ``config/deploy/build.py`` renders from ``daemon.kube.rbac.required`` for the sandbox's
   settings — heals the seed's failures with no 403 anywhere in its log;
 * the same RBAC less one rule is a real 403, which the daemon reports on the action that hit it.
+* an etcd backup restored under it (an older history) makes the daemon's informer relist.
 
 These tests fail (never skip) when the binaries are missing: ``make control-plane`` builds them.
 """
@@ -16,7 +17,9 @@ These tests fail (never skip) when the binaries are missing: ``make control-plan
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import shutil
 import signal
 import sys
 from collections.abc import AsyncIterator
@@ -26,6 +29,9 @@ from typing import Any
 import pytest
 from kubernetes_asyncio import client
 
+from daemon.core.logs import Redactor
+from daemon.kube.effects import Kube
+from daemon.kube.informer import Informer, run_until_synced
 from daemon.kube.rbac import CLUSTER, Grant, expand
 from sandbox import Sandbox
 from sandbox.realcp import ControlPlane, crd_documents, install_crds
@@ -206,3 +212,60 @@ async def test_sandbox_command_on_the_real_control_plane_writes_a_working_kubeco
             proc.send_signal(signal.SIGINT)
         rc = await asyncio.wait_for(proc.wait(), 60)
     assert rc == 0
+
+
+async def test_the_informer_relists_when_etcd_is_restored_to_an_older_history(tmp_path: Path) -> None:
+    """An etcd backup restored under a restarted kube-apiserver: its history is older than the
+    resourceVersions the informer holds. The real server does not refuse a watch from them (it
+    holds it and drops everything up to that number), so only the informer's one-item list
+    "not older than" its resourceVersion (504 ResourceVersionTooLarge) can tell; then every cache
+    is relisted, and what only the lost history had is gone from them."""
+    cp = ControlPlane(workdir=tmp_path / "cp")
+    etcd, backup = cp.dir / "etcd", tmp_path / "etcd-backup"
+    ns = "restore"
+    cm = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"namespace": ns}}
+    try:
+        await cp.start()
+        async with client.ApiClient(_config(cp)) as api:
+            writer = Kube(api, redactor=Redactor(), field_manager="tester")
+            await writer.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}},
+                               dry_run=False)
+            await writer.apply({**cm, "metadata": {**cm["metadata"], "name": "in-the-backup"}}, dry_run=False)
+        await cp.stop()
+        await asyncio.to_thread(shutil.copytree, etcd, backup)  # the backup: etcd's data, stopped
+        await cp.start()
+        async with client.ApiClient(_config(cp)) as api:
+            kube = Kube(api, redactor=Redactor())
+            writer = Kube(api, redactor=Redactor(), field_manager="tester")
+            informer = Informer(kube, kinds=[("v1", "ConfigMap"), ("v1", "Namespace")], namespaces={ns})
+            task = await run_until_synced(informer)
+            try:
+                lost = {**cm, "metadata": {**cm["metadata"], "name": "after-the-backup"}}
+                await writer.apply(lost, dry_run=False)
+                # History the restored etcd will not reach during the test (it only renews leases).
+                for i in range(300):
+                    await writer.apply({**lost, "data": {"n": str(i)}}, dry_run=False)
+                await eventually(lambda: (informer.get("ConfigMap", ns, "after-the-backup") or {})
+                                 .get("data") == {"n": "299"}, timeout=WAIT, what="the informer caught up")
+                relists = informer.stats.relists
+                await cp.stop()
+                await asyncio.to_thread(shutil.rmtree, etcd)
+                await asyncio.to_thread(shutil.copytree, backup, etcd)
+                await cp.start()
+                listed = await client.CoreV1Api(api).list_namespaced_config_map(ns)
+                assert [i.metadata.name for i in listed.items] == ["in-the-backup"]
+                await eventually(lambda: informer.get("ConfigMap", ns, "after-the-backup") is None,
+                                 timeout=WAIT, what="the relist from the restored history")
+                assert informer.get("ConfigMap", ns, "in-the-backup") is not None
+                assert informer.stats.relists > relists and informer.stats.freshness_checks >= 1
+                # Watching again, in the restored history.
+                await writer.apply({**cm, "metadata": {**cm["metadata"], "name": "after-the-restore"}},
+                                   dry_run=False)
+                await eventually(lambda: informer.get("ConfigMap", ns, "after-the-restore") is not None,
+                                 timeout=WAIT, what="an event from the restored history")
+            finally:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+    finally:
+        await cp.stop()
