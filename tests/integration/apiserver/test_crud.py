@@ -21,23 +21,14 @@ from kubernetes_asyncio import client
 from kubernetes_asyncio.client.rest import ApiException
 
 from sandbox.apiserver import ApiServer
+from tests.integration.apiserver.objects import ISVC, isvc
 from tests.integration.apiserver.status import status_of
 from tests.integration.apiserver.tiers import Tier, own
 from tests.integration.daemon_fixtures import eventually
 
-ISVC = ("serving.kserve.io", "v1beta1", "inferenceservices")
 IMAGE = "registry.example.com/app:1"
 RUNTIME_SPEC = {"supportedModelFormats": [{"name": "sklearn", "autoSelect": True}],
                 "containers": [{"name": "kserve-container", "image": IMAGE}]}
-
-
-def isvc(name: str, fmt: str = "sklearn", labels: dict[str, str] | None = None) -> dict[str, object]:
-    return {
-        "apiVersion": "serving.kserve.io/v1beta1",
-        "kind": "InferenceService",
-        "metadata": {"name": name, **({"labels": labels} if labels else {})},
-        "spec": {"predictor": {"model": {"modelFormat": {"name": fmt}, "storageUri": "s3://b/m"}}},
-    }
 
 
 def pod(name: str, *containers: str, **meta: Any) -> dict[str, Any]:
