@@ -1,7 +1,8 @@
 """The real control plane as local processes: etcd, kube-apiserver, kube-controller-manager.
 
-A Python port of ``scripts/control-plane-up.sh`` (read its header for why each flag is there;
-the flags below are the same, plus the kubelet ones explained at :meth:`ControlPlane._apiserver`).
+Each flag is explained where :meth:`ControlPlane.start` passes it; the certificates and tokens
+at :func:`make_pki`. Admission plugins are kube-apiserver's default set (ServiceAccount,
+NamespaceLifecycle, Mutating/ValidatingAdmissionWebhook, ResourceQuota, ...).
 The binaries come from ``scripts/control-plane.sh`` (built from Go modules into the user's cache;
 a warm run takes about a second): :func:`binaries` runs it, or reads ``$KSW_CP_BIN``. Nothing is
 downloaded here and nothing is skipped: a missing binary raises :class:`ControlPlaneMissing`
@@ -42,6 +43,12 @@ AUDITED_USERS = ("system:serviceaccount:kserve-warden:kserve-warden",)
 """The daemon's ServiceAccount: only its requests are written to the audit log."""
 READY_TIMEOUT = 120.0
 BINARIES = ("etcd", "kube-apiserver", "kube-controller-manager", "kserve-manager")
+# Deployments -> ReplicaSets -> Pods; ownerReference garbage collection (cascading deletes);
+# namespace deletion; each namespace's `default` ServiceAccount (the ServiceAccount admission
+# plugin rejects Pods until it exists) and legacy token Secrets; kube-root-ca.crt; the rules of
+# the aggregated ClusterRoles admin/edit/view (empty without it); and the release of the
+# kubernetes.io/pvc-protection finalizer the admission chain puts on every claim (without it
+# claims, and so their namespaces, are never deleted).
 KCM_CONTROLLERS = (
     "deployment,replicaset,garbagecollector,namespace,serviceaccount,serviceaccount-token,"
     "root-ca-cert-publisher,clusterrole-aggregation,pvc-protection"
@@ -103,6 +110,16 @@ def openssl(*args: str, cwd: Path) -> None:
 
 def make_pki(pki: Path) -> None:
     """The CA, the apiserver's serving cert, the front-proxy client cert, the SA key pair.
+
+    * ``ca.crt``/``ca.key``: a self-signed CA (EC P-256), trusted by the kubeconfigs and by the
+      apiserver for client certificates (``--client-ca-file``).
+    * ``apiserver.crt``: its serving cert, for 127.0.0.1, localhost, 10.0.0.1 (the first IP of
+      the service range: the ``kubernetes`` Service) and ``kubernetes.default.svc[.cluster.local]``.
+    * ``front-proxy-client.crt``: the client cert (CN front-proxy-client) the apiserver presents
+      to aggregated API servers (``--proxy-client-*``, ``--requestheader-*``).
+    * ``sa.key``/``sa.pub`` (RSA 2048): service-account tokens. The apiserver signs TokenRequest
+      tokens with ``sa.key`` and verifies them with ``sa.pub``; the controller manager signs
+      legacy Secret tokens with ``sa.key``.
 
     Kept when already made (``sa.pub`` is written last): a control plane started again in the
     same directory keeps its identity, so its clients' CA bundles and tokens stay valid."""
@@ -298,6 +315,9 @@ class ControlPlane:
             raise ControlPlaneMissing("openssl is needed to make the control plane's certificates")
         self.dir.mkdir(parents=True, exist_ok=True)
         await asyncio.to_thread(make_pki, self.pki)
+        # Static bearer tokens (--token-auth-file): ``admin`` in system:masters, and the
+        # controller manager's user, to which the bootstrap RBAC (ClusterRoleBinding
+        # system:kube-controller-manager, the kube-system leader-locking Role) grants what it needs.
         tokens = self.pki / "tokens.csv"
         tokens.write_text(
             f'{self.admin_token},admin,admin,"system:masters"\n'
@@ -311,20 +331,35 @@ class ControlPlane:
         p, pki = self.ports, self.pki
         self._spawn("etcd", [
             str(bin_dir / "etcd"), "--name", "ksw", "--data-dir", str(self.dir / "etcd"),
+            # Plain HTTP on loopback only; metrics stay on the client port (etcd refuses an
+            # empty --listen-metrics-urls).
             "--listen-client-urls", f"http://127.0.0.1:{p.etcd}",
             "--advertise-client-urls", f"http://127.0.0.1:{p.etcd}",
+            # A one-member cluster on a free peer port (the default 2380 may be another run's).
             "--listen-peer-urls", f"http://127.0.0.1:{p.peer}",
             "--initial-advertise-peer-urls", f"http://127.0.0.1:{p.peer}",
             "--initial-cluster", f"ksw=http://127.0.0.1:{p.peer}",
+            # Throwaway data: skip fsync, as envtest does (much faster on a busy disk).
             "--unsafe-no-fsync", "--log-level", "warn",
         ])
         self._spawn("kube-apiserver", [
             str(bin_dir / "kube-apiserver"),
             f"--etcd-servers=http://127.0.0.1:{p.etcd}",
+            # HTTPS on loopback only (there is no insecure port); without --advertise-address it
+            # would pick the host's first interface.
             "--bind-address=127.0.0.1", f"--secure-port={p.api}", "--advertise-address=127.0.0.1",
+            # The default (lease) reconciler writes the advertise address into the `kubernetes`
+            # Endpoints, where a loopback address is invalid; nothing here needs that Service's
+            # endpoints.
             "--endpoint-reconciler-type=none",
+            # A serving cert from our CA, which clients trust (--cert-dir would self-sign one).
             f"--tls-cert-file={pki / 'apiserver.crt'}", f"--tls-private-key-file={pki / 'apiserver.key'}",
+            # x509 client-cert authentication; also what the extension-apiserver-authentication
+            # ConfigMap publishes.
             f"--client-ca-file={pki / 'ca.crt'}",
+            # kubeadm's front-proxy (aggregation) settings. Without them that ConfigMap lacks the
+            # requestheader CA, and every delegating server (the controller manager's /healthz)
+            # logs "missing content for CA bundle" forever.
             f"--requestheader-client-ca-file={pki / 'ca.crt'}",
             "--requestheader-allowed-names=front-proxy-client",
             "--requestheader-username-headers=X-Remote-User", "--requestheader-group-headers=X-Remote-Group",
@@ -332,12 +367,14 @@ class ControlPlane:
             f"--proxy-client-cert-file={pki / 'front-proxy-client.crt'}",
             f"--proxy-client-key-file={pki / 'front-proxy-client.key'}",
             f"--token-auth-file={tokens}",
-            "--authorization-mode=Node,RBAC",
+            "--authorization-mode=Node,RBAC",  # as kubeadm; RBAC is what matters here
+            # Service-account tokens: verified with sa.pub; TokenRequest tokens signed with
+            # sa.key (required once an issuer is set).
             "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
             f"--service-account-key-file={pki / 'sa.pub'}",
             f"--service-account-signing-key-file={pki / 'sa.key'}",
-            "--service-cluster-ip-range=10.0.0.0/24",
-            "--allow-privileged=true",
+            "--service-cluster-ip-range=10.0.0.0/24",  # ClusterIPs; 10.0.0.1 is in apiserver.crt
+            "--allow-privileged=true",  # KServe- and Istio-like pod specs may ask for it
             # pods/log goes to the node's kubelet endpoint: the simulated node publishes its
             # loopback InternalIP; the first preferred type must be one the node has.
             "--kubelet-preferred-address-types=InternalIP",
@@ -351,13 +388,20 @@ class ControlPlane:
         self._spawn("kube-controller-manager", [
             str(bin_dir / "kube-controller-manager"),
             f"--kubeconfig={kcm_kubeconfig}",
+            # So its own /healthz server delegates authn/authz instead of warning and failing.
             f"--authentication-kubeconfig={kcm_kubeconfig}", f"--authorization-kubeconfig={kcm_kubeconfig}",
+            # Its health endpoint on a free loopback port (the default 10257 may be taken), with a
+            # self-signed serving cert in kcm-certs (hence no verification below).
             "--bind-address=127.0.0.1", f"--secure-port={p.kcm}", f"--cert-dir={self.dir / 'kcm-certs'}",
-            f"--service-account-private-key-file={pki / 'sa.key'}",
+            f"--service-account-private-key-file={pki / 'sa.key'}",  # signs legacy Secret tokens
+            # Published as the kube-root-ca.crt ConfigMap in every namespace, which every Pod's
+            # projected service-account volume refers to.
             f"--root-ca-file={pki / 'ca.crt'}",
+            # Each controller runs as its own ServiceAccount in kube-system, as in real clusters.
             "--use-service-account-credentials=true",
             f"--controllers={KCM_CONTROLLERS}",
-            "--leader-elect=false", "--v=1",
+            "--leader-elect=false",  # one instance: no lease to wait for on a restart
+            "--v=1",
         ])
         await self._wait_ready("kube-controller-manager", f"https://127.0.0.1:{p.kcm}/healthz", token=None,
                                verify=False)

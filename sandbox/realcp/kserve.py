@@ -8,18 +8,32 @@ cache). Everything KServe ships as manifests — its CRDs (``config/crd/full``),
 read from that module at run time by :mod:`sandbox.realcp.kserve_manifests`; nothing of KServe
 is copied into this repository.
 
-How it runs outside a cluster (``scripts/control-plane-kserve.sh`` explains each point):
+How it runs outside a cluster (``cmd/manager/main.go`` of the pinned release):
 
-* as its own ServiceAccount ``kserve/kserve-controller-manager`` bound to KServe's own
-  ClusterRole (a TokenRequest token in a kubeconfig), so its RBAC is the shipped one;
-* ``POD_NAMESPACE=kserve``: where it reads ``inferenceservice-config`` (it exits without it);
-* ``TMPDIR``: controller-runtime's webhook server reads ``$TMPDIR/k8s-webhook-server/
-  serving-certs/tls.{crt,key}``; the certificate is signed by the control plane's CA, and the
-  webhook configurations point at ``https://127.0.0.1:PORT/<path>`` with that CA as caBundle;
+* ``KUBECONFIG``: controller-runtime's ``config.GetConfig()`` reads it (there is no in-cluster
+  environment). It holds a TokenRequest token of the ServiceAccount
+  ``kserve/kserve-controller-manager``, bound to KServe's own ClusterRole ``kserve-manager-role``
+  (``config/rbac``), so the shipped RBAC is exercised, not an admin's;
+* ``POD_NAMESPACE=kserve``: where it reads ``inferenceservice-config`` (``constants.
+  KServeNamespace``); it exits at start-up without that ConfigMap;
+* ``TMPDIR``: the webhook server has no cert-dir flag; controller-runtime reads
+  ``$TMPDIR/k8s-webhook-server/serving-certs/tls.{crt,key}``. The certificate is signed by the
+  control plane's CA, and the webhook configurations (``config/webhook/manifests.yaml``) point at
+  ``https://127.0.0.1:PORT/<path>`` with that CA as caBundle instead of at a Service: the
+  InferenceService defaulter and validator, the pod mutator (storage-initializer/agent injection
+  into pods labelled ``serving.kserve.io/inferenceservice``) and the v1alpha1 validators. The
+  CRDs (``config/crd/full``) serve one version each, so no conversion webhook is needed;
+* ``-webhook-port``: it listens on all interfaces (there is no host flag); ``-metrics-addr`` and
+  ``-health-probe-addr`` on free ports, as their defaults (:8080, :8081) collide;
+  ``-leader-elect=false``: one instance;
 * RawDeployment ("Standard") mode, ingress creation off: there is no Knative, no Istio control
-  plane and no ingress controller. An InferenceService becomes a Deployment and a Service
-  ``<name>-predictor``; kube-controller-manager makes the ReplicaSet and the Pods, and the
-  sandbox's simulated kubelet runs them.
+  plane and no ingress controller (without Knative, Istio, KEDA or OpenTelemetry CRDs it logs
+  that it won't watch those kinds and carries on). An InferenceService becomes a Deployment and
+  a Service ``<name>-predictor``; kube-controller-manager makes the ReplicaSet and the Pods, and
+  the sandbox's simulated kubelet runs them;
+* KServe's shipped ClusterServingRuntimes (``config/runtimes``) are not installed: the only
+  runtimes are those the daemon applies (its desired state, see :mod:`sandbox.world`) or a
+  test creates, so KServe's choice among them is the one under test.
 
 Lifecycle: :meth:`KServe.install_crds` once the control plane is up (before the world is seeded,
 which creates KServe objects); :meth:`KServe.start` after the world is seeded (the manager needs

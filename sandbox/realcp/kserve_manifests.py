@@ -1,8 +1,8 @@
 """Turn KServe's in-cluster manifests (from its Go module) into ones for a manager on loopback.
 
-Used by :mod:`sandbox.realcp.kserve` and, as ``python -m sandbox.realcp.kserve_manifests``, by
-scripts/control-plane-kserve.sh. The manifests are read from the module cache at run time and
-never copied into the repo.
+Used by :mod:`sandbox.realcp.kserve`; ``python -m sandbox.realcp.kserve_manifests`` prints the
+same documents, to read or to ``kubectl apply`` by hand. The manifests are read from the module
+cache at run time and never copied into the repo.
 
     kserve_manifests.py crds       MODULE
         config/crd/full as kustomize lists it (its resources, recursively).
