@@ -30,6 +30,11 @@ diagnosis can say *why* the pod gets nothing:
    secret's settings replace them; on any other account they are reported as ignored — the
    seed set them and saw no effect.
 
+5. A model with KServe's *storage spec* (``storage: {key, path, parameters}``) is resolved
+   instead against the ``storage-config`` Secret (:func:`resolve_storage_spec`, see its comment
+   block below): KServe then does not read the ServiceAccount's secrets at all, and
+   :func:`resolve` returns that resolution's S3 side.
+
 Secrets arrive as raw API JSON (base64 ``data``, or ``stringData``). The daemon's World
 hashes values (``sha256:...``): :func:`resolve` works on those too, because every problem and
 every piece of evidence depends only on key names and annotations; then
@@ -60,6 +65,8 @@ S3_REGION = f"{KSERVE_GROUP}/s3-region"
 S3_ANNOTATIONS = (S3_ENDPOINT, S3_USE_HTTPS, S3_VERIFY_SSL, S3_REGION)
 IRSA_ANNOTATION = "eks.amazonaws.com/role-arn"
 HASH_PREFIX = "sha256:"
+STORAGE_SPEC_SECRET = "storage-config"
+"""KServe's ``constants.DefaultStorageSpecSecret``."""
 
 # Key names people put in MinIO secrets that KServe does not read (the seed's secret used
 # the first pair: Kubeflow Pipelines' own artifact secret).
@@ -114,6 +121,8 @@ class CredentialConfig:
     s3_use_https: str = ""
     s3_verify_ssl: str = ""
     s3_region: str = ""
+    storage_spec_secret_name: str = "storage-config"
+    """``storageSpecSecretName``: the Secret a storage spec's keys are looked up in."""
     source: str = "defaults (no inferenceservice-config given)"
 
 
@@ -136,6 +145,8 @@ class Resolution:
     """Key names of the chosen secret (names only, never values)."""
     values_available: bool = False
     """False when the secret values were hashes (or absent): diagnosis only, no probing."""
+    storage_key: str | None = None
+    """A storage spec's key in ``secret_name`` (its JSON is the credential); None: no storage spec."""
 
     @property
     def endpoint_url(self) -> str | None:
@@ -189,6 +200,7 @@ def credential_config(configmap: Mapping[str, Any] | None) -> CredentialConfig:
         s3_use_https=str(s3.get("s3UseHttps") or ""),
         s3_verify_ssl=str(s3.get("s3VerifySSL") or ""),
         s3_region=str(s3.get("s3Region") or ""),
+        storage_spec_secret_name=str(section.get("storageSpecSecretName") or STORAGE_SPEC_SECRET),
         source=source,
     )
 
@@ -292,6 +304,11 @@ def resolve(
     ConfigMap (or its parsed ``credentials`` section); None assumes KServe's defaults.
     """
     config = credential_config(kserve_config)
+    spec = resolve_storage_spec(isvc=isvc, secrets=secrets, kserve_config=kserve_config)
+    if spec is not None:
+        # A storage spec: KServe reads its storage-config key instead of the ServiceAccount's
+        # secrets (which it then does not read at all).
+        return spec.s3(annotation_key=config.storage_secret_name_annotation)
     b = _Builder(config)
     annotation_key = config.storage_secret_name_annotation
     isvc_ann = _annotations(isvc)
@@ -423,3 +440,349 @@ def resolve(
         f"ServiceAccount {sa_name} lists no secrets"
     )
     return done(secret_name=None, secret=None, problem=CredentialProblem.NO_SECRET_REFERENCED)
+
+
+# -- KServe's storage spec ---------------------------------------------------------------------
+#
+# ``spec.predictor.model.storage`` (or ``spec.predictor.<framework>.storage``): ``{key, path,
+# schemaPath, parameters}``. KServe v0.20 resolves it in three places, mirrored by
+# :func:`resolve_storage_spec`:
+#
+# * its controller (``components/component.go`` ``addStorageSpecAnnotations``) copies the spec
+#   onto the predictor's pod template as internal annotations and makes ``path`` the source URI
+#   ``<scheme-placeholder>://<path>`` — a ``storageUri`` beside a ``path`` is its reconcile error
+#   "must provide only one of storageUri and storage.path" (``predictor.go``
+#   ``addStorageInitializerAnnotations``);
+# * its pod webhook (``storage_initializer_injector.go`` ``InjectStorageInitializer`` →
+#   ``CommonStorageInitialization``) then calls ``CreateStorageSpecSecretEnvs``
+#   (``pkg/credentials/service_account_credentials.go``) *instead of* reading the
+#   ServiceAccount's secrets: the Secret is ``credentials.storageSpecSecretName`` of
+#   ``inferenceservice-config`` (default ``storage-config``), or the one the
+#   ``storageSecretNameAnnotation`` annotation names; the key is ``key``, else ``default``, or
+#   ``default_<type>`` when the parameters name a type. A named key that is absent, or a Secret
+#   that cannot be read while a key is named, fails the webhook, and so the pod's creation; the
+#   default key may be absent. The type is the ``type`` parameter, else the key's JSON ``type``
+#   (one of s3, hdfs, webhdfs); none at all fails. For a ``path``, an s3 URI needs a bucket (the
+#   parameter, else the JSON's — read only when the type is not a parameter). The
+#   storage-initializer gets the key's JSON by ``secretKeyRef`` (``STORAGE_CONFIG``) and the
+#   parameters as ``STORAGE_OVERRIDE_CONFIG``;
+# * the storage-initializer (``python/storage/kserve_storage/kserve_storage.py``
+#   ``_update_with_storage_spec``) merges the parameters over the JSON and, for type s3, sets
+#   ``AWS_ENDPOINT_URL``/``AWS_ACCESS_KEY_ID``/``AWS_SECRET_ACCESS_KEY``/``AWS_DEFAULT_REGION``/
+#   ``S3_VERIFY_SSL`` from ``endpoint_url``/``access_key_id``/``secret_access_key``/``region``/
+#   ``verify_ssl``.
+#
+# On hashed secrets (the daemon's World) the JSON cannot be read: the key names decide what they
+# can (the Secret, the key), the parameters the rest, and what only the JSON holds stays unknown
+# (``values_read`` False) — never guessed.
+
+STORAGE_URI_PLACEHOLDER = "<scheme-placeholder>"
+"""KServe's ``credentials.UriSchemePlaceholder``."""
+DEFAULT_STORAGE_KEY = "default"
+STORAGE_SPEC_TYPES = ("s3", "hdfs", "webhdfs")
+_BUCKET_TYPES = ("s3",)
+# Parameters and JSON fields that are no credential: safe to name with their value in evidence.
+_PLAIN_FIELDS = ("type", "bucket", "endpoint_url", "region", "verify_ssl", "anonymous")
+
+
+@dataclass(frozen=True, kw_only=True)
+class StorageSpec:
+    """An InferenceService's ``storage`` (its parameters may hold credentials: never in a repr)."""
+
+    key: str | None
+    path: str | None
+    schema_path: str | None
+    parameters: Mapping[str, str] = field(default_factory=dict, repr=False, compare=False, hash=False)
+
+    @property
+    def key_given(self) -> bool:
+        """KServe treats an empty ``key`` as none (its annotation is then empty)."""
+        return bool(self.key)
+
+    def plain_parameters(self) -> dict[str, str]:
+        """The parameters that are no credential (type, bucket, endpoint…), for evidence."""
+        return {k: v for k, v in self.parameters.items() if k in _PLAIN_FIELDS}
+
+
+def _predictor_implementation(isvc: Mapping[str, Any] | None) -> Mapping[str, Any]:
+    """``spec.predictor.model``, else the older framework key (as :mod:`daemon.core.diagnosis.spec`)."""
+    pred = ((isvc or {}).get("spec") or {}).get("predictor") or {}
+    if not isinstance(pred, Mapping):
+        return {}
+    for key in ("model", "sklearn", "xgboost", "lightgbm", "tensorflow", "pytorch", "onnx", "triton",
+                "huggingface", "paddle", "pmml"):
+        impl = pred.get(key)
+        if isinstance(impl, Mapping) and impl:
+            return impl
+    return {}
+
+
+def storage_spec_of(isvc: Mapping[str, Any] | None) -> StorageSpec | None:
+    """The predictor's storage spec (None: it has none)."""
+    raw = _predictor_implementation(isvc).get("storage")
+    if not isinstance(raw, Mapping):
+        return None
+    params = raw.get("parameters")
+    return StorageSpec(
+        key=str(raw["key"]) if raw.get("key") is not None else None,
+        path=str(raw["path"]) if raw.get("path") is not None else None,
+        schema_path=str(raw["schemaPath"]) if raw.get("schemaPath") is not None else None,
+        parameters={str(k): str(v) for k, v in params.items()} if isinstance(params, Mapping) else {},
+    )
+
+
+class StorageSpecProblem(StrEnum):
+    URI_AND_PATH = "storage-uri-and-path"
+    """KServe's controller: a storageUri beside storage.path."""
+    SECRET_MISSING = "storage-config-missing"
+    """The pod webhook: a key is named but its Secret does not exist."""
+    KEY_MISSING = "storage-key-missing"
+    """The pod webhook: the named key is not in the Secret."""
+    INVALID_JSON = "storage-config-invalid"
+    """The pod webhook: the key's value is not a JSON object of strings."""
+    TYPE_UNSUPPORTED = "storage-type-unsupported"
+    """The pod webhook: the JSON's type is not s3, hdfs or webhdfs."""
+    TYPE_UNKNOWN = "storage-type-unknown"
+    """The pod webhook: neither a type parameter nor a JSON to read one from."""
+    BUCKET_MISSING = "storage-bucket-missing"
+    """The pod webhook: an s3 path without a bucket."""
+    NO_CONFIG = "no-storage-config"
+    """Not an error to KServe: no key's JSON reaches the storage-initializer (no credentials)."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class StorageSpecResolution:
+    """What KServe makes of a storage spec (see the comment above :data:`STORAGE_URI_PLACEHOLDER`)."""
+
+    spec: StorageSpec
+    secret_name: str
+    """The Secret KServe looks the key up in."""
+    secret_exists: bool
+    key: str | None
+    """The key KServe reads (named, or its default); None: no source URI, nothing is read."""
+    entry: bool
+    """The key is in the Secret: the storage-initializer gets its JSON (``STORAGE_CONFIG``)."""
+    values_read: bool
+    """The key's JSON was read (a real Secret); False on hashed values: only key names known."""
+    type: str | None
+    """The storage type KServe settles on; None: undetermined (see ``problem``) or unknown."""
+    uri: str | None
+    """What the storage-initializer downloads; None: no source, or not known without the JSON."""
+    problem: StorageSpecProblem | None
+    kserve_error: str | None
+    """KServe's own error text when it refuses (controller or pod webhook); None: it does not."""
+    evidence: tuple[str, ...] = ()
+    endpoint_url: str | None = None
+    region: str | None = None
+    verify_ssl: bool = True
+    credentials: Credentials | None = None
+
+    @property
+    def refused(self) -> bool:
+        """KServe refuses: the predictor (controller) or its pod (webhook) is never created."""
+        return self.kserve_error is not None
+
+    @property
+    def type_known(self) -> bool:
+        return self.type is not None
+
+    def s3(self, *, annotation_key: str | None = None) -> Resolution:
+        """The S3 side as a :class:`Resolution` (what the storage probe and the mesh checks take)."""
+        endpoint = self.endpoint_url
+        # Hashed values with the key present: the credentials are unknown here, not missing.
+        missing = self.credentials is None and (self.values_read or not self.entry)
+        problem = CredentialProblem.NO_SECRET_REFERENCED if missing else None
+        return Resolution(
+            credentials=self.credentials,
+            secret_name=self.secret_name if self.entry else None,
+            annotation_key=annotation_key,
+            endpoint=endpoint,
+            use_https=not (endpoint or "").lower().startswith("http://"),
+            verify_ssl=self.verify_ssl,
+            region=self.region,
+            problem=problem,
+            evidence=self.evidence,
+            values_available=self.credentials is not None,
+            storage_key=self.key if self.entry else None,
+        )
+
+
+def storage_spec_secret(
+    isvc: Mapping[str, Any] | None, kserve_config: Mapping[str, Any] | None
+) -> str | None:
+    """The Secret ``isvc``'s storage spec is resolved against (None: it has no storage spec):
+    what a caller must read, besides the ServiceAccount's secrets, before :func:`resolve`."""
+    if storage_spec_of(isvc) is None:
+        return None
+    config = credential_config(kserve_config)
+    ann = _annotations(isvc)
+    if config.storage_secret_name_annotation and ann.get(config.storage_secret_name_annotation):
+        return str(ann[config.storage_secret_name_annotation])
+    return config.storage_spec_secret_name
+
+
+def _storage_json(value: str | None) -> tuple[dict[str, str] | None, str | None]:
+    """The key's JSON as KServe's ``map[string]string``; or None and why it is not one."""
+    if value is None:
+        return None, None
+    try:
+        doc = json.loads(value)
+    except json.JSONDecodeError as exc:
+        return None, f"not JSON ({exc.msg})"
+    if not isinstance(doc, dict):
+        return None, "not a JSON object"
+    wrong = sorted(str(k) for k, v in doc.items() if not isinstance(v, str))
+    if wrong:
+        return None, f"not all strings ({', '.join(wrong)})"
+    return {str(k): str(v) for k, v in doc.items()}, None
+
+
+def resolve_storage_spec(
+    *,
+    isvc: Mapping[str, Any],
+    secrets: Mapping[str, Mapping[str, Any]],
+    kserve_config: Mapping[str, Any] | None,
+) -> StorageSpecResolution | None:
+    """Resolve ``isvc``'s storage spec as KServe v0.20 would (None: it has none).
+
+    ``secrets`` maps name → raw Secret JSON in the InferenceService's namespace (values base64,
+    hashed, or absent); ``kserve_config`` as for :func:`resolve`. Pure; never raises on bad
+    input other than the ConfigMap's unreadable credentials JSON (``ValueError``).
+    """
+    spec = storage_spec_of(isvc)
+    if spec is None:
+        return None
+    config = credential_config(kserve_config)
+    ev: list[str] = []
+    params = dict(spec.parameters)
+    storage_uri = _predictor_implementation(isvc).get("storageUri")
+    storage_uri = str(storage_uri) if storage_uri else None
+
+    name = storage_spec_secret(isvc, kserve_config) or config.storage_spec_secret_name
+    if name != config.storage_spec_secret_name:
+        ev.append(f"InferenceService annotation {config.storage_secret_name_annotation}={name} names the "
+                  "storage-config Secret")
+    plain = spec.plain_parameters()
+    ev.append(
+        f"storage spec: key {spec.key or '(none)'}, path {spec.path if spec.path is not None else '(none)'}"
+        + (f", parameters {plain}" if plain else "")
+        + (f" (and {len(params) - len(plain)} other)" if len(params) > len(plain) else "")
+    )
+
+    def result(**kw: Any) -> StorageSpecResolution:
+        base: dict[str, Any] = {"spec": spec, "secret_name": name, "secret_exists": name in secrets,
+                                "key": None, "entry": False, "values_read": False, "type": None,
+                                "uri": None, "problem": None, "kserve_error": None}
+        base.update(kw)
+        return StorageSpecResolution(evidence=tuple(ev), **base)
+
+    # The controller: the source URI.
+    if spec.path is not None and storage_uri is not None:
+        msg = "must provide only one of storageUri and storage.path"
+        ev.append(f"storageUri {storage_uri} beside storage.path {spec.path}")
+        return result(problem=StorageSpecProblem.URI_AND_PATH, kserve_error=msg)
+    if spec.path is not None:
+        source = f"{STORAGE_URI_PLACEHOLDER}://{spec.path.removeprefix('/')}"
+    elif storage_uri is not None:
+        source = storage_uri
+    else:
+        ev.append("neither a path nor a storageUri: KServe adds no storage-initializer")
+        return result()
+    if source.startswith("pvc://"):
+        ev.append("a pvc:// source is mounted, not downloaded: KServe reads no storage-config")
+        return result(uri=source)
+
+    # The pod webhook: CreateStorageSpecSecretEnvs.
+    stype, bucket = params.get("type", ""), params.get("bucket", "")
+    secret = secrets.get(name)
+    key = spec.key or ""
+    items: dict[str, str | None] = _secret_items(secret) if secret is not None else {}
+    if secret is None:
+        if spec.key_given:
+            msg = f'can\'t read storage secret {name}: secrets "{name}" not found'
+            ev.append(f"Secret {name} does not exist in the InferenceService's namespace")
+            return result(key=key, problem=StorageSpecProblem.SECRET_MISSING, kserve_error=msg)
+        ev.append(f"Secret {name} does not exist (no key named: KServe goes on without it)")
+    elif spec.key_given:
+        if key not in items:
+            msg = f"specified storage key {key} not found in storage secret {name}"
+            ev.append(f"Secret {name} has keys {sorted(items) or '(none)'}, not {key}")
+            return result(key=key, problem=StorageSpecProblem.KEY_MISSING, kserve_error=msg)
+    else:
+        key = DEFAULT_STORAGE_KEY if not stype else f"{DEFAULT_STORAGE_KEY}_{stype}"
+        ev.append(f"no key named: KServe reads the default key {key} of Secret {name}"
+                  + (f" (default_<type>: the type parameter is {stype})" if stype else ""))
+        if key not in items:
+            ev.append(f"Secret {name} has no key {key} (keys {sorted(items) or '(none)'}): the "
+                      "storage-initializer gets no STORAGE_CONFIG")
+    entry = key in items
+    value = items.get(key) if entry else None
+    doc: dict[str, str] | None = None
+    values_read = entry and value is not None
+    type_unknown = False
+    if entry:
+        ev.append(f"Secret {name} key {key} → STORAGE_CONFIG of the storage-initializer")
+        if not stype:
+            if value is None:
+                type_unknown = True  # hashed: the type is inside the value
+                ev.append(f"the storage type is the JSON's in key {key} (its value is not read here)")
+            else:
+                doc, why = _storage_json(value)
+                if doc is None:
+                    msg = f"invalid json encountered in key {key} of storage secret {name}"
+                    ev.append(f"key {key} of Secret {name} is {why}")
+                    return result(key=key, entry=True, values_read=True,
+                                  problem=StorageSpecProblem.INVALID_JSON, kserve_error=msg)
+                if "type" in doc:
+                    stype = doc["type"]
+                    if stype not in STORAGE_SPEC_TYPES:
+                        msg = (f"storage type must be one of [{', '.join(STORAGE_SPEC_TYPES)}]. storage type "
+                               f"[{stype}] is not supported")
+                        ev.append(f"key {key} of Secret {name} says type {stype}")
+                        return result(key=key, entry=True, values_read=True,
+                                      problem=StorageSpecProblem.TYPE_UNSUPPORTED, kserve_error=msg)
+                if not bucket and doc.get("bucket"):
+                    bucket = doc["bucket"]
+        elif value is not None:
+            doc, _why = _storage_json(value)  # read by the storage-initializer only (KServe skips it)
+    if not stype and not type_unknown:
+        msg = "unable to determine storage type"
+        ev.append("no type parameter, and no key's JSON to read one from")
+        return result(key=key if entry else None, entry=entry, values_read=values_read,
+                      problem=StorageSpecProblem.TYPE_UNKNOWN, kserve_error=msg)
+
+    uri: str | None = source
+    placeholder = f"{STORAGE_URI_PLACEHOLDER}://"
+    if source.startswith(placeholder):
+        path = source[len(placeholder):]
+        if type_unknown:
+            uri = None
+        elif stype in _BUCKET_TYPES:
+            if not bucket:
+                msg = f"format [{stype}] requires a bucket but one wasn't found in storage data or parameters"
+                ev.append("no bucket parameter"
+                          + (" (with the type a parameter, KServe reads no bucket from the secret)"
+                             if entry and params.get("type") else ""))
+                return result(key=key if entry else None, entry=entry, values_read=values_read, type=stype,
+                              problem=StorageSpecProblem.BUCKET_MISSING, kserve_error=msg)
+            uri = f"{stype}://{bucket}/{path}"
+        else:
+            uri = f"{stype}://{path}"
+    if uri is not None:
+        ev.append(f"the storage-initializer downloads {uri}")
+
+    # The storage-initializer: the parameters merged over the JSON; type s3 sets the AWS_* env.
+    merged = {**(doc or {}), **params}
+    s3: dict[str, Any] = {}
+    if merged.get("type") == "s3" or (not values_read and stype == "s3"):
+        creds = None
+        if merged.get("access_key_id") and merged.get("secret_access_key"):
+            creds = Credentials(merged["access_key_id"], merged["secret_access_key"])
+        verify = merged.get("verify_ssl", "")
+        s3 = {"endpoint_url": merged.get("endpoint_url") or None, "region": merged.get("region") or None,
+              "verify_ssl": verify.lower() not in ("0", "false") if verify else True, "credentials": creds}
+    problem = None
+    if not entry and not merged.get("secret_access_key"):
+        problem = StorageSpecProblem.NO_CONFIG
+    return result(key=key if entry else None, entry=entry, values_read=values_read,
+                  type=None if type_unknown else stype, uri=uri, problem=problem, **s3)

@@ -266,7 +266,7 @@ class ProbeSet:
 
     def _storage_plans(self, models: Iterable[ModelSettings]) -> dict[str, StoragePlan]:
         """The ``s3://`` models grouped by store and credential (see the module docstring)."""
-        from probes.credentials import resolve
+        from probes.credentials import resolve, storage_spec_secret
         from probes.storage import StoreMember, parse_storage_uri
 
         cfg = self.settings.kserve_config
@@ -294,13 +294,16 @@ class ProbeSet:
             names = {str(s.get("name")) for s in (sa or {}).get("secrets") or [] if isinstance(s, dict)}
             ann = (isvc.get("metadata") or {}).get("annotations") or {}
             names |= {str(ann[a]) for a in STORAGE_SECRET_ANNOTATIONS if ann.get(a)}
+            if spec_secret := storage_spec_secret(isvc, kserve_config):
+                names.add(spec_secret)  # a storage spec: KServe reads its storage-config key instead
             names = {n for n in names if n}
             # Hashed secrets from the cache: resolution needs only key names and annotations.
             cached = {n: s for n in names if (s := self.informer.get("Secret", ns, n)) is not None}
             res = resolve(isvc=isvc, service_account=sa, secrets=cached, kserve_config=kserve_config)
             if res.secret_name:
                 gkey = (f"{res.endpoint_url or res.endpoint or ''}|{res.region or ''}|"
-                        f"https={int(res.use_https)}|verify={int(res.verify_ssl)}|{ns}/{res.secret_name}")
+                        f"https={int(res.use_https)}|verify={int(res.verify_ssl)}|{ns}/{res.secret_name}"
+                        + (f"/{res.storage_key}" if res.storage_key else ""))
             else:
                 # No credential resolved from the caches: group only models that resolve alike.
                 ann_names = ",".join(sorted(str(ann[a]) for a in STORAGE_SECRET_ANNOTATIONS if ann.get(a)))

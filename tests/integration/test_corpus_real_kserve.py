@@ -14,7 +14,11 @@ every corpus object created over the wire as the admin, then per InferenceServic
 * the storage-initializer KServe's pod webhook injected into the predictor pod (the Secret its
   ``AWS_ACCESS_KEY_ID``/``AWS_SECRET_ACCESS_KEY`` come from by ``secretKeyRef``,
   ``AWS_ENDPOINT_URL``, ``AWS_DEFAULT_REGION``) against
-  :func:`daemon.core.diagnosis.credentials.s3_resolution`.
+  :func:`daemon.core.diagnosis.credentials.s3_resolution`; for a model with a storage spec, the
+  Secret and key its ``STORAGE_CONFIG`` comes from and the URI it downloads, against
+  :func:`probes.credentials.resolve_storage_spec` — or, where KServe's pod webhook refuses the
+  pod (a missing storage-config Secret or key), its refusal on the predictor Deployment
+  (``ReplicaFailure``) against the error the daemon predicts.
 
 KServe is right by definition: a disagreement is the daemon's bug (or the corpus's, when KServe
 refuses a corpus object — its validating webhooks are live, so every admission is checked).
@@ -64,6 +68,7 @@ from daemon.core.discovery import discover
 from daemon.core.findings import Code
 from daemon.core.settings import SecretAccessSettings, Settings
 from daemon.core.world import World
+from probes.credentials import resolve_storage_spec
 from sandbox.realcp import ControlPlane, api_call
 from tests.corpus import Case, collection_path, load, shared_objects
 from tests.integration.control_planes import make_sandbox
@@ -109,6 +114,10 @@ class Storage:
     """The Secret both AWS_* keys come from (by secretKeyRef); None: no key pair injected."""
     endpoint_url: str | None
     region: str | None
+    config: str | None = None
+    """A storage spec's ``STORAGE_CONFIG``: ``<secret>/<key>`` (by secretKeyRef); None: not set."""
+    uri: str | None = None
+    """A storage spec's download URI (the storage-initializer's first argument); None: not compared."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -119,6 +128,9 @@ class Verdict:
     """KServe: ``lastFailureInfo.reason``; the daemon: its finding's code."""
     storage: Storage | None
     """None: no storage-initializer (KServe), or nothing to compare (the daemon)."""
+    refused: str | None = None
+    """KServe: why its pod webhook refused the predictor pod (the Deployment's ReplicaFailure);
+    the daemon: the error it predicts. None: the pod is created."""
 
 
 @dataclass(frozen=True)
@@ -194,9 +206,21 @@ def _storage_of(pod: Mapping[str, Any]) -> Storage | None:
 
     key_id, secret_key = ref("AWS_ACCESS_KEY_ID"), ref("AWS_SECRET_ACCESS_KEY")
     assert key_id == secret_key, f"the key pair from two secrets: {key_id}, {secret_key}"
+    config = (((env.get("STORAGE_CONFIG") or {}).get("valueFrom") or {}).get("secretKeyRef") or {})
+    spec = "internal.serving.kserve.io/storage-spec" in ((pod.get("metadata") or {}).get("annotations") or {})
     return Storage(secret=secret_key,
                    endpoint_url=(env.get("AWS_ENDPOINT_URL") or {}).get("value") or None,
-                   region=(env.get("AWS_DEFAULT_REGION") or {}).get("value") or None)
+                   region=(env.get("AWS_DEFAULT_REGION") or {}).get("value") or None,
+                   config=f"{config['name']}/{config['key']}" if config else None,
+                   uri=str((inits[0].get("args") or [None])[0]) if spec else None)
+
+
+def _refusal_of(deployment: Mapping[str, Any]) -> str | None:
+    """Why pods of this Deployment are not created (its ``ReplicaFailure`` condition), if so."""
+    for c in (deployment.get("status") or {}).get("conditions") or []:
+        if c.get("type") == "ReplicaFailure" and c.get("status") == "True":
+            return str(c.get("message") or c.get("reason") or "")
+    return None
 
 
 def _key(obj: Mapping[str, Any], name: str | None = None) -> str:
@@ -226,20 +250,27 @@ async def _kserve_decides(api: ApiClient) -> dict[str, Verdict]:
         return keys - set(decided)
 
     await _until("KServe's runtime verdicts", runtimes)
-    # A predictor pod for every model KServe made a Deployment for (a runtime, or none needed).
+    # A predictor pod for every model KServe made a Deployment for (a runtime, or none needed),
+    # or the refusal of its pod by KServe's pod webhook, on the Deployment.
     want = {k for k, v in decided.items() if v.failure is None}
     pods: dict[str, dict[str, Any]] = {}
+    refused: dict[str, str] = {}
+    selector = [("labelSelector", f"{ISVC_LABEL},component=predictor")]
 
     async def predictor_pods() -> set[str]:
-        body = await api_call(api, "GET", "/api/v1/pods",
-                              query=[("labelSelector", f"{ISVC_LABEL},component=predictor")])
+        body = await api_call(api, "GET", "/api/v1/pods", query=selector)
         for pod in body.get("items") or []:
             pods.setdefault(_key(pod, pod["metadata"]["labels"][ISVC_LABEL]), pod)
-        return want - set(pods)
+        body = await api_call(api, "GET", "/apis/apps/v1/deployments", query=selector)
+        for dep in body.get("items") or []:
+            if (why := _refusal_of(dep)) is not None:
+                refused[_key(dep, dep["metadata"]["labels"][ISVC_LABEL])] = why
+        return want - set(pods) - set(refused)
 
     await _until("the predictor pods", predictor_pods)
     return {
-        c.name: replace(decided[c.key], storage=_storage_of(pods[c.key]) if c.key in pods else None)
+        c.name: replace(decided[c.key], storage=_storage_of(pods[c.key]) if c.key in pods else None,
+                        refused=refused.get(c.key) if c.key not in pods else None)
         for c in CASES if c.key in decided
     }
 
@@ -274,6 +305,15 @@ def _daemon(case: Case) -> Verdict:
     m = ctx.model(cfg)
     rt, code = selection(ctx, m)
     runtime = None if rt is None else f"{meta(rt).get('namespace') or '(cluster)'}/{meta(rt).get('name')}"
+    spec = resolve_storage_spec(isvc=m.source or {}, secrets=_secrets(world, case.namespace),
+                                kserve_config=ctx.configmap)
+    if spec is not None:
+        # KServe's storage spec: STORAGE_CONFIG and no AWS_* env (the storage-initializer sets
+        # those itself from the JSON), whatever the ServiceAccount holds.
+        storage = Storage(secret=None, endpoint_url=None, region=None,
+                          config=f"{spec.secret_name}/{spec.key}" if spec.entry else None, uri=spec.uri)
+        return Verdict(runtime=runtime, failure=code.value if code is not None else None, storage=storage,
+                       refused=spec.kserve_error)
     res = s3_resolution(ctx, m)
     storage = Storage(
         secret=res.secret_name if res.problem is None else None,
@@ -281,6 +321,10 @@ def _daemon(case: Case) -> Verdict:
         region=res.region,
     )
     return Verdict(runtime=runtime, failure=code.value if code is not None else None, storage=storage)
+
+
+def _secrets(world: World, namespace: str) -> dict[str, Any]:
+    return {str(meta(s).get("name")): s for s in world.list("Secret", namespace)}
 
 
 # -- the comparisons -----------------------------------------------------------------------------
@@ -320,4 +364,23 @@ async def test_storage_credentials_agree(outcome: Outcome, case: Case) -> None:
     kserve, daemon = outcome.verdicts[case.name], _daemon(case)
     if kserve.storage is None:
         return  # no storage-initializer: no storageUri, a PVC mounted directly, or no pod at all
+    assert daemon.storage is not None
+    if daemon.storage.uri is None and kserve.storage.uri is not None:
+        # A storage spec's URI the daemon cannot know without the secret's value (type, bucket).
+        assert daemon.storage.config is not None, "an unknown URI is the JSON's: a STORAGE_CONFIG is read"
+        daemon = replace(daemon, storage=replace(daemon.storage, uri=kserve.storage.uri))
     assert daemon.storage == kserve.storage, (kserve.storage, daemon.storage)
+
+
+@pytest.mark.parametrize("case", RECONCILED, ids=[c.name for c in RECONCILED])
+async def test_pod_refusals_agree(outcome: Outcome, case: Case) -> None:
+    """KServe's pod webhook refuses the predictor pod exactly where the daemon says it will,
+    with the error the daemon names (a storage spec's missing storage-config Secret or key)."""
+    kserve, daemon = outcome.verdicts[case.name], _daemon(case)
+    if kserve.failure is not None:
+        return  # no runtime: no Deployment, no pod to refuse
+    if daemon.refused is None:
+        assert kserve.refused is None, kserve.refused
+    else:
+        assert kserve.refused is not None and daemon.refused in kserve.refused, (
+            kserve.refused, daemon.refused)

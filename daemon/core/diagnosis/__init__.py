@@ -29,7 +29,8 @@ Layout: :mod:`.run` holds :func:`diagnose` and the order the rules run in; :mod:
 the per-pass state (indexes, claims, drafts), :mod:`.model` what is known about one model,
 :mod:`.draft` a finding under construction, :mod:`.text` the explanations, :mod:`.fields`
 the raw-JSON readers. Each rule lives in the module named for what it diagnoses:
-:mod:`.runtime`, :mod:`.mesh`, :mod:`.credentials`, :mod:`.storage_source`, :mod:`.store`,
+:mod:`.runtime`, :mod:`.mesh`, :mod:`.credentials`, :mod:`.storage_source` (and
+:mod:`.storage_spec` for KServe's storage spec), :mod:`.store`,
 :mod:`.image_pull`, :mod:`.model_files`, :mod:`.storage`, :mod:`.readiness`, :mod:`.dns`,
 :mod:`.predictor`, :mod:`.drift`; :mod:`.spec` reads every InferenceService shape.
 """

@@ -12,6 +12,11 @@ The deployment mode comes from the ``serving.kserve.io/deploymentMode`` annotati
 ``deploy.defaultDeploymentMode`` of ``inferenceservice-config``, else Serverless (KServe's
 default). The components are the keys present under ``spec`` (predictor, transformer,
 explainer); each has its own ``<Component>Ready`` condition.
+
+A model may name its storage with KServe's storage spec (``storage: {key, path, parameters}``,
+resolved against the ``storage-config`` Secret: :func:`probes.credentials.resolve_storage_spec`)
+instead of, or besides, a ``storageUri``; :attr:`Predictor.storage` carries it, and its ``type``
+parameter is the scheme when there is no ``storageUri``.
 """
 
 from __future__ import annotations
@@ -20,6 +25,8 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
+
+from probes.credentials import StorageSpec, storage_spec_of
 
 DEPLOYMENT_MODE_ANNOTATION = "serving.kserve.io/deploymentMode"
 SERVERLESS, RAW, MODELMESH = "Serverless", "RawDeployment", "ModelMesh"
@@ -62,6 +69,8 @@ class Predictor:
     keys). With a runtime named and none set, KServe checks no protocol (it takes the runtime's)."""
     shape: str
     """``model``, ``legacy:<framework>``, ``containers`` or ``none``."""
+    storage: StorageSpec | None = None
+    """KServe's storage spec (``storage:``), if the predictor has one."""
 
     @property
     def custom(self) -> bool:
@@ -69,9 +78,15 @@ class Predictor:
 
     @property
     def scheme(self) -> str:
-        """``s3``, ``gs``, ``https``, ``http``, ``pvc``, ``hf``…, or ``""`` without a storageUri."""
+        """``s3``, ``gs``, ``https``, ``http``, ``pvc``, ``hf``…, or ``""`` without a storageUri
+        (with a storage spec and no storageUri: its ``type`` parameter, if it names one — else
+        the type is inside the storage-config Secret's value)."""
         uri = self.storage_uri or ""
-        return uri.split("://", 1)[0].lower() if "://" in uri else ""
+        if "://" in uri:
+            return uri.split("://", 1)[0].lower()
+        if self.storage is not None and not uri:
+            return self.storage.parameters.get("type", "").lower()
+        return ""
 
 
 def _mapping(v: Any) -> Mapping[str, Any]:
@@ -94,6 +109,7 @@ def predictor_of(isvc: Mapping[str, Any] | None) -> Predictor:
             protocol=(written or defaulted or "v1").lower(),
             protocol_set=bool(written or defaulted),
             shape="model",
+            storage=storage_spec_of(isvc),
         )
     for fw in LEGACY_FRAMEWORKS:
         spec = _mapping(pred.get(fw))
@@ -108,6 +124,7 @@ def predictor_of(isvc: Mapping[str, Any] | None) -> Predictor:
                 protocol=(written or defaulted or "v1").lower(),
                 protocol_set=bool(written or defaulted),
                 shape=f"legacy:{fw}",
+                storage=storage_spec_of(isvc),
             )
     containers = pred.get("containers") or []
     if containers:

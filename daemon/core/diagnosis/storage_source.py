@@ -10,6 +10,10 @@
 * ``pvc://NAME/path`` — the claim exists in the model's namespace and is Bound (``pvc-not-bound``;
   a Pending claim may be waiting for its first consumer, so that is a warning);
 * ``hf://`` and any other scheme — "not checked", at info level.
+
+A model with KServe's storage spec (``storage: {key, path, parameters}``) is judged by
+:mod:`.storage_spec` instead, whatever its ``storageUri``: KServe then reads the
+``storage-config`` Secret, not the ServiceAccount's secrets.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from daemon.core.diagnosis.context import Pass
 from daemon.core.diagnosis.credentials import s3_resolution, storage_credentials, workload_identity
 from daemon.core.diagnosis.fields import meta, ref
 from daemon.core.diagnosis.model import Model
+from daemon.core.diagnosis.storage_spec import storage_spec
 from daemon.core.findings import Code, Severity
 from probes.credentials import Resolution
 
@@ -101,6 +106,8 @@ def _pvc(ctx: Pass, m: Model) -> None:
 
 def storage_source(ctx: Pass, m: Model) -> Resolution | None:
     """Judge the model's storage by scheme; the S3 resolution when it is on S3 (for the mesh checks)."""
+    if m.spec.storage is not None:
+        return storage_spec(ctx, m)
     uri = m.spec.storage_uri
     if not uri:
         return None

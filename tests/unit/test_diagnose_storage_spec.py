@@ -1,0 +1,140 @@
+"""``diagnose()`` on storage-spec models beyond the corpus's cases (pure: World in, findings out).
+
+The corpus (tests/corpus/c41-c47) holds the shapes KServe's docs show, checked against KServe
+itself; these rows vary one thing each from its cases: the Deployment's refusal as evidence, a
+namespace whose Secrets the daemon may not read, a store the mesh refuses, a pod that shows the
+missing credentials, a type the daemon does not judge, KServe's controller refusing a path beside
+a storageUri.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+
+from daemon.core.diagnosis import diagnose
+from daemon.core.findings import Finding
+from daemon.core.settings import SecretAccessSettings, Settings
+from daemon.core.world import World
+from tests.corpus import Case, load, shared_objects
+
+CASES = {c.name: c for c in load()}
+NOW = 1_764_441_000.0
+READABLE = Settings(secrets=SecretAccessSettings(namespaces=("*",)))
+_SECRET_VALUE = "minioadmin-secret"
+
+
+def _objects(case: str) -> list[dict[str, Any]]:
+    return copy.deepcopy([*shared_objects(), *CASES[case].objects])
+
+
+def _isvc(objs: list[dict[str, Any]]) -> dict[str, Any]:
+    return next(o for o in objs if o["kind"] == "InferenceService")
+
+
+def _refused_deployment(objs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    m = _isvc(objs)["metadata"]
+    return [*objs, {
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": f"{m['name']}-predictor", "namespace": m["namespace"],
+                     "labels": {"serving.kserve.io/inferenceservice": m["name"], "component": "predictor"}},
+        "status": {"conditions": [{
+            "type": "ReplicaFailure", "status": "True", "reason": "FailedCreate",
+            "message": 'admission webhook "inferenceservice.kserve-webhook-server.pod-mutator" denied '
+                       "the request: specified storage key localMinIO not found in storage secret "
+                       "storage-config"}]},
+    }]
+
+
+def _denying_policy(objs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [*objs, {
+        "apiVersion": "security.istio.io/v1", "kind": "AuthorizationPolicy",
+        "metadata": {"name": "pipelines-only", "namespace": "c42-store"},
+        "spec": {"action": "ALLOW", "selector": {"matchLabels": {"app": "minio"}},
+                 "rules": [{"from": [{"source": {
+                     "principals": ["cluster.local/ns/kubeflow/sa/ml-pipeline"]}}]}]},
+    }]
+
+
+def _failing_pod(objs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    m = _isvc(objs)["metadata"]
+    return [*objs, {
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": f"{m['name']}-predictor-0", "namespace": m["namespace"],
+                     "labels": {"serving.kserve.io/inferenceservice": m["name"]}},
+        "status": {"initContainerStatuses": [{
+            "name": "storage-initializer", "ready": False, "restartCount": 3,
+            "state": {"waiting": {"reason": "CrashLoopBackOff"}},
+            "lastState": {"terminated": {"reason": "Error", "exitCode": 1,
+                                         "message": "botocore.exceptions.NoCredentialsError: Unable to "
+                                                    "locate credentials"}}}]},
+    }]
+
+
+def _storage(objs: list[dict[str, Any]], storage: dict[str, Any],
+             uri: str | None = None) -> list[dict[str, Any]]:
+    model = _isvc(objs)["spec"]["predictor"]["model"]
+    model["storage"] = storage
+    if uri is not None:
+        model["storageUri"] = uri
+    return objs
+
+
+@dataclass(frozen=True)
+class Row:
+    id: str
+    case: str
+    change: Any
+    expect: tuple[tuple[str, str], ...]
+    evidence: str = ""
+    """Text one finding's evidence must hold."""
+    settings: Settings = READABLE
+
+
+ROWS = [
+    Row("the Deployment's refusal is evidence", "c44-storage-spec-key-missing", _refused_deployment,
+        (("storage-credentials-missing", "critical"),), evidence="ReplicaFailure admission webhook"),
+    # The daemon's World holds no Secret of a namespace it may not read.
+    Row("secrets out of reach: not checked, never missing", "c42-storage-spec-uri-key",
+        lambda o: [x for x in o if x["kind"] != "Secret"],
+        (("not-checked", "info"),), evidence="no access to secrets in c42-storage-spec-uri-key",
+        settings=Settings()),
+    Row("the store named by the parameters is judged by the mesh", "c42-storage-spec-uri-key",
+        _denying_policy,
+        (("mesh-policy-denies", "critical"),), evidence="c42-store"),
+    Row("a pod without credentials makes the missing default key critical", "c46-storage-spec-default-typed",
+        _failing_pod, (("storage-credentials-missing", "critical"),), evidence="default_s3"),
+    Row("hdfs is not judged", "c41-storage-spec-s3",
+        lambda o: _storage(o, {"key": "localMinIO", "path": "models/iris", "parameters": {"type": "hdfs"}}),
+        (("not-checked", "info"),), evidence="storage type hdfs"),
+    Row("a path beside a storageUri: KServe's controller refuses", "c41-storage-spec-s3",
+        lambda o: _storage(o, {"key": "localMinIO", "path": "iris",
+                               "parameters": {"type": "s3", "bucket": "m"}}, uri="s3://models/iris"),
+        (("storage-credentials-missing", "critical"),),
+        evidence="KServe's controller fails the predictor: must provide only one of storageUri and "
+        "storage.path"),
+    Row("no storage spec source: nothing downloaded, nothing judged", "c41-storage-spec-s3",
+        lambda o: _storage(o, {"key": "localMinIO"}), ()),
+]
+
+
+def _diagnose(objs: list[dict[str, Any]], settings: Settings) -> list[Finding]:
+    return diagnose(world=World.build(objs), desired=[], drifts=[], observations=[], settings=settings,
+                    now=NOW)
+
+
+@pytest.mark.parametrize("row", ROWS, ids=[r.id for r in ROWS])
+def test_storage_spec_findings(row: Row) -> None:
+    case: Case = CASES[row.case]
+    findings = [f for f in _diagnose(row.change(_objects(row.case)), row.settings)
+                if f.inferenceservice == case.key]
+    assert tuple(sorted((f.code.value, f.severity.value) for f in findings)) == row.expect, [
+        (f.code.value, f.severity.value, f.evidence) for f in findings]
+    if row.evidence:
+        assert any(row.evidence in e for f in findings for e in f.evidence), [f.evidence for f in findings]
+    for f in findings:
+        assert _SECRET_VALUE not in repr(f.to_dict())
+        assert f.remedy and f.explanation
