@@ -431,7 +431,11 @@ class Kube:
         body: dict[str, Any] = {"apiVersion": "v1", "kind": "DeleteOptions"}
         if uid:
             body["preconditions"] = {"uid": uid}
-        o = self._opts(body=body, **self._dry(dry_run))
+        if dry_run or self.dry_run:
+            # In the body: kube-apiserver reads DeleteOptions from the body when there is one and
+            # then ignores the query string, so a ``?dryRun=All`` beside this body deleted for real.
+            body["dryRun"] = ["All"]
+        o = self._opts(body=body)
         try:
             await self._send(lambda: self.core.delete_namespaced_pod(name, namespace, **o))
         except NotFoundError:

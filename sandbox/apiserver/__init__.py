@@ -58,7 +58,14 @@ stand-in now answers the same way:
 
 - a watch from a resourceVersion newer than any the server has is held open with no event
   (bookmarks included) until the store passes it or the watch times out; only a *list* answers
-  504 ``Timeout: Too large resource version`` (this answered the watch 504).
+  504 ``Timeout: Too large resource version`` (this answered the watch 504);
+- a DELETE with a body reads its DeleteOptions from the body only: a ``?dryRun=All`` beside a
+  body is ignored and the object is deleted (this read ``dryRun`` from the query whatever the
+  body held); without a body they come from the query string;
+- a delete precondition that fails is checked as ``rest.BeforeDelete`` does, the UID first, and
+  names the Kind: 409 ``Operation cannot be fulfilled on Pod "p": the UID in the precondition
+  (x) does not match the UID in record (y). The object might have been deleted and then
+  recreated`` (details kind ``Pod``), not the storage layer's ``Precondition failed: ...``.
 
 Known and not modelled: YAML 1.1 booleans (a bare ``y`` is true there); the real pod
 defaults (``generation`` on pods, the projected service-account token volume, ``dnsPolicy``...);

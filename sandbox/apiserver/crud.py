@@ -625,15 +625,20 @@ class Crud:
         pre = (options or {}).get("preconditions") or {}
         if not isinstance(pre, dict):
             raise bad_request("DeleteOptions.preconditions must be an object")
-        for field_name, label in (("resourceVersion", "ResourceVersion"), ("uid", "UID")):
+        # As rest.BeforeDelete checks them (the UID first), naming the Kind where the
+        # resource would go: 'Operation cannot be fulfilled on Pod "p": the UID in ...'.
+        for field_name, label, meaning in (
+            ("uid", "UID", "deleted and then recreated"),
+            ("resourceVersion", "ResourceVersion", "modified"),
+        ):
             want, have = pre.get(field_name), old["metadata"][field_name]
             if want and want != have:
                 raise conflict(
                     group=kind.group,
-                    resource=kind.plural,
+                    resource=kind.kind,
                     name=name,
-                    why=f"Precondition failed: {label} in precondition: {want}, "
-                    f"{label} in object meta: {have}",
+                    why=f"the {label} in the precondition ({want}) does not match the {label} in "
+                    f"record ({have}). The object might have been {meaning}",
                 )
         key = self.key(kind, namespace, name)
         needs_wait = bool(old["metadata"].get("finalizers")) or kind.plural == "namespaces"

@@ -346,15 +346,14 @@ class ApiServer:
                 return await self.watches.serve(request, self._watch_request(request, t, labels, fields))
             if verb == "deletecollection":
                 listing = crud.list(kind, t.namespace, labels=labels, fields=fields)
-                opts = self._write_options(request, "")
-                options = self._delete_options(request, await self._body(request))
+                options, dry_run = self._delete_options(request, await self._body(request))
                 deleted = [
                     crud.delete(
                         kind,
                         o["metadata"].get("namespace"),
                         o["metadata"]["name"],
                         options,
-                        dry_run=opts.dry_run,
+                        dry_run=dry_run,
                     )
                     for o in listing["items"]
                 ]
@@ -401,9 +400,8 @@ class ApiServer:
         if verb == "delete":
             if t.subresource:
                 raise method_not_allowed()
-            opts = self._write_options(request, "")
-            options = self._delete_options(request, await self._body(request))
-            obj = crud.delete(kind, t.namespace, t.name, options, dry_run=opts.dry_run)
+            options, dry_run = self._delete_options(request, await self._body(request))
+            obj = crud.delete(kind, t.namespace, t.name, options, dry_run=dry_run)
             pending = crud.store.get(kind.group_resource, *crud.key(kind, t.namespace, t.name)) is not None
             # Like the real registry: pending deletions (finalizers) answer the object; immediate ones
             # answer the object for kinds whose store sets ReturnDeletedObject, else a Success Status.
@@ -428,19 +426,26 @@ class ApiServer:
             raise bad_request("the body of the request is empty")
         return decode_body(raw, yaml_ok=content_type == "application/yaml")
 
-    @staticmethod
-    def _delete_options(request: web.Request, raw: bytes) -> Any:
-        """DeleteOptions from the body, with the query-string forms the clients also use."""
-        options = decode_body(raw) if raw.strip() else None
+    def _delete_options(self, request: web.Request, raw: bytes) -> tuple[Any, bool]:
+        """DeleteOptions and whether this is a dry run, read as kube-apiserver reads them: from
+        the body when there is one, and then *only* from it (a ``?dryRun=All`` beside a body is
+        ignored, and the delete is real); from the query string when there is no body."""
+        if raw.strip():
+            options = decode_body(raw)
+            if not isinstance(options, dict):
+                raise bad_request("DeleteOptions must be an object")
+            dry = options.get("dryRun") or []
+            if not isinstance(dry, list):
+                raise bad_request("DeleteOptions.dryRun must be a list of strings")
+            for d in dry:
+                if d != "All":
+                    raise ApiError(422, "Invalid", f'Unsupported value: "{d}": supported values: "All"')
+            return options, bool(dry)
         q = request.query
         extra: dict[str, Any] = {k: q[k] for k in ("propagationPolicy",) if k in q}
         if "orphanDependents" in q:
             extra["orphanDependents"] = _qbool(q["orphanDependents"])
-        if not extra:
-            return options
-        if options is not None and not isinstance(options, dict):
-            raise bad_request("DeleteOptions must be an object")
-        return {**(options or {}), **extra}
+        return extra or None, self._write_options(request, "").dry_run
 
     @staticmethod
     def _int(value: str | None, name: str) -> int | None:
