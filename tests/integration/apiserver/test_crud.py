@@ -13,6 +13,7 @@ test needs the body of a 201 from ``patch_*`` (SSA create) it uses ``_preload_co
 from __future__ import annotations
 
 import base64
+import json
 from typing import Any
 
 import aiohttp
@@ -595,6 +596,27 @@ async def test_dry_run_stores_nothing(tier: Tier) -> None:
     assert (await core.read_namespaced_config_map("c", ns)).data == {"a": "1"}
     await core.delete_namespaced_config_map("c", ns, dry_run="All")
     assert (await core.read_namespaced_config_map("c", ns)).data == {"a": "1"}
+
+
+async def test_delete_options_in_a_body_override_the_query_string(tier: Tier) -> None:
+    """A DELETE that carries DeleteOptions in its body is read from the body alone: a
+    ``?dryRun=All`` beside a body without it deletes for real (k8s.io/apiserver
+    handlers/delete.go); ``dryRun`` inside the body is a dry run."""
+    core = client.CoreV1Api(tier.api)
+    await core.create_namespaced_config_map(tier.ns, {"metadata": {"name": "c"}})
+    path = f"/api/v1/namespaces/{tier.ns}/configmaps/c"
+    headers = {"Content-Type": "application/json"}
+    status, _, _ = await tier.request("DELETE", path, headers=headers,
+                                      data=json.dumps({"kind": "DeleteOptions", "apiVersion": "v1",
+                                                       "dryRun": ["All"]}))
+    assert status == 200
+    assert (await core.read_namespaced_config_map("c", tier.ns)).metadata.name == "c"
+    status, _, _ = await tier.request("DELETE", path + "?dryRun=All", headers=headers,
+                                      data=json.dumps({"kind": "DeleteOptions", "apiVersion": "v1"}))
+    assert status == 200
+    with pytest.raises(ApiException) as e:
+        await core.read_namespaced_config_map("c", tier.ns)
+    assert e.value.status == 404
 
 
 async def test_delete_collection_by_label(tier: Tier) -> None:
