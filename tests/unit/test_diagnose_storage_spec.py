@@ -19,6 +19,7 @@ from daemon.core.diagnosis import diagnose
 from daemon.core.findings import Finding
 from daemon.core.settings import SecretAccessSettings, Settings
 from daemon.core.world import World
+from probes.observation import Observation
 from tests.corpus import Case, load, shared_objects
 
 CASES = {c.name: c for c in load()}
@@ -92,6 +93,8 @@ class Row:
     evidence: str = ""
     """Text one finding's evidence must hold."""
     settings: Settings = READABLE
+    probe: str | None = None
+    """A fresh storage probe outcome for the model (it read the storage-config key)."""
 
 
 ROWS = [
@@ -118,18 +121,45 @@ ROWS = [
         "storage.path"),
     Row("no storage spec source: nothing downloaded, nothing judged", "c41-storage-spec-s3",
         lambda o: _storage(o, {"key": "localMinIO"}), ()),
+    Row("a pvc:// storageUri is a claim, whatever the storage spec", "c41-storage-spec-s3",
+        lambda o: _storage(o, {"key": "localMinIO"}, uri="pvc://missing-claim/iris"),
+        (("pvc-not-bound", "critical"),), evidence="PersistentVolumeClaim c41-storage-spec-s3/missing-claim"),
+    Row("the probe finds no key pair in the key's JSON", "c42-storage-spec-uri-key", lambda o: o,
+        (("storage-credentials-missing", "warning"),), evidence="storage probe: no-credentials",
+        probe="no-credentials"),
+    Row("the store refuses the key's credentials", "c42-storage-spec-uri-key", lambda o: o,
+        (("storage-credentials-missing", "critical"),), evidence="storage probe: invalid-credentials",
+        probe="invalid-credentials"),
+    Row("the probe judges a key whose type the diagnosis cannot read", "c45-storage-spec-default-key",
+        lambda o: o, (("not-checked", "info"), ("storage-credentials-missing", "critical")),
+        evidence="key default of Secret c45-storage-spec-default-key/storage-config",
+        probe="invalid-credentials"),
+    Row("no key's JSON: the probe's no-credentials is the same fact, still a warning",
+        "c46-storage-spec-default-typed", lambda o: o, (("storage-credentials-missing", "warning"),),
+        evidence="storage probe: no-credentials", probe="no-credentials"),
+    Row("the probe reached the store with the key's credentials: nothing to add", "c42-storage-spec-uri-key",
+        lambda o: o, (), probe="ok"),
 ]
 
 
-def _diagnose(objs: list[dict[str, Any]], settings: Settings) -> list[Finding]:
-    return diagnose(world=World.build(objs), desired=[], drifts=[], observations=[], settings=settings,
-                    now=NOW)
+def _diagnose(objs: list[dict[str, Any]], settings: Settings,
+              observations: list[Observation]) -> list[Finding]:
+    return diagnose(world=World.build(objs), desired=[], drifts=[], observations=observations,
+                    settings=settings, now=NOW)
+
+
+def _probe(case: Case, outcome: str) -> Observation:
+    bad = outcome != "ok"
+    return Observation(probe="storage", target=case.key, started=NOW - 2, finished=NOW - 1, ok=not bad,
+                       outcome=outcome, evidence=(f"S3 says {outcome}",) if bad else (),
+                       details={"inferenceservice": case.key, "secret_name": "storage-config"})
 
 
 @pytest.mark.parametrize("row", ROWS, ids=[r.id for r in ROWS])
 def test_storage_spec_findings(row: Row) -> None:
     case: Case = CASES[row.case]
-    findings = [f for f in _diagnose(row.change(_objects(row.case)), row.settings)
+    observations = [_probe(case, row.probe)] if row.probe else []
+    findings = [f for f in _diagnose(row.change(_objects(row.case)), row.settings, observations)
                 if f.inferenceservice == case.key]
     assert tuple(sorted((f.code.value, f.severity.value) for f in findings)) == row.expect, [
         (f.code.value, f.severity.value, f.evidence) for f in findings]

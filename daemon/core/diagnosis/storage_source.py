@@ -106,7 +106,7 @@ def _pvc(ctx: Pass, m: Model) -> None:
 
 def storage_source(ctx: Pass, m: Model) -> Resolution | None:
     """Judge the model's storage by scheme; the S3 resolution when it is on S3 (for the mesh checks)."""
-    if m.spec.storage is not None:
+    if m.spec.storage is not None and m.spec.scheme != "pvc":  # a claim is mounted: no storage-config
         return storage_spec(ctx, m)
     uri = m.spec.storage_uri
     if not uri:

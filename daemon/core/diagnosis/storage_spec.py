@@ -19,18 +19,21 @@ What is judged here, from the World alone (Secrets hashed: key names, never valu
   ``s3://`` model with no secret (a node role or an anonymous bucket may still work), critical
   once a pod or the probe shows the download failing;
 * what only the key's JSON holds (the type when no parameter names it, the endpoint, the
-  credentials) is "not checked" at info level — never guessed; the storage probe reads the real
-  Secret. A type other than s3 (hdfs, webhdfs) is "not checked" too.
+  credentials) is "not checked" at info level — never guessed. The storage probe reads the real
+  Secret (for a ``storageUri``): its ``no-credentials`` (the JSON holds no key pair: a warning, as
+  above) or ``invalid-credentials`` (the store refuses the pair: critical) names the key to fix.
+  A type other than s3 (hdfs, webhdfs) is "not checked" too.
 
 An S3 model with a known endpoint returns its :class:`~probes.credentials.Resolution`, so the
-store and its mesh are judged as for an ``s3://`` URI (:mod:`.store`, :mod:`.mesh`), and a
-storage probe run's credential verdict as for any S3 model (:func:`.credentials.storage_credentials`).
+store and its mesh are judged as for an ``s3://`` URI (:mod:`.store`, :mod:`.mesh`). A
+``pvc://`` storageUri is mounted, not downloaded: KServe reads no storage-config for it, and it is
+judged as any claim (:mod:`.storage_source`).
 """
 
 from __future__ import annotations
 
 from daemon.core.diagnosis.context import Pass
-from daemon.core.diagnosis.credentials import storage_credentials, workload_identity
+from daemon.core.diagnosis.credentials import workload_identity
 from daemon.core.diagnosis.fields import ISVC_LABEL, meta, ref
 from daemon.core.diagnosis.model import Model
 from daemon.core.findings import Code, Severity
@@ -133,8 +136,7 @@ def storage_spec(ctx: Pass, m: Model) -> Resolution | None:
             why="its type, bucket, endpoint and credentials are inside the Secret's value, which the "
             "diagnosis never reads",
         )
-        if m.storage is not None:  # a storage probe read it (a storageUri): its credential verdict
-            storage_credentials(ctx, m, res.s3(annotation_key=ctx.kserve.secret_annotation))
+        _probe_verdict(ctx, m, res)
         return None
     if res.type != "s3":
         ctx.not_checked(m, what=f"storage {res.uri or res.type}",
@@ -144,7 +146,7 @@ def storage_spec(ctx: Pass, m: Model) -> Resolution | None:
     if res.problem is StorageSpecProblem.NO_CONFIG:
         _no_config(ctx, m, res)
         return s3
-    storage_credentials(ctx, m, s3)  # the static answer is fine: only a probe's verdict can add one
+    _probe_verdict(ctx, m, res)  # the static answer is fine: only the probe, reading the JSON, can say more
     if s3.endpoint is None and not res.values_read:
         ctx.not_checked(
             m, what=f"the store of {m.cfg.key} and the mesh towards it",
@@ -156,21 +158,44 @@ def storage_spec(ctx: Pass, m: Model) -> Resolution | None:
 
 def _no_config(ctx: Pass, m: Model, res: StorageSpecResolution) -> None:
     """No key's JSON reaches the storage-initializer and no parameter holds credentials."""
-    seen_failing = any(k == "credentials" for k, _ in m.symptoms) or (
-        m.storage is not None and m.storage.outcome in ("no-credentials", "invalid-credentials"))
+    # Only a pod's words count: the probe's no-credentials here is this same fact again.
+    seen_failing = any(k == "credentials" for k, _ in m.symptoms)
     if workload_identity(ctx, m) is not None and not seen_failing:
         return  # a cloud identity on the pods may reach the bucket without keys
     ev = [*res.evidence, "no S3 credentials: no storage-config JSON, none in the parameters"]
     if m.storage is not None and m.storage.outcome in ("no-credentials", "invalid-credentials"):
         ev.append(f"storage probe: {m.storage.outcome}")
     key = f"{DEFAULT_STORAGE_KEY}_{res.type}" if res.spec.parameters.get("type") else DEFAULT_STORAGE_KEY
+    where = f"Secret {m.cfg.namespace}/{res.secret_name}"
+    put = f"add key {key} to {where}" if res.secret_exists else f"create {where} with key {key}"
     ctx.explain(
         m, code=Code.STORAGE_CREDENTIALS_MISSING,
         subject=ref("v1", "Secret", m.cfg.namespace, res.secret_name),
         evidence=ev,
-        remedy=(f"add key {key} to Secret {m.cfg.namespace}/{res.secret_name} with the store's JSON "
-                f"({_S3_JSON}), or set storage.key of InferenceService {m.cfg.key} to a key the Secret "
-                "holds"),
+        remedy=(f"{put}, holding the store's JSON ({_S3_JSON}); or set storage.key of InferenceService "
+                f"{m.cfg.key} to a key the Secret holds"),
         explains=("credentials",),
         severity=Severity.CRITICAL if seen_failing else Severity.WARNING,
     )
+
+
+def _probe_verdict(ctx: Pass, m: Model, res: StorageSpecResolution) -> None:
+    """The storage probe read the key's JSON: no key pair in it, or one the store refuses."""
+    probe = m.storage
+    if probe is None or probe.outcome not in ("no-credentials", "invalid-credentials"):
+        return
+    ns, name, key = m.cfg.namespace, res.secret_name, res.key
+    where = f"key {key} of Secret {ns}/{name}"
+    ev = [*res.evidence, f"storage probe: {probe.outcome}", *probe.evidence]
+    if probe.outcome == "no-credentials":
+        if workload_identity(ctx, m) is not None and not any(k == "credentials" for k, _ in m.symptoms):
+            return  # a cloud identity on the pods may reach the bucket without keys
+        remedy = f"put access_key_id and secret_access_key in {where} (its JSON: {_S3_JSON})"
+        pod_failed = any(k == "credentials" for k, _ in m.symptoms)
+        severity = Severity.CRITICAL if pod_failed else Severity.WARNING
+    else:
+        remedy = (f"the object store refuses the access_key_id/secret_access_key in {where}: set the store's "
+                  f"current key pair there (kubectl edit secret {name} -n {ns})")
+        severity = Severity.CRITICAL
+    ctx.explain(m, code=Code.STORAGE_CREDENTIALS_MISSING, subject=ref("v1", "Secret", ns, name), evidence=ev,
+                remedy=remedy, explains=("credentials",), severity=severity)

@@ -16,7 +16,9 @@ EXPLAIN: dict[Code, str] = {
     ),
     Code.STORAGE_CREDENTIALS_MISSING: (
         "The storage-initializer gets no usable S3 credentials, so downloading the model fails "
-        "with NoCredentialsError (or the credentials it gets are rejected)."
+        "with NoCredentialsError (or the credentials it gets are rejected). With KServe's storage "
+        "spec, a storage-config Secret or key it cannot find makes KServe refuse the predictor pod "
+        "itself."
     ),
     Code.STORAGE_SECRET_FORMAT: (
         "The secret KServe would use for storage does not hold AWS_ACCESS_KEY_ID/"
