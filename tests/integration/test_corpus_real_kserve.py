@@ -42,7 +42,10 @@ explainer (c16, now ART); an IRSA ServiceAccount's ``s3-*`` annotations reach th
 with two S3 secrets the pod gets the first's key pair and the last's settings (c36); only
 ``s3-usehttps: "0"`` is plain HTTP (c37); the defaulting webhook's protocol v2 for the older
 ``onnx`` key and the ``triton`` format (c38, c40); no protocol check for a named runtime when
-the model sets none (c39).
+the model sets none (c39). For the storage spec (c41-c49) it confirmed what KServe's source says:
+with a type parameter and no key the default key is ``default_<type>``, and its absence is no
+error (c46); with the type a parameter the bucket is never read from the storage-config JSON
+(c48); the refusals' exact words (c43, c44, c47, c48).
 """
 
 from __future__ import annotations
