@@ -10,7 +10,7 @@ a storageUri.
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import pytest
@@ -25,6 +25,8 @@ from tests.corpus import Case, load, shared_objects
 CASES = {c.name: c for c in load()}
 NOW = 1_764_441_000.0
 READABLE = Settings(secrets=SecretAccessSettings(namespaces=("*",)))
+OVERRIDDEN = replace(READABLE, probes=replace(READABLE.probes, storage=replace(
+    READABLE.probes.storage, endpoint_overrides={"minio.c42-store:9000": "127.0.0.1:19000"})))
 _SECRET_VALUE = "minioadmin-secret"
 
 
@@ -84,6 +86,11 @@ def _storage(objs: list[dict[str, Any]], storage: dict[str, Any],
     return objs
 
 
+def _endpoint_in_the_json_only(objs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    del _isvc(objs)["spec"]["predictor"]["model"]["storage"]["parameters"]["endpoint_url"]
+    return objs
+
+
 @dataclass(frozen=True)
 class Row:
     id: str
@@ -95,6 +102,8 @@ class Row:
     settings: Settings = READABLE
     probe: str | None = None
     """A fresh storage probe outcome for the model (it read the storage-config key)."""
+    probe_details: tuple[tuple[str, str], ...] = ()
+    probe_evidence: str = ""
 
 
 ROWS = [
@@ -137,6 +146,17 @@ ROWS = [
     Row("no key's JSON: the probe's no-credentials is the same fact, still a warning",
         "c46-storage-spec-default-typed", lambda o: o, (("storage-credentials-missing", "warning"),),
         evidence="storage probe: no-credentials", probe="no-credentials"),
+    Row("the endpoint only in the JSON: not checked statically", "c42-storage-spec-uri-key",
+        _endpoint_in_the_json_only, (("not-checked", "info"),), evidence="its endpoint_url is inside"),
+    # Outside the cluster (check from a laptop) the store's in-cluster name does not resolve: the
+    # store the probe took from the JSON is the Service, so that is "not checked", not a store down.
+    Row("the probe's endpoint places the store", "c42-storage-spec-uri-key", _endpoint_in_the_json_only,
+        (("not-checked", "info"),), evidence="does not resolve where the probe runs", probe="unreachable",
+        probe_details=(("endpoint", "http://minio.c42-store:9000"), ("reason", "dns")),
+        probe_evidence="lookup minio.c42-store: Name or service not known (dns)"),
+    Row("an endpoint override is not the store's own name", "c42-storage-spec-uri-key",
+        _endpoint_in_the_json_only, (("not-checked", "info"),), evidence="its endpoint_url is inside",
+        settings=OVERRIDDEN, probe="ok", probe_details=(("endpoint", "http://127.0.0.1:19000"),)),
     Row("the probe reached the store with the key's credentials: nothing to add", "c42-storage-spec-uri-key",
         lambda o: o, (), probe="ok"),
 ]
@@ -148,17 +168,20 @@ def _diagnose(objs: list[dict[str, Any]], settings: Settings,
                     settings=settings, now=NOW)
 
 
-def _probe(case: Case, outcome: str) -> Observation:
+def _probe(case: Case, row: Row) -> Observation:
+    outcome = row.probe or "ok"
     bad = outcome != "ok"
     return Observation(probe="storage", target=case.key, started=NOW - 2, finished=NOW - 1, ok=not bad,
-                       outcome=outcome, evidence=(f"S3 says {outcome}",) if bad else (),
-                       details={"inferenceservice": case.key, "secret_name": "storage-config"})
+                       outcome=outcome, evidence=(row.probe_evidence or f"S3 says {outcome}",) if bad else (),
+                       details={"inferenceservice": case.key, "secret_name": "storage-config",
+                                **dict(row.probe_details)})
+
 
 
 @pytest.mark.parametrize("row", ROWS, ids=[r.id for r in ROWS])
 def test_storage_spec_findings(row: Row) -> None:
     case: Case = CASES[row.case]
-    observations = [_probe(case, row.probe)] if row.probe else []
+    observations = [_probe(case, row)] if row.probe else []
     findings = [f for f in _diagnose(row.change(_objects(row.case)), row.settings, observations)
                 if f.inferenceservice == case.key]
     assert tuple(sorted((f.code.value, f.severity.value) for f in findings)) == row.expect, [

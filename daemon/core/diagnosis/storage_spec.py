@@ -21,7 +21,9 @@ What is judged here, from the World alone (Secrets hashed: key names, never valu
 * what only the key's JSON holds (the type when no parameter names it, the endpoint, the
   credentials) is "not checked" at info level — never guessed. The storage probe reads the real
   Secret (for a ``storageUri``): its ``no-credentials`` (the JSON holds no key pair: a warning, as
-  above) or ``invalid-credentials`` (the store refuses the pair: critical) names the key to fix.
+  above) or ``invalid-credentials`` (the store refuses the pair: critical) names the key to fix,
+  and the endpoint it took from the JSON places the store (mesh checks; a store name that does
+  not resolve where the probe runs is then "not checked", not a store that is down).
   A type other than s3 (hdfs, webhdfs) is "not checked" too.
 
 An S3 model with a known endpoint returns its :class:`~probes.credentials.Resolution`, so the
@@ -31,6 +33,8 @@ judged as any claim (:mod:`.storage_source`).
 """
 
 from __future__ import annotations
+
+from dataclasses import replace
 
 from daemon.core.diagnosis.context import Pass
 from daemon.core.diagnosis.credentials import workload_identity
@@ -137,7 +141,9 @@ def storage_spec(ctx: Pass, m: Model) -> Resolution | None:
             "diagnosis never reads",
         )
         _probe_verdict(ctx, m, res)
-        return None
+        probed = _probed_endpoint(ctx, m, res)
+        return None if probed is None else replace(res.s3(annotation_key=ctx.kserve.secret_annotation),
+                                                   endpoint=probed)
     if res.type != "s3":
         ctx.not_checked(m, what=f"storage {res.uri or res.type}",
                         why=f"storage type {res.type} is not judged here")
@@ -148,6 +154,8 @@ def storage_spec(ctx: Pass, m: Model) -> Resolution | None:
         return s3
     _probe_verdict(ctx, m, res)  # the static answer is fine: only the probe, reading the JSON, can say more
     if s3.endpoint is None and not res.values_read:
+        if (probed := _probed_endpoint(ctx, m, res)) is not None:
+            return replace(s3, endpoint=probed)
         ctx.not_checked(
             m, what=f"the store of {m.cfg.key} and the mesh towards it",
             why=f"its endpoint_url is inside {where}, which the diagnosis never reads",
@@ -177,6 +185,21 @@ def _no_config(ctx: Pass, m: Model, res: StorageSpecResolution) -> None:
         explains=("credentials",),
         severity=Severity.CRITICAL if seen_failing else Severity.WARNING,
     )
+
+
+def _probed_endpoint(ctx: Pass, m: Model, res: StorageSpecResolution) -> str | None:
+    """The endpoint the storage probe took from the key's JSON (it reads the real Secret): the
+    store, for the mesh checks and for telling a store that is down from a probe outside the
+    cluster. None: no probe run for this Secret, or it went to an ``endpoint_overrides`` stand-in
+    (not the store's own name)."""
+    probe = m.storage
+    if probe is None or probe.details.get("secret_name") != res.secret_name:
+        return None
+    endpoint = str(probe.details.get("endpoint") or "")
+    overrides = {v.split("://", 1)[-1] for v in ctx.settings.probes.storage.endpoint_overrides.values()}
+    if not endpoint or endpoint.split("://", 1)[-1] in overrides:
+        return None
+    return endpoint
 
 
 def _probe_verdict(ctx: Pass, m: Model, res: StorageSpecResolution) -> None:
