@@ -18,7 +18,9 @@ from scratch. Two kinds of key go through one deduping :class:`~daemon.process.w
     *in order* (apply the ServiceAccount, then delete the stuck pod), each recorded in the
     :class:`~daemon.core.ledger.Ledger` (cooldown, budget, verify-after). The queue never runs a
     key twice at once, and an action already in flight for another finding is skipped, so
-    nothing is done twice concurrently; the ledger stops repeats over time.
+    nothing is done twice concurrently; an action another finding completed since the chain was
+    evaluated is skipped too (a chain's later steps are planned before its earlier ones go out);
+    the ledger stops repeats over time.
 
 Only the leader acts (and writes Events); every replica observes, diagnoses and exports
 metrics. Retries: :func:`daemon.core.backoff.retry_delay` is the one function that decides every
@@ -172,6 +174,10 @@ class Reconciler:
         self._decided: dict[tuple[str, str, str], str] = {}
         self._failures: dict[str, int] = {}
         self._inflight: set[tuple[str, str]] = set()
+        self._done_count = 0
+        self._done: dict[tuple[str, str], int] = {}
+        """When each action last completed, as a count of completions: a chain evaluated before
+        another finding did one of its actions sees it done since (and does not do it again)."""
         self._last_outcome: dict[tuple[str, str], tuple[bool, str]] = {}
         self._not_before: dict[str, float] = {}
         """Finding work keys that must not be acted on before a time (a 429's Retry-After, a
@@ -388,6 +394,7 @@ class Reconciler:
         if wait > 0:
             return Result(requeue_after=wait)  # a Retry-After or back-off not over yet
         self._not_before.pop(key, None)
+        done_before = self._done_count
         ev = self.evaluate()
         decisions = [d for d in ev.decisions_for(key) if d.action is not None]
         acted = False
@@ -398,6 +405,11 @@ class Reconciler:
                 break  # the chain stops at the first held-back action (plan says why)
             if action.key in self._inflight:
                 break  # another finding is doing exactly this right now
+            if self._done.get(action.key, -1) > done_before:
+                # Another finding did exactly this since ``ev`` was taken (a pass in between, while
+                # an earlier step of this chain waited on the API, handed it to its own finding):
+                # the chain goes on without doing it twice.
+                continue
             if self._still_refused(action, ev.world):
                 break  # refused before, and the object has not changed since: asking again is a storm
             if self._stopping:
@@ -435,6 +447,8 @@ class Reconciler:
                 return Result(error=err)
             finally:
                 self._inflight.discard(action.key)
+            self._done_count += 1
+            self._done[action.key] = self._done_count
             self._failures.pop(key, None)
             self._record(d, ev.now, ok=True)
             acted = True

@@ -2,6 +2,9 @@
 
 Time is a list the test moves by hand (``HealthState`` takes its clock as a callable), so the
 stale-heartbeat transition needs no sleeping.
+
+No API server is involved (the health state is set by hand), so these tests run once, on
+neither control plane: there is no stand-in answer here that the real server could contradict.
 """
 
 from __future__ import annotations
