@@ -1,20 +1,35 @@
-"""``kserve-warden check`` as a real subprocess: exit codes, the table, JSON, and no secret printed."""
+"""``kserve-warden check`` as a real subprocess: exit codes, the table, JSON, and no secret printed.
+
+The tests that read a cluster run on both control planes: the sandbox on the stand-in and on the
+real one (kube-apiserver with KServe's own controller; ``tests/integration/control_planes.py``),
+and the bad-config run against either API server (``tier``), watched through a forwarder that
+counts connections. Three tests never reach a server (a malformed config, no kubeconfig, a port
+nobody listens on) and run once.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import json
 import sys
 import time
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
+import yaml
 
 from sandbox import Sandbox
 from sandbox.kubeconfig import write_kubeconfig
 from tests.conftest import free_port
+from tests.integration.apiserver.tiers import Tier, tier
+from tests.integration.control_planes import CONTROL_PLANES, make_sandbox
+
+__all__ = ["tier"]  # the fixture, imported
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -29,6 +44,7 @@ async def check(*args: str, env: dict[str, str] | None = None) -> tuple[int, str
 
 
 async def test_malformed_config_exits_2_with_one_line_per_problem(tmp_path: Path) -> None:
+    # No API server is reached: one run, no tier.
     cfg = tmp_path / "warden.yaml"
     cfg.write_text("scpoe: {}\nremediation:\n  backoff_initial_seconds: -5\n"
                    "probes:\n  dns:\n    port: many\n")
@@ -44,25 +60,82 @@ async def test_malformed_config_exits_2_with_one_line_per_problem(tmp_path: Path
     assert any("probes.dns.port" in ln for ln in lines)
 
 
-async def test_run_with_a_malformed_config_exits_2_and_touches_nothing(tmp_path: Path) -> None:
-    from tests.integration.daemon_fixtures import api_server
+@dataclass
+class Counted:
+    """A TCP forwarder in front of an API server that counts the connections made through it."""
 
+    url: str
+    connections: int = 0
+
+
+@contextlib.asynccontextmanager
+async def counting_forwarder(upstream: str) -> AsyncIterator[Counted]:
+    """Bytes forwarded both ways to ``upstream``'s host:port (TLS passes through untouched, so
+    the real server's certificate, valid for 127.0.0.1, still verifies)."""
+    target = urlsplit(upstream)
+    assert target.hostname is not None and target.port is not None
+    pipes: set[asyncio.Task[None]] = set()
+
+    async def pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while data := await reader.read(65536):
+                writer.write(data)
+                await writer.drain()
+        except ConnectionError:
+            pass
+        finally:
+            writer.close()
+
+    async def accept(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        counted.connections += 1
+        up_reader, up_writer = await asyncio.open_connection(target.hostname, target.port)
+        for task in (asyncio.create_task(pipe(reader, up_writer)),
+                     asyncio.create_task(pipe(up_reader, writer))):
+            pipes.add(task)
+            task.add_done_callback(pipes.discard)
+
+    server = await asyncio.start_server(accept, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    counted = Counted(url=f"{target.scheme}://127.0.0.1:{port}")
+    try:
+        yield counted
+    finally:
+        server.close()
+        for task in list(pipes):
+            task.cancel()
+        await asyncio.gather(*pipes, return_exceptions=True)
+        await server.wait_closed()
+
+
+def kubeconfig_via(source: Path, path: Path, server: str) -> Path:
+    """``source`` (credentials and CA kept) with its cluster's server replaced by ``server``."""
+    doc = yaml.safe_load(source.read_text())
+    for cluster in doc["clusters"]:
+        cluster["cluster"]["server"] = server
+    path.write_text(yaml.safe_dump(doc))
+    return path
+
+
+async def test_run_with_a_malformed_config_exits_2_and_touches_nothing(tier: Tier, tmp_path: Path) -> None:
     cfg = tmp_path / "warden.yaml"
-    cfg.write_text("models:\n  - namespace: user-example-com\n    name: iris-model\n    protocol: v9\n")
-    async with api_server() as srv:
-        kubeconfig = tmp_path / "kubeconfig"
-        write_kubeconfig(kubeconfig, server=srv.url)
-        before = srv.stats.total()
+    cfg.write_text(f"models:\n  - namespace: {tier.ns}\n    name: iris-model\n    protocol: v9\n")
+    async with counting_forwarder(tier.url) as fwd:
+        kubeconfig = kubeconfig_via(tier.kubeconfig, tmp_path / "kubeconfig", fwd.url)
         proc = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "daemon", "run", "--config", str(cfg), "--kubeconfig", str(kubeconfig),
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
         _, err = await proc.communicate()
         assert proc.returncode == 2
         assert "models[0].protocol" in err.decode()
-        assert srv.stats.total() == before, "the daemon talked to the API despite a bad config"
+        assert fwd.connections == 0, "the daemon talked to the API despite a bad config"
+        # The same kubeconfig reaches the server (the zero above is not a broken forwarder).
+        code, _, err2 = await check("--kubeconfig", str(kubeconfig), "-n", tier.ns)
+        assert code in (0, 1), err2
+        assert fwd.connections > 0
 
 
 async def test_not_yaml_and_missing_kubeconfig_are_bad_input(tmp_path: Path) -> None:
+    # No API server is reached: one run, no tier.
     bad = tmp_path / "bad.yaml"
     bad.write_text("models: [\n")
     code, _, err = await check("--config", str(bad), "--kubeconfig", str(tmp_path / "none"))
@@ -72,6 +145,7 @@ async def test_not_yaml_and_missing_kubeconfig_are_bad_input(tmp_path: Path) -> 
 
 
 async def test_unreachable_api_is_exit_2(tmp_path: Path) -> None:
+    # No API server is reached: one run, no tier.
     kubeconfig = tmp_path / "kubeconfig"
     write_kubeconfig(kubeconfig, server=f"http://127.0.0.1:{free_port()}")
     code, out, err = await check("--kubeconfig", str(kubeconfig))
@@ -79,9 +153,11 @@ async def test_unreachable_api_is_exit_2(tmp_path: Path) -> None:
     assert "cannot read the cluster" in err
 
 
-@pytest.fixture
-async def sandbox(tmp_path: Path) -> AsyncIterator[tuple[Sandbox, Path]]:
-    async with Sandbox(workdir=tmp_path / "sandbox") as sb:
+@pytest.fixture(params=CONTROL_PLANES)
+async def sandbox(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[tuple[Sandbox, Path]]:
+    plane = request.param
+    cp = request.getfixturevalue("real_control_plane") if plane == "real" else None
+    async with make_sandbox(plane, workdir=tmp_path / "sandbox", cp=cp) as sb:
         cfg = tmp_path / "warden.yaml"
         sb.write_warden_config(cfg)
         yield sb, cfg
