@@ -61,6 +61,43 @@ from tests.unit.factories import (
 # --- the table ----------------------------------------------------------------------------
 
 
+NO_RUNTIME_VERDICT = {"reason": "NoSupportingRuntime",
+                      "message": "No runtime found to support specified framework/version"}
+
+
+def stale_no_runtime_verdict(c: Cluster) -> None:
+    """KServe v0.20 once found no runtime, then one was created and it deployed the predictor:
+    ``lastFailureInfo`` stays (KServe never clears it), ``transitionStatus`` is ``UpToDate``."""
+    c.isvc["status"]["modelStatus"] = {
+        "transitionStatus": "UpToDate", "lastFailureInfo": dict(NO_RUNTIME_VERDICT),
+        "states": {"activeModelState": "Loaded", "targetModelState": "Loaded"}}
+
+
+def stale_model_load_failure(c: Cluster) -> None:
+    """The model failed to load, was fixed, and a new pod serves it: KServe leaves its
+    ``ModelLoadFailed`` behind with ``transitionStatus`` ``UpToDate`` (v0.20, RawDeployment)."""
+    c.isvc["status"]["modelStatus"] = {
+        "transitionStatus": "UpToDate",
+        "lastFailureInfo": {"reason": "ModelLoadFailed", "exitCode": 1,
+                            "message": "serving.loader.ModelLoadError: no model in /mnt/models"},
+        "states": {"activeModelState": "Loaded", "targetModelState": "Loaded"}}
+
+
+def current_model_load_failure(c: Cluster) -> None:
+    """The same failure while it holds (``BlockedByFailedLoad``): KServe's words count."""
+    stale_model_load_failure(c)
+    c.isvc["status"]["modelStatus"] |= {
+        "transitionStatus": "BlockedByFailedLoad",
+        "states": {"activeModelState": "", "targetModelState": "FailedToLoad"}}
+
+
+def current_no_runtime_verdict(c: Cluster) -> None:
+    """The same verdict while it holds (``InvalidSpec``): it counts although a runtime looks right."""
+    c.isvc["status"]["modelStatus"] = {
+        "transitionStatus": "InvalidSpec", "lastFailureInfo": dict(NO_RUNTIME_VERDICT),
+        "states": {"activeModelState": "", "targetModelState": "FailedToLoad"}}
+
+
 @dataclass(frozen=True)
 class Case:
     id: str
@@ -89,6 +126,20 @@ CASES = [
         ["no-serving-runtime"],
         data={"no-serving-runtime": {"apply": [SR_REF]}},
         evidence={"no-serving-runtime": "spec.supportedModelFormats"},
+    ),
+    Case("1-stale-no-runtime-verdict", stale_no_runtime_verdict, []),
+    Case("5-stale-model-load-failure", stale_model_load_failure, []),
+    Case(
+        "5-current-model-load-failure",
+        current_model_load_failure,
+        ["model-wrong-format"],
+        evidence={"model-wrong-format": "lastFailureInfo ModelLoadFailed: serving.loader.ModelLoadError"},
+    ),
+    Case(
+        "1-current-no-runtime-verdict",
+        current_no_runtime_verdict,
+        ["no-serving-runtime"],
+        evidence={"no-serving-runtime": "lastFailureInfo NoSupportingRuntime: No runtime found"},
     ),
     Case(
         "2-wrong-secret-format",

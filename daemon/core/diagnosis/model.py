@@ -27,6 +27,9 @@ from daemon.core.objects import KubeObject, ObjectRef
 from daemon.core.settings import ModelSettings
 from probes.observation import Observation
 
+# The transition statuses KServe records a lastFailureInfo with (None: older KServe, no field).
+_FAILED_TRANSITIONS = frozenset({None, "", "InvalidSpec", "BlockedByFailedLoad"})
+
 
 @dataclass
 class Model:
@@ -73,8 +76,18 @@ class Model:
         return {str(c.get("type")): c for c in st.get("conditions") or [] if isinstance(c, dict)}
 
     def failure_reason(self) -> tuple[str | None, str]:
-        """``status.modelStatus.lastFailureInfo``: its reason and message."""
-        info = (((self.isvc or {}).get("status") or {}).get("modelStatus") or {}).get("lastFailureInfo") or {}
+        """``status.modelStatus.lastFailureInfo``: its reason and message, while it is current.
+
+        KServe never clears ``lastFailureInfo``: it records a failure with the transition it
+        caused (``InvalidSpec``: no runtime; ``BlockedByFailedLoad``: the model failed to load)
+        and, once a later rollout succeeds, moves ``transitionStatus`` on (``InProgress``,
+        ``UpToDate``) and leaves the failure behind. Read then, a healed model kept a critical
+        finding (KServe v0.20's own controller showed it). Without a ``transitionStatus`` (older
+        KServe) the failure is taken as current."""
+        model_status = ((self.isvc or {}).get("status") or {}).get("modelStatus") or {}
+        info = model_status.get("lastFailureInfo") or {}
+        if model_status.get("transitionStatus") not in _FAILED_TRANSITIONS:
+            return None, ""
         return info.get("reason"), str(info.get("message") or "")
 
     def log_lines(self) -> list[str]:

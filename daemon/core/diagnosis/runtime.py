@@ -23,8 +23,9 @@ Judged from configuration, before KServe says so, the way KServe selects (its
 
 The older predictor shapes (``spec.predictor.sklearn``…) are judged by the format they are
 converted to; custom containers need no runtime, and ModelMesh InferenceServices are judged
-only from their conditions. KServe's own verdict (``lastFailureInfo`` ``NoSupportingRuntime``,
-or a condition saying "no runtime found") counts too, even when a runtime looks right. When
+only from their conditions. KServe's own verdict (``lastFailureInfo`` ``NoSupportingRuntime``
+while it is current, see :meth:`Model.failure_reason`, or a condition saying "no runtime found")
+counts too, even when a runtime looks right. When
 the desired state declares a runtime that lists the format, its drift is claimed and the
 finding applies it; otherwise a person must create or fix one.
 """
