@@ -105,6 +105,23 @@ def parse_conditions(status: Mapping[str, Any]) -> dict[str, ConditionInfo]:
     return out
 
 
+# The transition statuses KServe records a lastFailureInfo with (None: older KServe, no field).
+FAILED_TRANSITIONS = frozenset({None, "", "InvalidSpec", "BlockedByFailedLoad"})
+
+
+def current_failure_info(status: Mapping[str, Any]) -> Mapping[str, Any]:
+    """``status.modelStatus.lastFailureInfo`` while it is current, else ``{}``. KServe never
+    clears it: once a later rollout succeeds ``transitionStatus`` moves on (``InProgress``,
+    ``UpToDate``) and the failure stays behind, stale (KServe v0.20's controller showed it)."""
+    model_status = status.get("modelStatus") or {}
+    if not isinstance(model_status, Mapping):
+        return {}
+    if model_status.get("transitionStatus") not in FAILED_TRANSITIONS:
+        return {}
+    info = model_status.get("lastFailureInfo") or {}
+    return info if isinstance(info, Mapping) else {}
+
+
 def _state(status: ContainerStatusJSON) -> tuple[str, dict[str, Any]]:
     state: Mapping[str, Any] = status.get("state") or {}
     for name in ("waiting", "terminated", "running"):

@@ -78,6 +78,7 @@ from probes.pod_status import (
     ContainerFailure,
     PodInfo,
     conditions_text,
+    current_failure_info,
     find_failure,
     parse_conditions,
     pod_info,
@@ -290,7 +291,7 @@ class PredictorProbe:
 
         status: Mapping[str, Any] = isvc.get("status") or {}
         conditions = parse_conditions(status)
-        failure_info = (status.get("modelStatus") or {}).get("lastFailureInfo") or {}
+        failure_info = current_failure_info(status)
         failure_reason = failure_info.get("reason") or None
         address = (status.get("address") or {}).get("url") or None
         component = ((status.get("components") or {}).get("predictor") or {}).get("url") or None

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from probes.log_tail import REDACTED, scrub, tail
-from probes.pod_status import find_failure, parse_conditions, pod_info
+from probes.pod_status import current_failure_info, find_failure, parse_conditions, pod_info
 from probes.predictions import parse_v1_predictions, parse_v2_predictions
 from probes.predictor import is_cluster_address
 
@@ -210,3 +210,22 @@ def test_scrub(text: str, expected: str) -> None:
 ])
 def test_is_cluster_address(url: str, cluster: bool) -> None:
     assert is_cluster_address(url) is cluster
+
+
+_FAILURE = {"reason": "ModelLoadFailed", "message": "no model in /mnt/models"}
+
+
+@pytest.mark.parametrize(("model_status", "current"), [
+    ({"lastFailureInfo": _FAILURE}, True),  # older KServe: no transitionStatus
+    ({"transitionStatus": "BlockedByFailedLoad", "lastFailureInfo": _FAILURE}, True),
+    ({"transitionStatus": "InvalidSpec", "lastFailureInfo": _FAILURE}, True),
+    # KServe never clears lastFailureInfo: after a successful rollout it is stale.
+    ({"transitionStatus": "UpToDate", "lastFailureInfo": _FAILURE}, False),
+    ({"transitionStatus": "InProgress", "lastFailureInfo": _FAILURE}, False),
+    ({"transitionStatus": "InvalidSpec"}, False),
+    (None, False),
+])
+def test_last_failure_info_counts_only_while_current(model_status: dict[str, Any] | None,
+                                                     current: bool) -> None:
+    status = {} if model_status is None else {"modelStatus": model_status}
+    assert current_failure_info(status) == (_FAILURE if current else {})
