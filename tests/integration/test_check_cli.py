@@ -12,24 +12,30 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import copy
 import json
 import sys
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
 import yaml
+from kubernetes_asyncio.client import ApiClient, CoreV1Api, CustomObjectsApi
 
 from sandbox import Sandbox
 from sandbox.kubeconfig import write_kubeconfig
 from tests.conftest import free_port
 from tests.integration.apiserver.tiers import Tier, tier
 from tests.integration.control_planes import CONTROL_PLANES, make_sandbox
+from tests.integration.sandbox_wait import NS, condition, ready_isvc, watch_until
 
 __all__ = ["tier"]  # the fixture, imported
+
+Obj = dict[str, Any]
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -248,7 +254,6 @@ def isvc(ns: str, name: str, labels: dict[str, str]) -> dict[str, object]:
 async def test_no_settings_every_inferenceservice_and_scope_flags(sandbox: tuple[Sandbox, Path]) -> None:
     """No --config: every InferenceService the kubeconfig may read, nothing applied by run --once;
     -n/-l/-A narrow (or widen) the scope as kubectl does."""
-    from kubernetes_asyncio.client import CoreV1Api, CustomObjectsApi
 
     sb, _ = sandbox
     assert sb.api is not None
@@ -290,3 +295,100 @@ async def test_no_settings_every_inferenceservice_and_scope_flags(sandbox: tuple
     runtimes = await custom.list_namespaced_custom_object("serving.kserve.io", "v1alpha1",
                                                           "user-example-com", "servingruntimes")
     assert "iris-fastapi-runtime" not in {o["metadata"]["name"] for o in runtimes["items"]}
+
+
+
+GROUP = "serving.kserve.io"
+MERGE_PATCH = "application/merge-patch+json"
+
+
+async def isvc_named(api: ApiClient, name: str, pred: Callable[[Obj], object], what: str) -> Obj:
+    """The sandbox namespace's InferenceService ``name``, watched until ``pred`` holds."""
+    found: Obj = await watch_until(
+        CustomObjectsApi(api).list_namespaced_custom_object, GROUP, "v1beta1", NS, "inferenceservices",
+        pred=lambda objs: objs[name] if name in objs and pred(objs[name]) else None,
+        what=what, field_selector=f"metadata.name={name}")
+    return found
+
+
+async def test_a_runtime_created_after_kserve_found_none_ends_the_finding(
+        sandbox: tuple[Sandbox, Path]) -> None:
+    """KServe records NoSupportingRuntime in ``lastFailureInfo`` and never clears it: once a runtime
+    is created and the predictor deployed, ``check`` must not keep reporting the stale verdict
+    (on the real control plane it did: a false critical for a Ready InferenceService)."""
+    sb, _ = sandbox
+    assert sb.api is not None
+    await sb.apply_healthy_world()
+    iris = await ready_isvc(sb.api)
+    custom = CustomObjectsApi(sb.api)
+    spec = copy.deepcopy(iris["spec"])
+    spec["predictor"]["model"].pop("runtime", None)
+    spec["predictor"]["model"]["modelFormat"] = {"name": "lightgbm"}  # no runtime lists it
+    meta = {"name": "auto", "namespace": NS, "annotations": iris["metadata"].get("annotations") or {}}
+    await custom.create_namespaced_custom_object(GROUP, "v1beta1", NS, "inferenceservices", {
+        "apiVersion": f"{GROUP}/v1beta1", "kind": "InferenceService", "metadata": meta, "spec": spec})
+    await isvc_named(sb.api, "auto", lambda o: ((o.get("status") or {}).get("modelStatus") or {})
+                     .get("lastFailureInfo"), "KServe's NoSupportingRuntime")
+
+    async def runtime_findings() -> list[Obj]:
+        code, raw, err = await check("--kubeconfig", str(sb.kubeconfig_path), "-n", NS, "-o", "json")
+        assert code in (0, 1), err
+        return [f for f in json.loads(raw)["findings"]
+                if f["code"] == "no-serving-runtime" and f["subject"]["name"] == "auto"]
+
+    (before,) = await runtime_findings()
+    assert before["severity"] == "critical"
+
+    runtime = await custom.get_namespaced_custom_object(GROUP, "v1alpha1", NS, "servingruntimes",
+                                                       "iris-fastapi-runtime")
+    await custom.create_namespaced_custom_object(GROUP, "v1alpha1", NS, "servingruntimes", {
+        "apiVersion": runtime["apiVersion"], "kind": "ServingRuntime",
+        "metadata": {"name": "auto-rt", "namespace": NS},
+        "spec": {**runtime["spec"], "supportedModelFormats": [{"name": "lightgbm", "autoSelect": True}]}})
+    # KServe's controller does not watch runtimes: an annotation (kubectl annotate) makes it reconcile.
+    await custom.patch_namespaced_custom_object(
+        GROUP, "v1beta1", NS, "inferenceservices", "auto",
+        {"metadata": {"annotations": {"test.kserve-warden.io/poke": "1"}}}, _content_type=MERGE_PATCH)
+    ready = await isvc_named(sb.api, "auto", lambda o: condition(o, "Ready").get("status") == "True",
+                             "auto Ready")
+    if sb.control_plane == "real":
+        # What made the stale verdict: still there, though KServe chose the runtime and deployed it.
+        assert ready["status"]["servingRuntimeName"] == "auto-rt"
+        assert ready["status"]["modelStatus"]["lastFailureInfo"]["reason"] == "NoSupportingRuntime"
+        assert ready["status"]["modelStatus"]["transitionStatus"] == "UpToDate"
+    assert await runtime_findings() == []
+
+
+async def _delete_predictor_pods(api: ApiClient) -> None:
+    """A new pod runs the storage-initializer and loads the model again (kubectl delete pod)."""
+    core = CoreV1Api(api)
+    for p in (await core.list_namespaced_pod(NS, label_selector=f"{GROUP}/inferenceservice")).items:
+        await core.delete_namespaced_pod(p.metadata.name, NS)
+
+
+async def test_a_model_that_failed_to_load_and_was_fixed_is_not_a_finding(
+        sandbox: tuple[Sandbox, Path]) -> None:
+    """The model's file renamed (the seed's model-path failure), a pod that fails to load it, the
+    file put back and a new pod serving it: KServe leaves ``ModelLoadFailed`` in
+    ``lastFailureInfo``; ``check`` must not report it (on the real control plane it reported a
+    critical model-wrong-format for the healed model)."""
+    sb, cfg = sandbox
+    assert sb.api is not None
+    await sb.apply_healthy_world()
+    await ready_isvc(sb.api)
+    await sb.inject("model-path")
+    await _delete_predictor_pods(sb.api)
+    await isvc_named(sb.api, "iris-model", lambda o: ((o.get("status") or {}).get("modelStatus") or {})
+                     .get("lastFailureInfo"), "ModelLoadFailed")
+    await sb.undo("model-path")
+    await _delete_predictor_pods(sb.api)
+    healed = await isvc_named(
+        sb.api, "iris-model", lambda o: condition(o, "Ready").get("status") == "True"
+        and ((o.get("status") or {}).get("modelStatus") or {}).get("transitionStatus") == "UpToDate",
+        "Ready with the model loaded")
+    if sb.control_plane == "real":
+        assert healed["status"]["modelStatus"]["lastFailureInfo"]["reason"] == "ModelLoadFailed"
+    code, raw, err = await check("--config", str(cfg), "--kubeconfig", str(sb.kubeconfig_path), "-o", "json")
+    assert code in (0, 1), err
+    findings = json.loads(raw)["findings"]
+    assert [(f["code"], f["evidence"]) for f in findings if f["severity"] == "critical"] == []
