@@ -27,7 +27,9 @@ hears nothing (events and bookmarks up to that number are dropped). Such a histo
 met across a restart of the API server, so the informer asks with a one-item list before it
 resumes any watch that failed; client-go's reflector does not, and serves the old cache until
 the new history passes its resourceVersion. A stream
-idle in its watch is interrupted for it, not left until its watch times out.
+idle in its watch is interrupted for it, not left until its watch times out. A watch that has
+heard nothing at all, not even a bookmark, for ``silent_watch_seconds`` asks the same question
+once (the restart may fall between a list and its watch).
 
 **Freshness** (what ``/readyz`` reports): each stream records when it last heard from the
 server (a list, a watch accepted, an event or bookmark) and whether its watch is connected;
@@ -178,13 +180,16 @@ class Informer:
                  namespaces: Iterable[str] | None = None, secret_namespaces: Iterable[str] | None = None,
                  selector: str | None = None, by_name: Mapping[str, tuple[str, str]] | None = None,
                  secret_names: Iterable[tuple[str, str]] = (),
-                 watch_timeout_seconds: int = 300, rng: random.Random | None = None,
+                 watch_timeout_seconds: int = 300, silent_watch_seconds: float = 75.0,
+                 rng: random.Random | None = None,
                  clock: Callable[[], float] = time.monotonic) -> None:
         """``namespaces``: read namespaced kinds only there (``None``: everywhere).
         ``secret_namespaces``: where Secrets are read (``None``: as ``namespaces``; ``"*"``:
         everywhere). ``selector``: label selector on InferenceServices. ``by_name``: kind →
         (namespace, name) read alone by field selector. ``secret_names``: single Secrets read by
-        name outside ``secret_namespaces``."""
+        name outside ``secret_namespaces``. ``silent_watch_seconds``: a watch that has heard
+        nothing, not even a bookmark, for this long asks once whether the server's history
+        reached its resourceVersion (kube-apiserver sends a bookmark about every minute)."""
         self.kube = kube
         self.resources: tuple[Resource, ...] = tuple(resource_for(av, k) for av, k in kinds)
         self.namespaces = frozenset(namespaces) if namespaces is not None else None
@@ -192,6 +197,7 @@ class Informer:
                                     secret_namespaces=secret_namespaces, selector=selector, by_name=by_name,
                                     secret_names=secret_names)
         self.watch_timeout_seconds = watch_timeout_seconds
+        self.silent_watch_seconds = silent_watch_seconds
         self.rng = rng or random.Random()
         self.stats = InformerStats()
         self._caches: dict[str, dict[str, dict[str, Any]]] = {r.kind: {} for r in self.resources}
@@ -425,6 +431,7 @@ class Informer:
                 box = _Cursor(rv=rv)
                 consume = asyncio.create_task(self._consume(stream, box), name=f"watch-{stream.name}")
                 interrupt = asyncio.create_task(relist.wait())
+                silent = asyncio.create_task(self._silent_watch(stream, box))
                 try:
                     await asyncio.wait({consume, interrupt}, return_when=asyncio.FIRST_COMPLETED)
                 finally:
@@ -433,11 +440,14 @@ class Informer:
                         # the last event of a quiet watch.
                         self._contact[stream] = self.clock()
                     self._connected[stream] = False
-                    for t in (consume, interrupt):
-                        if not t.done():
-                            t.cancel()
-                            with contextlib.suppress(asyncio.CancelledError):
-                                await t
+                    helpers = [t for t in (consume, interrupt, silent) if not t.done()]
+                    for t in helpers:
+                        t.cancel()
+                    if helpers:
+                        # wait(), not ``await t`` under suppress(CancelledError): that would also
+                        # swallow a cancel of this stream itself arriving meanwhile, and the
+                        # stream would go on retrying a server that is gone.
+                        await asyncio.wait(helpers)
                 rv = box.rv
                 if not consume.done() or consume.cancelled():
                     continue  # interrupted: another stream saw the history change; relist
@@ -482,6 +492,25 @@ class Informer:
                 delay = retry_delay(error=err, failures=failures, rng=self.rng) or 0.0
                 if delay:
                     await asyncio.sleep(delay)
+
+    async def _silent_watch(self, stream: Stream, box: _Cursor) -> None:
+        """Once, when the watch from ``box.rv`` has heard nothing at all for
+        ``silent_watch_seconds``: is the server's history past that resourceVersion? A watch
+        that reached a server of another history right after our list (the restart fell between
+        the two) is held there and hears nothing, bookmarks included; a 504 here relists."""
+        await asyncio.sleep(self.silent_watch_seconds)
+        if box.seen:
+            return
+        self.stats.freshness_checks += 1
+        try:
+            await self.kube.check_reached(stream.resource, resource_version=box.rv,
+                                          namespace=stream.namespace, label_selector=stream.label_selector,
+                                          field_selector=stream.field_selector)
+        except ResourceVersionTooLargeError as err:
+            self._history_replaced(f"{stream.name}: {err}")
+        except KubeError as err:
+            # The watch itself reports a server that is gone; this check only looks for history.
+            log.info("silent watch check failed", stream=stream.name, error=str(err))
 
     async def _consume(self, stream: Stream, box: _Cursor) -> None:
         """One watch of ``stream`` from ``box.rv`` until the server ends it; ``box`` follows."""

@@ -214,7 +214,10 @@ async def test_the_informer_relists_when_the_api_history_is_replaced() -> None:
             await w.apply({"apiVersion": "v1", "kind": "ConfigMap",
                            "metadata": {"name": f"old-{i}", "namespace": "kubeflow"}}, dry_run=False)
     async with kube_for(first.url) as kube:
-        informer = Informer(kube, kinds=[("v1", "ConfigMap"), ("v1", "Namespace")], namespaces={"kubeflow"})
+        # The restart may fall between a stream's list and its watch: that watch then reaches
+        # the new server and is held there, silent, and asks after silent_watch_seconds.
+        informer = Informer(kube, kinds=[("v1", "ConfigMap"), ("v1", "Namespace")], namespaces={"kubeflow"},
+                            silent_watch_seconds=0.5)
         task = asyncio.create_task(informer.run())
         try:
             await informer.wait_synced()
