@@ -2,9 +2,10 @@
 
 ``PredictorReady``/``IngressReady``/``Ready``, ``modelStatus`` (``transitionStatus``,
 ``states``, ``lastFailureInfo`` — ``NoSupportingRuntime`` without a runtime, ``ModelLoadFailed``
-when a container of the pod failed), ``status.url`` (the seed's external URL) and
-``status.address.url``. :func:`stamp` keeps a condition's ``lastTransitionTime`` while its
-status holds, so an unchanged status is an unchanged object (no write, no watch event).
+when a container of the pod failed, never cleared once set, as KServe leaves it), ``status.url``
+(the seed's external URL) and ``status.address.url``. :func:`stamp` keeps a condition's
+``lastTransitionTime`` while its status holds, so an unchanged status is an unchanged object (no
+write, no watch event).
 """
 
 from __future__ import annotations
@@ -83,6 +84,11 @@ def desired_status(*, isvc: Obj, runtime_found: bool, pod: Obj | None, address: 
                 "message": msg,
                 "location": (pod or {}).get("metadata", {}).get("name"),
             }
+    # KServe never clears lastFailureInfo: a later success moves transitionStatus on and leaves
+    # the last failure behind (v0.20's controller does; the stand-in dropped it).
+    previous = ((isvc.get("status") or {}).get("modelStatus") or {}).get("lastFailureInfo")
+    if previous and "lastFailureInfo" not in status["modelStatus"]:
+        status["modelStatus"]["lastFailureInfo"] = previous
     status["conditions"] = [
         {"type": t, "status": s, **({"reason": r} if r else {}), **({"message": m} if m else {})}
         for t, (s, r, m) in conds.items()

@@ -198,6 +198,17 @@ def test_desired_status(
     assert (status["modelStatus"].get("lastFailureInfo") or {}).get("reason") == failure
 
 
+def test_last_failure_info_outlives_the_failure_as_kserve_leaves_it() -> None:
+    failed = isvc()
+    failed["status"] = desired_status(isvc=failed, runtime_found=True, address=None,
+                                      pod=_pod(False, waiting="CrashLoopBackOff"))
+    assert failed["status"]["modelStatus"]["transitionStatus"] == "BlockedByFailedLoad"
+    healed = desired_status(isvc=failed, runtime_found=True, pod=_pod(True), address="http://127.0.0.1:1")
+    assert healed["modelStatus"]["transitionStatus"] == "UpToDate"
+    assert healed["modelStatus"]["lastFailureInfo"] == failed["status"]["modelStatus"]["lastFailureInfo"]
+    assert {c["type"]: c["status"] for c in healed["conditions"]}["Ready"] == "True"
+
+
 def test_stamp_keeps_transition_time_while_the_status_holds() -> None:
     old = {"conditions": [{"type": "Ready", "status": "False", "lastTransitionTime": "T0"}]}
     same = stamp({"conditions": [{"type": "Ready", "status": "False"}]}, old, "T1")
