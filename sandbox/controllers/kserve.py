@@ -25,6 +25,21 @@ The ISVC's status follows the newest pod (``PredictorReady``, ``IngressReady``, 
 ``modelStatus``); ``status.url`` is the seed's external URL, ``status.address.url`` the
 predictor's real loopback address, which the kubelet publishes in the pod annotation
 :data:`URL_ANNOTATION` (in a cluster it would be the cluster-local service URL).
+
+Where KServe v0.20's own controller (Standard mode, on the real control plane; see
+``tests/integration/test_sandbox_failures.py``) answers otherwise, and this keeps the seed's
+Serverless-era symptoms instead:
+
+* it reconciles an InferenceService when it or what it owns changes, not when a ServingRuntime
+  does; a *named* runtime gone is ``RuntimeNotRecognized`` "Waiting for runtime to become
+  available" (Ready stays True while the old Deployment serves), with an ``InternalError`` Event
+  ``No ServingRuntimes or ClusterServingRuntimes with the name: <rt>``; none auto-selected is
+  ``NoSupportingRuntime`` "No runtime found to support specified framework/version";
+* its pod webhook refuses a pod whose storage secret does not exist in the namespace (the
+  ReplicaSet's ``FailedCreate``, the Deployment's ``ReplicaFailure``), where this one starts the
+  storage-initializer without credentials (the seed's ``NoCredentialsError``);
+* a ServiceAccount's ``imagePullSecrets`` reach only pods created after the change (here a
+  change rolls a new pod out).
 """
 
 from __future__ import annotations
