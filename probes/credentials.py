@@ -504,13 +504,28 @@ class StorageSpec:
         return {k: v for k, v in self.parameters.items() if k in _PLAIN_FIELDS}
 
 
+# The older predictor keys, each the modelFormat name KServe's webhook converts it to (one list
+# for this module and :mod:`daemon.core.diagnosis.spec`).
+LEGACY_FRAMEWORKS = (
+    "sklearn",
+    "xgboost",
+    "lightgbm",
+    "tensorflow",
+    "pytorch",
+    "onnx",
+    "triton",
+    "huggingface",
+    "paddle",
+    "pmml",
+)
+
+
 def _predictor_implementation(isvc: Mapping[str, Any] | None) -> Mapping[str, Any]:
     """``spec.predictor.model``, else the older framework key (as :mod:`daemon.core.diagnosis.spec`)."""
     pred = ((isvc or {}).get("spec") or {}).get("predictor") or {}
     if not isinstance(pred, Mapping):
         return {}
-    for key in ("model", "sklearn", "xgboost", "lightgbm", "tensorflow", "pytorch", "onnx", "triton",
-                "huggingface", "paddle", "pmml"):
+    for key in ("model", *LEGACY_FRAMEWORKS):
         impl = pred.get(key)
         if isinstance(impl, Mapping) and impl:
             return impl

@@ -324,6 +324,12 @@ class Informer:
                 log.info("list retried", stream=s.name, status=err.status, after_seconds=round(delay, 3))
                 await asyncio.sleep(delay)
 
+    def _check_reached(self, s: Stream, rv: str) -> Awaitable[str]:
+        """Has the server's history reached ``rv`` (:meth:`Kube.check_reached`; 504 if not)?"""
+        self.stats.freshness_checks += 1
+        return self.kube.check_reached(s.resource, resource_version=rv, namespace=s.namespace,
+                                       label_selector=s.label_selector, field_selector=s.field_selector)
+
     def _list(self, s: Stream) -> Awaitable[ListResult]:
         return self.kube.list_objects(s.resource, namespace=s.namespace, label_selector=s.label_selector,
                                       field_selector=s.field_selector)
@@ -403,11 +409,7 @@ class Informer:
                     relist.clear()
                     rv = None
                 if rv is not None and verify:
-                    self.stats.freshness_checks += 1
-                    await self.kube.check_reached(stream.resource, resource_version=rv,
-                                                  namespace=stream.namespace,
-                                                  label_selector=stream.label_selector,
-                                                  field_selector=stream.field_selector)
+                    await self._check_reached(stream, rv)
                     self._heard(stream)
                 verify = False
                 if rv is None:
@@ -501,11 +503,8 @@ class Informer:
         await asyncio.sleep(self.silent_watch_seconds)
         if box.seen:
             return
-        self.stats.freshness_checks += 1
         try:
-            await self.kube.check_reached(stream.resource, resource_version=box.rv,
-                                          namespace=stream.namespace, label_selector=stream.label_selector,
-                                          field_selector=stream.field_selector)
+            await self._check_reached(stream, box.rv)
         except ResourceVersionTooLargeError as err:
             self._history_replaced(f"{stream.name}: {err}")
         except KubeError as err:

@@ -11,13 +11,11 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import contextlib
 import copy
 import json
 import sys
 import time
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -32,6 +30,7 @@ from tests.conftest import free_port
 from tests.integration.apiserver.tiers import Tier, tier
 from tests.integration.control_planes import CONTROL_PLANES, make_sandbox
 from tests.integration.sandbox_wait import NS, condition, ready_isvc, watch_until
+from tests.integration.tcp_relay import tcp_relay
 
 __all__ = ["tier"]  # the fixture, imported
 
@@ -66,53 +65,6 @@ async def test_malformed_config_exits_2_with_one_line_per_problem(tmp_path: Path
     assert any("probes.dns.port" in ln for ln in lines)
 
 
-@dataclass
-class Counted:
-    """A TCP forwarder in front of an API server that counts the connections made through it."""
-
-    url: str
-    connections: int = 0
-
-
-@contextlib.asynccontextmanager
-async def counting_forwarder(upstream: str) -> AsyncIterator[Counted]:
-    """Bytes forwarded both ways to ``upstream``'s host:port (TLS passes through untouched, so
-    the real server's certificate, valid for 127.0.0.1, still verifies)."""
-    target = urlsplit(upstream)
-    assert target.hostname is not None and target.port is not None
-    pipes: set[asyncio.Task[None]] = set()
-
-    async def pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            while data := await reader.read(65536):
-                writer.write(data)
-                await writer.drain()
-        except ConnectionError:
-            pass
-        finally:
-            writer.close()
-
-    async def accept(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        counted.connections += 1
-        up_reader, up_writer = await asyncio.open_connection(target.hostname, target.port)
-        for task in (asyncio.create_task(pipe(reader, up_writer)),
-                     asyncio.create_task(pipe(up_reader, writer))):
-            pipes.add(task)
-            task.add_done_callback(pipes.discard)
-
-    server = await asyncio.start_server(accept, "127.0.0.1", 0)
-    port = server.sockets[0].getsockname()[1]
-    counted = Counted(url=f"{target.scheme}://127.0.0.1:{port}")
-    try:
-        yield counted
-    finally:
-        server.close()
-        for task in list(pipes):
-            task.cancel()
-        await asyncio.gather(*pipes, return_exceptions=True)
-        await server.wait_closed()
-
-
 def kubeconfig_via(source: Path, path: Path, server: str) -> Path:
     """``source`` (credentials and CA kept) with its cluster's server replaced by ``server``."""
     doc = yaml.safe_load(source.read_text())
@@ -125,8 +77,11 @@ def kubeconfig_via(source: Path, path: Path, server: str) -> Path:
 async def test_run_with_a_malformed_config_exits_2_and_touches_nothing(tier: Tier, tmp_path: Path) -> None:
     cfg = tmp_path / "warden.yaml"
     cfg.write_text(f"models:\n  - namespace: {tier.ns}\n    name: iris-model\n    protocol: v9\n")
-    async with counting_forwarder(tier.url) as fwd:
-        kubeconfig = kubeconfig_via(tier.kubeconfig, tmp_path / "kubeconfig", fwd.url)
+    target = urlsplit(tier.url)
+    assert target.hostname is not None and target.port is not None
+    async with tcp_relay(target.hostname, target.port) as fwd:
+        url = f"{target.scheme}://127.0.0.1:{fwd.port}"
+        kubeconfig = kubeconfig_via(tier.kubeconfig, tmp_path / "kubeconfig", url)
         proc = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "daemon", "run", "--config", str(cfg), "--kubeconfig", str(kubeconfig),
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)

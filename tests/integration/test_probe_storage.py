@@ -25,6 +25,7 @@ from sandbox.mesh import Mesh
 from sandbox.s3 import S3Credentials, S3Server
 from tests.conftest import b64, free_port
 from tests.integration.seed_mesh import BUCKET, IRIS, PIPELINE, PIPELINE_ONLY
+from tests.integration.tcp_relay import tcp_relay
 from tests.kserve_config import inferenceservice_config
 
 FOLDER = "private-artifacts/user-example-com/v2/artifacts/iris"
@@ -327,34 +328,8 @@ def _self_signed(tmp: Path) -> ssl.SSLContext:
 async def tls_front(cluster: Cluster, tmp_path: Path) -> AsyncIterator[str]:
     """TLS terminated in front of the allowed sidecar: bytes relayed both ways."""
     host, port = cluster.pipeline.rsplit(":", 1)
-    tasks: set[asyncio.Task[None]] = set()
-
-    async def pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            while data := await reader.read(65536):
-                writer.write(data)
-                await writer.drain()
-        except (ConnectionError, ssl.SSLError):
-            pass
-        finally:
-            writer.close()
-
-    async def relay(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        up_reader, up_writer = await asyncio.open_connection(host, int(port))
-        both = [asyncio.create_task(pipe(reader, up_writer)), asyncio.create_task(pipe(up_reader, writer))]
-        tasks.update(both)
-        await asyncio.gather(*both, return_exceptions=True)
-        tasks.difference_update(both)
-
-    server = await asyncio.start_server(relay, "127.0.0.1", 0, ssl=_self_signed(tmp_path))
-    try:
-        yield f"127.0.0.1:{server.sockets[0].getsockname()[1]}"
-    finally:
-        server.close()
-        for t in list(tasks):
-            t.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        await server.wait_closed()
+    async with tcp_relay(host, int(port), ssl=_self_signed(tmp_path)) as relay:
+        yield f"127.0.0.1:{relay.port}"
 
 
 async def test_tls_error_on_untrusted_certificate(cluster: Cluster, tls_front: str) -> None:

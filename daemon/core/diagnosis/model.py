@@ -26,9 +26,7 @@ from daemon.core.diagnosis.spec import Predictor
 from daemon.core.objects import KubeObject, ObjectRef
 from daemon.core.settings import ModelSettings
 from probes.observation import Observation
-
-# The transition statuses KServe records a lastFailureInfo with (None: older KServe, no field).
-_FAILED_TRANSITIONS = frozenset({None, "", "InvalidSpec", "BlockedByFailedLoad"})
+from probes.pod_status import current_failure_info
 
 
 @dataclass
@@ -84,10 +82,7 @@ class Model:
         ``UpToDate``) and leaves the failure behind. Read then, a healed model kept a critical
         finding (KServe v0.20's own controller showed it). Without a ``transitionStatus`` (older
         KServe) the failure is taken as current."""
-        model_status = ((self.isvc or {}).get("status") or {}).get("modelStatus") or {}
-        info = model_status.get("lastFailureInfo") or {}
-        if model_status.get("transitionStatus") not in _FAILED_TRANSITIONS:
-            return None, ""
+        info = current_failure_info((self.isvc or {}).get("status") or {})
         return info.get("reason"), str(info.get("message") or "")
 
     def log_lines(self) -> list[str]:

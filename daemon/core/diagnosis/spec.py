@@ -26,25 +26,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from probes.credentials import StorageSpec, storage_spec_of
+from probes.credentials import LEGACY_FRAMEWORKS, StorageSpec, storage_spec_of
 
 DEPLOYMENT_MODE_ANNOTATION = "serving.kserve.io/deploymentMode"
 SERVERLESS, RAW, MODELMESH = "Serverless", "RawDeployment", "ModelMesh"
 _MODES = {"serverless": SERVERLESS, "rawdeployment": RAW, "raw": RAW, "standard": RAW, "modelmesh": MODELMESH}
 
-# The older predictor keys, each the modelFormat name KServe's webhook converts it to.
-LEGACY_FRAMEWORKS = (
-    "sklearn",
-    "xgboost",
-    "lightgbm",
-    "tensorflow",
-    "pytorch",
-    "onnx",
-    "triton",
-    "huggingface",
-    "paddle",
-    "pmml",
-)
 COMPONENTS = ("predictor", "transformer", "explainer")
 # What KServe's defaulting webhook gives a predictor without protocolVersion (its
 # setPredictorModelDefaults / assign*Runtime): v2 for these modelFormat names, and for these
