@@ -1,6 +1,6 @@
 """The whole corpus through ``kserve-warden check``, against the sandbox API server.
 
-Every object of tests/corpus (40 InferenceServices with their namespaces, ServiceAccounts,
+Every object of tests/corpus (the InferenceServices with their namespaces, ServiceAccounts,
 secrets, runtimes, policies, stores and claims, KServe's ClusterServingRuntimes, its
 ConfigMap, istiod) is created over the wire in the embedded API server, statuses through the
 ``status`` subresource as a controller would write them. Then ``kserve-warden check --output
