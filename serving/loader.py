@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from serving.predictor import BoosterPredictor, EstimatorPredictor, Predictor
+from serving.wellformed import MalformedModel, check_json, check_ubjson
 
 PREFERRED = ("model", "model.json", "model.ubj", "model.bst", "model.pkl", "model.pickle", "model.joblib")
 # Files a model directory commonly holds next to the model; listed, never loaded.
@@ -72,9 +73,17 @@ def _short(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text[:200]}"
 
 
-def _load_booster(raw: bytes, nthread: int) -> Predictor:
+def _load_booster(raw: bytes, fmt: str, nthread: int) -> Predictor:
     import xgboost as xgb
 
+    # XGBoost's parser kills the process on some broken input (see serving.wellformed), so it
+    # only ever sees a buffer that is one complete document.
+    if not raw:
+        raise MalformedModel("the file is empty (0 bytes); still being written?")
+    if fmt == "xgboost-ubjson":
+        check_ubjson(raw)
+    elif fmt == "xgboost-json":
+        check_json(raw)
     booster = xgb.Booster()
     booster.load_model(bytearray(raw))
     return BoosterPredictor(booster, nthread=nthread)
@@ -115,7 +124,7 @@ def load_model(model_dir: Path, *, nthread: int = 1) -> LoadedModel:
         try:
             raw = path.read_bytes()
             fmt = sniff(raw[:16])
-            predictor = _load_pickle(path, nthread) if fmt == "pickle" else _load_booster(raw, nthread)
+            predictor = _load_pickle(path, nthread) if fmt == "pickle" else _load_booster(raw, fmt, nthread)
         except Exception as exc:  # every failure is reported, none is fatal until all have failed
             failures.append(f"{path.name} ({path.stat().st_size} bytes, looks like {sniff(_head(path))}): "
                             f"{_short(exc)}")

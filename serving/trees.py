@@ -114,10 +114,27 @@ def sequential_sum(seq: npt.NDArray[Any], dtype: type[np.floating[Any]] = np.flo
     return out
 
 
-def _depth(left: list[int], right: list[int], node: int = 0) -> int:
-    if left[node] == -1:
-        return 0
-    return 1 + max(_depth(left, right, left[node]), _depth(left, right, right[node]))
+def _depth(left: list[int], right: list[int]) -> int | None:
+    """A tree's depth from XGBoost's child arrays; ``None`` if they do not form a tree.
+
+    Level by level, not recursively: XGBoost grows trees deeper than Python's recursion limit
+    (``grow_policy=lossguide`` with ``max_depth=0``), and a model we cannot compile must still
+    load and be served by XGBoost itself. Visiting more nodes than exist means a cycle.
+    """
+    n, seen, depth = len(left), 0, 0
+    level = [0]
+    while True:
+        below: list[int] = []
+        for node in level:
+            seen += 1
+            if seen > n or not 0 <= node < n or len(right) != n:
+                return None
+            if left[node] != -1:
+                below += (left[node], right[node])
+        if not below:
+            return depth
+        depth += 1
+        level = below
 
 
 @dataclass(frozen=True)
@@ -185,7 +202,10 @@ class CompiledTrees:
             idx: list[int] = tree["split_indices"]
             off = len(feature) // 2
             roots.append(2 * off)
-            depth = max(depth, _depth(left, right))
+            tree_depth = _depth(left, right)
+            if tree_depth is None:
+                return None
+            depth = max(depth, tree_depth)
             for i in range(len(left)):
                 if left[i] == -1:
                     feature += [0, 0]

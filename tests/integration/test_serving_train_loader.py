@@ -115,6 +115,34 @@ def test_corrupt_first_candidate_falls_through_to_a_real_one(trained: TrainResul
     assert load_model(tmp_path).path.name == "model.json"
 
 
+@pytest.mark.parametrize(("fmt", "cut", "fragment"), [
+    ("ubj", 0, "the file is empty (0 bytes); still being written?"),
+    ("json", 0, "the file is empty (0 bytes); still being written?"),
+    ("ubj", 1, "not a complete JSON document"),  # a lone `{` could be either; both are refused
+    ("ubj", -1, "not a complete UBJSON document: file ends inside"),
+    ("ubj", 0.5, "not a complete UBJSON document: file ends inside"),
+    ("json", 0.5, "not a complete JSON document"),
+    ("json", -1, "not a complete JSON document"),
+])
+def test_a_file_still_being_written_is_refused_and_the_process_lives(
+        trained: TrainResult, tmp_path: Path, fmt: str, cut: float, fragment: str) -> None:
+    """Each of these cut points killed the process inside XGBoost's parser before the check."""
+    raw = bytes(_booster(trained).save_raw(fmt))
+    n = int(len(raw) * cut) if isinstance(cut, float) else (len(raw) + cut if cut < 0 else cut)
+    _write(tmp_path, "model", raw[:n])
+    with pytest.raises(ModelLoadError) as err:
+        load_model(tmp_path)
+    assert fragment in str(err.value), str(err.value)
+    (tmp_path / "model").write_bytes(raw)  # the writer finishes: the same directory now loads
+    assert load_model(tmp_path).format == ("xgboost-ubjson" if fmt == "ubj" else "xgboost-json")
+
+
+def test_deep_nesting_is_refused_before_xgboost_overflows_its_stack(tmp_path: Path) -> None:
+    (tmp_path / "model.json").write_bytes(b'{"learner":' + b"[" * 100_000 + b"]" * 100_000 + b"}")
+    with pytest.raises(ModelLoadError, match="nested deeper than 128"):
+        load_model(tmp_path)
+
+
 def test_nothing_loadable_lists_every_file_and_why(tmp_path: Path) -> None:
     (tmp_path / "model").write_bytes(b"<html>AccessDenied</html>")
     (tmp_path / "model.json").write_text('{"not": "a model"}')

@@ -123,3 +123,32 @@ def test_unsupported_objective_is_not_compiled() -> None:
     assert pred.compiled is None and not pred.has_proba
     out = pred.run(x[:3].astype(np.float32), want_proba=False)
     assert np.array_equal(out.predict, reg.get_booster().inplace_predict(x[:3].astype(np.float32)))
+
+
+def _chain(tree: dict[str, Any], depth: int, *, cycle: bool = False) -> dict[str, Any]:
+    """A tree of ``depth`` splits in a chain (each right child a leaf); optionally looping back."""
+    n = 2 * depth + 1
+    left = [-1] * n
+    right = [-1] * n
+    for i in range(depth):
+        node = 2 * i
+        left[node], right[node] = node + 2, node + 1
+    if cycle:
+        left[2 * depth] = 0
+        right[2 * depth] = 1
+    return tree | {"left_children": left, "right_children": right, "split_indices": [0] * n,
+                   "split_conditions": [float(i) for i in range(n)], "split_type": [0] * n}
+
+
+@pytest.mark.parametrize(("depth", "cycle", "compiled_depth"), [
+    (6, False, 6),        # the other trees are 4 deep
+    (1500, False, 1500),  # deeper than Python's recursion limit: was a RecursionError, no model
+    (4, True, None),      # not a tree: refused instead of walking forever
+])
+def test_tree_depth_is_measured_without_recursion(booster: Any, depth: int, cycle: bool,
+                                                  compiled_depth: int | None) -> None:
+    doc = json.loads(bytes(booster.save_raw("json")))
+    trees = doc["learner"]["gradient_booster"]["model"]["trees"]
+    trees[0] = _chain(trees[0], depth, cycle=cycle)
+    compiled = CompiledTrees.from_booster_json(doc)
+    assert (compiled.depth if compiled is not None else None) == compiled_depth
