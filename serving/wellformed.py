@@ -118,7 +118,8 @@ def check_ubjson(buf: bytes | bytearray | memoryview, *, max_depth: int = MAX_DE
                     raise _fail("file ends inside a container type", n, n)
                 typed = data[pos + 1]
                 if typed not in _FIXED:
-                    raise _fail(f"typed container of {chr(typed)!r} (only fixed-size types are read)", pos + 1, n)
+                    raise _fail(f"typed container of {chr(typed)!r} (only fixed-size types are read)",
+                                pos + 1, n)
                 pos += 2
                 if pos >= n or data[pos] != _COUNT:
                     raise _fail("a typed container without a '#' count", pos, n)
