@@ -14,8 +14,8 @@ So the loader hands XGBoost a buffer only once it is one complete value, at most
 :data:`MAX_DEPTH` containers deep, and otherwise reports why as an ordinary load failure:
 
 * UBJSON is walked with an explicit stack, never recursion. Typed arrays (``[$d#L<n>``, how
-  XGBoost stores every per-node vector) are skipped by arithmetic, so a 100 MB model costs a few
-  steps per tree, not one per number. Markers follow the UBJSON draft XGBoost writes; a marker
+  XGBoost stores every per-node vector) are skipped by arithmetic, so the walk costs about 75 steps
+  per tree, not one per number. Markers follow the UBJSON draft XGBoost writes; a marker
   XGBoost cannot read either is refused here with its offset.
 * JSON is scanned only for brackets outside strings (one regular expression); the text inside
   is left to XGBoost, whose errors on malformed JSON are ordinary exceptions.
@@ -78,8 +78,9 @@ def _skip(data: bytes, pos: int, size: int, what: str) -> int:
 def check_ubjson(buf: bytes | bytearray | memoryview, *, max_depth: int = MAX_DEPTH) -> None:
     """Raise :class:`MalformedModel` unless ``buf`` is exactly one complete UBJSON value.
 
-    One flat loop with local state (no recursion, no per-byte method calls): it reads a
-    1,000-tree model's 75,000 values in about as long as XGBoost takes to load it.
+    One flat loop with local state (no recursion, no per-byte method calls). Measured on a
+    1,000-tree model (0.9 MB, about 75,000 values): 43 ms, where XGBoost loads it in 8 ms; the
+    price of never handing XGBoost a file that would kill the process.
     """
     data = bytes(buf)
     n, pos = len(data), 0
