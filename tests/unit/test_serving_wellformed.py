@@ -31,8 +31,19 @@ def _models() -> dict[str, xgb.Booster]:
         "gblinear": ({"booster": "gblinear"}, binary),
         "dart": ({"booster": "dart", "objective": "binary:logistic", "max_depth": 2}, binary),
     }
-    return {name: xgb.train(params, xgb.DMatrix(x, label=label), num_boost_round=2)
-            for name, (params, label) in shapes.items()}
+    models = {name: xgb.train(params, xgb.DMatrix(x, label=label), num_boost_round=2)
+              for name, (params, label) in shapes.items()}
+    models["quantiles"] = xgb.train({"objective": "reg:quantileerror", "quantile_alpha": np.array([0.1, 0.9]),
+                                     "tree_method": "hist"}, xgb.DMatrix(x, label=x[:, 2]), num_boost_round=2)
+    models["multi-output"] = xgb.train({"tree_method": "hist", "multi_strategy": "multi_output_tree"},
+                                       xgb.DMatrix(x, label=np.stack([x[:, 2], -x[:, 2]], axis=1)),
+                                       num_boost_round=2)
+    # Brackets, quotes and backslashes inside strings are text, not structure.
+    names = ['f\u00e9 "q" }{', "b\\ack", "c", "\u4e2d\u6587"]
+    models["strings"] = xgb.train({"objective": "binary:logistic"},
+                                  xgb.DMatrix(x, label=binary, feature_names=names), num_boost_round=2)
+    models["strings"].set_attr(note='brackets ]}{[ and "quotes" and \\ backslash \u2603')
+    return models
 
 
 MODELS = _models()
