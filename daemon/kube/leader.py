@@ -155,7 +155,10 @@ class LeaderElector:
                     ok = False
                     try:
                         left = c.renew_deadline - (self.clock() - self._last_renew)
-                        ok = await asyncio.wait_for(self.try_acquire_or_renew(), timeout=max(0.1, left))
+                        # asyncio.timeout, not wait_for: on 3.11 wait_for swallows a cancel that
+                        # lands as the renew finishes, and this loop would outlive SIGTERM.
+                        async with asyncio.timeout(max(0.1, left)):
+                            ok = await self.try_acquire_or_renew()
                     except (KubeError, TimeoutError) as err:
                         log.warning("lease renew failed", error=str(err) or type(err).__name__)
                     if ok:

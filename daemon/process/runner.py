@@ -25,7 +25,6 @@ import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import yaml
 from kubernetes_asyncio import client, config
@@ -48,6 +47,7 @@ from daemon.process.loop import PASS, Reconciler
 from daemon.process.metrics import WardenMetrics
 from daemon.process.probing import ObservationStore, ProbeSet
 from daemon.process.server import HealthServer, HealthState
+from daemon.process.tasks import cancel_and_wait
 
 log = logs.get_logger("runner")
 
@@ -232,15 +232,6 @@ def _version() -> str:
         return "unknown"
 
 
-async def _cancel(*tasks: asyncio.Task[Any] | None) -> None:
-    live = [t for t in tasks if t is not None]
-    for t in live:
-        t.cancel()
-    for t in live:
-        with contextlib.suppress(asyncio.CancelledError, Exception):
-            await t
-
-
 async def run_daemon(d: Daemon, *, stop: asyncio.Event, once: bool = False) -> int:
     """Run until ``stop`` is set (or one pass with ``once``); always shuts down cleanly."""
     settings = d.settings
@@ -271,7 +262,7 @@ async def run_daemon(d: Daemon, *, stop: asyncio.Event, once: bool = False) -> i
         await asyncio.wait({synced, stopper, informer_task}, timeout=bound,
                            return_when=asyncio.FIRST_COMPLETED)
         gave_up = not (synced.done() or stopper.done() or informer_task.done())
-        await _cancel(synced, stopper)
+        await cancel_and_wait(synced, stopper)
         if informer_task.done():
             _informer_result(informer_task)
         if stop.is_set():
@@ -292,7 +283,7 @@ async def run_daemon(d: Daemon, *, stop: asyncio.Event, once: bool = False) -> i
         probes_task = asyncio.create_task(d.probes.run(), name="probes")
         stopper = asyncio.create_task(stop.wait())
         await asyncio.wait({stopper, informer_task}, return_when=asyncio.FIRST_COMPLETED)
-        await _cancel(stopper)
+        await cancel_and_wait(stopper)
         if informer_task.done():
             _informer_result(informer_task)
         log.info("shutting down")
@@ -300,10 +291,10 @@ async def run_daemon(d: Daemon, *, stop: asyncio.Event, once: bool = False) -> i
     finally:
         # Stop acting first, then give the Lease away, then stop observing.
         clean = await rec.shutdown(deadline=SHUTDOWN_DEADLINE_SECONDS)
-        await _cancel(elector_task)
+        await cancel_and_wait(elector_task)
         if d.elector is not None:
             await d.elector.release()
-        await _cancel(probes_task, heartbeat_task, informer_task)
+        await cancel_and_wait(probes_task, heartbeat_task, informer_task)
         await server.stop()
         log.info("stopped", clean=clean)
 

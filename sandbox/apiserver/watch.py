@@ -173,7 +173,8 @@ class WatchHub:
             if remaining <= 0:
                 return
             try:
-                ev = await asyncio.wait_for(w.queue.get(), timeout=min(remaining, _POLL))
+                async with asyncio.timeout(min(remaining, _POLL)):
+                    ev = await w.queue.get()
             except TimeoutError:
                 transport = request.transport
                 if transport is None or transport.is_closing():

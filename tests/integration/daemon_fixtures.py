@@ -164,6 +164,10 @@ class Daemon:
     def acted(self, target: str) -> list[dict[str, Any]]:
         return [ln for ln in self.lines if ln.get("event") == "acted" and ln.get("target") == target]
 
+    def tail(self, n: int = 40) -> str:
+        """The last ``n`` lines the daemon printed: the evidence when it misbehaves."""
+        return "".join(self.raw[-n:])
+
     async def stop(self, *, timeout: float = 20.0) -> int:
         assert self.proc is not None
         if self.proc.returncode is None:

@@ -110,7 +110,7 @@ async def test_daemon_heals_injected_failures_and_never_prints_a_secret(
             assert decisions and all("verdict" in ln and "why" in ln for ln in decisions)
             metrics_text = await d.metrics()
             code = await d.stop()
-            assert code == 0
+            assert code == 0, d.tail()
             assert any(ln.get("event") == "released the lease" for ln in d.lines)
             assert await lease_holder(api) == ""
 
@@ -160,7 +160,7 @@ async def test_two_replicas_never_act_at_once_and_hand_over_on_sigterm(sandbox: 
 
             # SIGTERM the leader: it releases the Lease; the standby takes over well before expiry
             # (the lease lasts 15 s, longer than the wait below: waiting it out would fail the wait).
-            assert await leader.stop() == 0
+            assert await leader.stop() == 0, leader.tail()
             await until(lambda: _true(standby.sample("warden_leader")), timeout=10, what="take-over")
             assert await lease_holder(api) == standby.name
             n = len(standby.acted(sr))
@@ -199,7 +199,7 @@ async def test_dry_run_daemon_decides_but_writes_nothing(sandbox: tuple[Sandbox,
             sr = "ServingRuntime/user-example-com/iris-fastapi-runtime"
             await until(lambda: _const(bool(d.acted(sr))), what="the dry-run apply of the runtime")
         finally:
-            assert await d.stop() == 0
+            assert await d.stop() == 0, d.tail()
         acted = [ln for ln in d.lines if ln.get("event") == "acted"]
         assert acted and all(ln["result"] == "dry-run" for ln in acted)
         assert not await runtime_exists(api), "a dry-run daemon created the ServingRuntime"
