@@ -6,8 +6,9 @@ and when they do not, the whole server process dies with every request in flight
 xgboost-cpu 3.2.0 (``tests/unit/test_serving_wellformed.py`` keeps the cases):
 
 * an empty buffer ends in ``std::terminate`` ("terminate called without an active exception");
-* a UBJSON file cut short does the same at many cut points: exactly what ``--wait-for-model``
-  finds while a storage initializer or a copy is still writing the file;
+* a UBJSON file cut short does the same, or segfaults reading past the buffer, at some cut
+  points (most raise an ordinary error): exactly what ``--wait-for-model`` finds while a storage
+  initializer or a copy is still writing the file;
 * a document nested 100,000 deep (JSON or UBJSON) overflows the C stack: a segmentation fault.
 
 So the loader hands XGBoost a buffer only once it is one complete value, at most

@@ -1,8 +1,9 @@
 """serving.wellformed: what XGBoost wrote passes; anything that would crash its parser does not.
 
-Every refused case here killed the process when handed to xgboost-cpu 3.2.0's
-``Booster.load_model`` (``std::terminate`` for empty and cut-off UBJSON, a segmentation fault
-for deep nesting), so these tests never pass a refused buffer to XGBoost.
+The refused cases include what killed the process when handed to xgboost-cpu 3.2.0's
+``Booster.load_model``: ``std::terminate`` for an empty buffer, that or a segmentation fault for
+UBJSON cut at some points, a segmentation fault for deep nesting. So these tests never pass a
+refused buffer to XGBoost.
 """
 
 from __future__ import annotations
