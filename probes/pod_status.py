@@ -110,9 +110,13 @@ FAILED_TRANSITIONS = frozenset({None, "", "InvalidSpec", "BlockedByFailedLoad"})
 
 
 def current_failure_info(status: Mapping[str, Any]) -> Mapping[str, Any]:
-    """``status.modelStatus.lastFailureInfo`` while it is current, else ``{}``. KServe never
-    clears it: once a later rollout succeeds ``transitionStatus`` moves on (``InProgress``,
-    ``UpToDate``) and the failure stays behind, stale (KServe v0.20's controller showed it)."""
+    """``status.modelStatus.lastFailureInfo`` while it is current, else ``{}``.
+
+    KServe records a failure with the transition it caused (``InvalidSpec``: no runtime;
+    ``BlockedByFailedLoad``: the model failed to load) and never clears it: once a later rollout
+    succeeds ``transitionStatus`` moves on (``InProgress``, ``UpToDate``) and the failure stays
+    behind, stale (KServe v0.20's controller showed it). Without a ``transitionStatus`` (older
+    KServe) the failure is taken as current."""
     model_status = status.get("modelStatus") or {}
     if not isinstance(model_status, Mapping):
         return {}

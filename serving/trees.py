@@ -122,12 +122,14 @@ def _depth(left: list[int], right: list[int]) -> int | None:
     load and be served by XGBoost itself. Visiting more nodes than exist means a cycle.
     """
     n, seen, depth = len(left), 0, 0
+    if len(right) != n:
+        return None
     level = [0]
     while True:
         below: list[int] = []
         for node in level:
             seen += 1
-            if seen > n or not 0 <= node < n or len(right) != n:
+            if seen > n or not 0 <= node < n:
                 return None
             if left[node] != -1:
                 below += (left[node], right[node])

@@ -74,14 +74,9 @@ class Model:
         return {str(c.get("type")): c for c in st.get("conditions") or [] if isinstance(c, dict)}
 
     def failure_reason(self) -> tuple[str | None, str]:
-        """``status.modelStatus.lastFailureInfo``: its reason and message, while it is current.
-
-        KServe never clears ``lastFailureInfo``: it records a failure with the transition it
-        caused (``InvalidSpec``: no runtime; ``BlockedByFailedLoad``: the model failed to load)
-        and, once a later rollout succeeds, moves ``transitionStatus`` on (``InProgress``,
-        ``UpToDate``) and leaves the failure behind. Read then, a healed model kept a critical
-        finding (KServe v0.20's own controller showed it). Without a ``transitionStatus`` (older
-        KServe) the failure is taken as current."""
+        """``status.modelStatus.lastFailureInfo``: its reason and message, while it is current
+        (:func:`probes.pod_status.current_failure_info`: KServe never clears it, and a stale one
+        kept a critical finding on a healed model)."""
         info = current_failure_info((self.isvc or {}).get("status") or {})
         return info.get("reason"), str(info.get("message") or "")
 
