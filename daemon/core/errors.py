@@ -112,6 +112,15 @@ class ForbiddenError(KubeError):
     """401/403: RBAC does not allow it (see ``daemon/kube/rbac.py``)."""
 
 
+class NotKubernetesError(KubeError):
+    """The server answered, but not as a Kubernetes API does: ``GET /api/`` was not an
+    ``APIVersions`` document (a proxy, a web server, the wrong port). Every kind would look "not
+    served" and the cluster empty, so nothing read from it may be diagnosed."""
+
+    def __str__(self) -> str:
+        return self.message
+
+
 _MANAGER = re.compile(r'conflict with "([^"]+)"')
 _FIELD = re.compile(r'conflict with "[^"]+"(?: using [^:]+)?: (\S+)')
 

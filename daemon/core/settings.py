@@ -184,6 +184,10 @@ class KubeSettings:
     cache_stale_seconds: float = 60.0
     """``/readyz`` fails when a kind's watch has been down, with no list, event or bookmark,
     for longer than this: the caches are no longer current (API unreachable)."""
+    discovery_seconds: float = 300.0
+    """How often the kinds not observed are looked at again: discovery for those the cluster
+    does not serve (a CRD installed later), a list for those RBAC forbade. Neither counts
+    against ``/readyz``."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -435,6 +439,7 @@ def _check_values(s: Settings) -> list[str]:
     positive("kube.resync_period_seconds", s.kube.resync_period_seconds)
     positive("kube.request_timeout_seconds", s.kube.request_timeout_seconds)
     positive("kube.cache_stale_seconds", s.kube.cache_stale_seconds)
+    positive("kube.discovery_seconds", s.kube.discovery_seconds)
     if not 0 <= s.server.port <= 65535:
         p.append(f"server.port: must be 0..65535, got {s.server.port}")
 

@@ -17,7 +17,7 @@ import hashlib
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any
+from typing import Any, Final
 
 from daemon.core.objects import KubeObject
 
@@ -39,6 +39,12 @@ WATCHED_KINDS: tuple[tuple[str, str], ...] = (
     ("v1", "PersistentVolumeClaim"),
     ("security.istio.io/v1", "PeerAuthentication"),
 )
+
+
+NOT_SERVED: Final = "not served"
+"""In :attr:`World.unobserved`: the API does not serve the kind (no such CRD): none exists."""
+FORBIDDEN: Final = "forbidden"
+"""In :attr:`World.unobserved` (a prefix): RBAC does not let the daemon list the kind."""
 
 
 def secret_value_hash(b64_value: str) -> str:
@@ -77,6 +83,9 @@ class World:
     """Live objects by kind, then by ``namespace/name`` key (cluster-scoped: ``name``)."""
 
     objects: Mapping[str, Mapping[str, KubeObject]] = field(default_factory=dict)
+    unobserved: Mapping[str, str] = field(default_factory=dict)
+    """Kind → why the daemon could not read it (``not served``: none can exist, the empty list
+    is the truth; ``forbidden…``: RBAC does not grant it, the empty list is *not* the truth)."""
     _by_namespace: dict[tuple[str, str], list[KubeObject]] = field(
         default_factory=dict, init=False, repr=False, compare=False, hash=False
     )
@@ -85,7 +94,8 @@ class World:
     each time made the pass quadratic."""
 
     @classmethod
-    def build(cls, objs: Iterable[Mapping[str, Any]]) -> World:
+    def build(cls, objs: Iterable[Mapping[str, Any]], *,
+              unobserved: Mapping[str, str] | None = None) -> World:
         by_kind: dict[str, dict[str, KubeObject]] = {}
         for o in objs:
             kind = str(o.get("kind", ""))
@@ -93,7 +103,8 @@ class World:
             if kind == "Secret":
                 o = hash_secret(o)
             by_kind.setdefault(kind, {})[_key(meta.get("namespace"), str(meta.get("name", "")))] = o  # type: ignore[assignment]
-        return cls(MappingProxyType({k: MappingProxyType(v) for k, v in by_kind.items()}))
+        return cls(MappingProxyType({k: MappingProxyType(v) for k, v in by_kind.items()}),
+                   MappingProxyType(dict(unobserved or {})))
 
     def get(self, kind: str, namespace: str | None, name: str) -> KubeObject | None:
         return self.objects.get(kind, {}).get(_key(namespace, name))

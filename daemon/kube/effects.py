@@ -37,7 +37,7 @@ import contextlib
 import json
 import time
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Final, NamedTuple
 
@@ -48,6 +48,7 @@ from daemon.core.errors import (
     InvalidError,
     KubeError,
     NotFoundError,
+    NotKubernetesError,
     UnavailableError,
     from_status,
 )
@@ -297,6 +298,45 @@ class Kube:
         items = [_with_type(i, res) for i in body.get("items") or [] if isinstance(i, dict)]
         rv = str((body.get("metadata") or {}).get("resourceVersion") or "")
         return ListResult(items=items, resource_version=rv)
+
+    async def served(self, group_versions: Iterable[str]) -> dict[str, frozenset[str]]:
+        """Discovery: for each group version (``v1``, ``apps/v1``, ``security.istio.io/v1``) the
+        plurals the server serves there; a group version it does not serve maps to an empty set
+        (a CRD that is not installed). Legacy discovery documents, one request per group version:
+        every API server and the stand-in serve them, and RBAC's ``system:discovery`` role grants
+        them to every authenticated user.
+
+        First ``GET /api/``: anything but an ``APIVersions`` document there (a 404 from a proxy
+        or a plain web server, HTML, another JSON) raises
+        :class:`~daemon.core.errors.NotKubernetesError` — without it every kind would look "not
+        served" and the cluster empty."""
+        core = client.CoreApi(self.api)
+        host = self.api.configuration.host
+        try:
+            _, versions = await self._send(lambda: core.get_api_versions(**self._opts()))
+        except (NotFoundError, InvalidError) as err:
+            answer = f"HTTP {err.status}" if isinstance(err, NotFoundError) else "a body that is not JSON"
+            raise NotKubernetesError(f"{host} is not a Kubernetes API server (GET /api/ answered {answer})",
+                                     reason="NotKubernetes") from err
+        if versions.get("kind") != "APIVersions":
+            raise NotKubernetesError(f"{host} is not a Kubernetes API server (GET /api/ answered JSON "
+                                     f"that is not an APIVersions document)", reason="NotKubernetes")
+        out: dict[str, frozenset[str]] = {}
+        for gv in dict.fromkeys(group_versions):
+            path = f"/api/{gv}" if "/" not in gv else f"/apis/{gv}"
+            try:
+                _, doc = await self._send(self._get_path(path))
+            except NotFoundError:
+                out[gv] = frozenset()
+                continue
+            out[gv] = frozenset(str(r.get("name")) for r in doc.get("resources") or []
+                                if isinstance(r, dict) and "/" not in str(r.get("name")))
+        return out
+
+    def _get_path(self, path: str) -> Callable[[], Awaitable[Any]]:
+        """``GET path`` as JSON, for the documents no typed API method reads (discovery)."""
+        return lambda: self.api.call_api(path, "GET", header_params={"Accept": "application/json"},
+                                         auth_settings=["BearerToken"], **self._opts())
 
     async def check_reached(self, res: Resource, *, resource_version: str, namespace: str | None = None,
                             label_selector: str | None = None,

@@ -31,6 +31,26 @@ idle in its watch is interrupted for it, not left until its watch times out. A w
 heard nothing at all, not even a bookmark, for ``silent_watch_seconds`` asks the same question
 once (the restart may fall between a list and its watch).
 
+**Kinds the cluster does not serve, or RBAC does not grant** (issue 23). Before anything is
+listed, discovery (:meth:`~daemon.kube.effects.Kube.served`) says which of the watched kinds
+the API serves: a kind it does not (no Istio, so no PeerAuthentication CRD) is *not observed*,
+said once at INFO, never listed, and its cache is empty — the truth for a kind that cannot
+exist. A stream answered 403 is not observed either (its cache is empty, but that is not the
+truth: :meth:`Informer.unobserved` tells the diagnosis, which says "not checked"). Neither ever
+counts against readiness, nor repeats a warning. Both are looked at again on a slow period
+(``rediscover_seconds``): discovery for the kinds not served (one request per group version, no
+list), a list for the forbidden streams; a kind that appears is then listed and watched like
+the others. A kind that disappears while watched (its CRD deleted) answers 404 to the next list
+and becomes not served. ``GET /api/`` answered by something that is not a Kubernetes API (a
+proxy or web server answering 404) raises :class:`~daemon.core.errors.NotKubernetesError`:
+such a server would otherwise look like an empty cluster.
+
+**After an outage** a stream's back-off may have grown to its cap (30 s). While any stream
+waits out a back-off for a transient error, one small discovery request (``GET /api/``) asks
+every ``outage_probe_seconds`` whether the API answers again; when it does, every stream
+waiting on a transient error retries at once, so the watches are back within a probe period
+of the API's return (a 429's ``Retry-After`` is still honoured to the letter).
+
 **Freshness** (what ``/readyz`` reports): each stream records when it last heard from the
 server (a list, a watch accepted, an event or bookmark) and whether its watch is connected;
 :meth:`Informer.stale` names the streams that have been without a watch for longer than a
@@ -63,18 +83,21 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import random
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Final, Protocol
+from typing import Any, Final, Protocol, TypeVar
 
 from daemon.core.backoff import retry_delay
 from daemon.core.errors import (
+    ForbiddenError,
     GoneError,
     InvalidError,
     KubeError,
     NotFoundError,
+    NotKubernetesError,
     ResourceVersionTooLargeError,
     ServerError,
     TooManyRequestsError,
@@ -83,10 +106,12 @@ from daemon.core.errors import (
 from daemon.core.logs import get_logger
 from daemon.core.objects import ObjectRef
 from daemon.core.resources import Resource, resource_for
-from daemon.core.world import WATCHED_KINDS, World, hash_secret
+from daemon.core.world import FORBIDDEN, NOT_SERVED, WATCHED_KINDS, World, hash_secret
 from daemon.kube.effects import Kube, ListResult
 
 log = get_logger("informer")
+
+_T = TypeVar("_T")
 
 
 class Subscriber(Protocol):
@@ -181,6 +206,7 @@ class Informer:
                  selector: str | None = None, by_name: Mapping[str, tuple[str, str]] | None = None,
                  secret_names: Iterable[tuple[str, str]] = (),
                  watch_timeout_seconds: int = 300, silent_watch_seconds: float = 75.0,
+                 rediscover_seconds: float = 300.0, outage_probe_seconds: float = 1.0,
                  rng: random.Random | None = None,
                  clock: Callable[[], float] = time.monotonic) -> None:
         """``namespaces``: read namespaced kinds only there (``None``: everywhere).
@@ -189,7 +215,10 @@ class Informer:
         (namespace, name) read alone by field selector. ``secret_names``: single Secrets read by
         name outside ``secret_namespaces``. ``silent_watch_seconds``: a watch that has heard
         nothing, not even a bookmark, for this long asks once whether the server's history
-        reached its resourceVersion (kube-apiserver sends a bookmark about every minute)."""
+        reached its resourceVersion (kube-apiserver sends a bookmark about every minute).
+        ``rediscover_seconds``: how often kinds not observed (not served, forbidden) are looked
+        at again. ``outage_probe_seconds``: during an outage, how often ``GET /api/`` asks
+        whether the API is back (see the module docstring)."""
         self.kube = kube
         self.resources: tuple[Resource, ...] = tuple(resource_for(av, k) for av, k in kinds)
         self.namespaces = frozenset(namespaces) if namespaces is not None else None
@@ -198,6 +227,8 @@ class Informer:
                                     secret_names=secret_names)
         self.watch_timeout_seconds = watch_timeout_seconds
         self.silent_watch_seconds = silent_watch_seconds
+        self.rediscover_seconds = rediscover_seconds
+        self.outage_probe_seconds = outage_probe_seconds
         self.rng = rng or random.Random()
         self.stats = InformerStats()
         self._caches: dict[str, dict[str, dict[str, Any]]] = {r.kind: {} for r in self.resources}
@@ -212,6 +243,14 @@ class Informer:
         self._relist: dict[Stream, asyncio.Event] = {s: asyncio.Event() for s in self.streams}
         self._highest_rv = 0
         """The highest resourceVersion any list or event carried (a list below it: another history)."""
+        self._unread: dict[Stream, str] = {}
+        """Streams not observed now, and why (:data:`NOT_SERVED`, :data:`FORBIDDEN`)."""
+        self._said: dict[str, str] = {}
+        """Kind → the reason last logged for it (so each change is said once, not each retry)."""
+        self._tg: asyncio.TaskGroup | None = None
+        self._api_back = asyncio.Event()
+        """Set (and replaced) when the API answers again after streams backed off."""
+        self._outage_probe: asyncio.Task[None] | None = None
 
     # -- reading the caches ---------------------------------------------------------------
 
@@ -233,6 +272,8 @@ class Informer:
         now = self.clock()
         out = []
         for st in self.streams:
+            if st in self._unread:
+                continue  # not observed by design (not served, forbidden): nothing to wait for
             age = now - self._contact[st]
             if not self._connected[st] and age > bound:
                 err = self._errors.get(st)
@@ -241,8 +282,17 @@ class Informer:
 
     @property
     def watching(self) -> bool:
-        """Every stream's watch is connected right now."""
-        return all(self._connected.values())
+        """Every observed stream's watch is connected right now."""
+        return all(c for st, c in self._connected.items() if st not in self._unread)
+
+    def unobserved(self) -> dict[str, str]:
+        """Kind → why it is not observed (:data:`NOT_SERVED`, or :data:`FORBIDDEN` with the
+        namespaces where): its cache is empty, and for a forbidden kind that is not the truth."""
+        out: dict[str, list[str]] = {}
+        for st, why in self._unread.items():
+            out.setdefault(st.resource.kind, []).append(
+                why if why == NOT_SERVED or st.namespace is None else f"{why} in {st.namespace}")
+        return {k: ", ".join(sorted(set(v))) for k, v in sorted(out.items())}
 
     @property
     def last_error(self) -> str | None:
@@ -275,53 +325,175 @@ class Informer:
         return [o for cache in self._caches.values() for o in cache.values()]
 
     def world(self) -> World:
-        """A frozen snapshot of every cache (secrets already hashed)."""
-        return World.build(self.objects())
+        """A frozen snapshot of every cache (secrets already hashed), with the kinds not observed."""
+        return World.build(self.objects(), unobserved=self.unobserved())
 
     # -- running --------------------------------------------------------------------------
 
     async def sync_once(self, *, retry_seconds: float = 10.0) -> None:
-        """List every stream once and fill the caches, without watching (``check``).
+        """Discover, then list every observed stream once and fill the caches, without watching
+        (``check``).
 
-        A list the server asks us to repeat — 429 (a CRD whose storage is still initialising
+        A request the server asks us to repeat — 429 (a CRD whose storage is still initialising
         answers so on a real kube-apiserver; priority-and-fairness throttling), a 5xx — is
         retried after its ``Retry-After`` / back-off for up to ``retry_seconds``; other errors,
-        and one still failing then, are raised.
+        and one still failing then, are raised. A kind not served, or a stream forbidden, is not
+        observed (see the module docstring) — except InferenceServices: without them there is
+        nothing to diagnose, so a 403 there is raised.
         """
-        listed = await asyncio.gather(*(self._list_retrying(s, retry_seconds) for s in self.streams),
-                                      return_exceptions=True)
-        for stream, result in zip(self.streams, listed, strict=True):
+        deadline = time.monotonic() + retry_seconds
+        served = await self._retrying(self._discover, deadline)
+        observed = [s for s in self.streams if self._is_served(s, served)]
+        for s in self.streams:
+            if s not in observed:
+                self._not_observed(s, NOT_SERVED)
+        listed = await asyncio.gather(*(self._retrying(functools.partial(self._list, s), deadline)
+                                        for s in observed), return_exceptions=True)
+        for stream, result in zip(observed, listed, strict=True):
             if isinstance(result, NotFoundError):
-                result_items: list[dict[str, Any]] = []  # the kind is not served here: none of it
-            elif isinstance(result, BaseException):
+                self._not_observed(stream, NOT_SERVED)  # gone between discovery and the list
+                continue
+            if _forbidden(result) and stream.resource.kind != "InferenceService":
+                self._not_observed(stream, FORBIDDEN, detail=str(result))
+                continue
+            if isinstance(result, BaseException):
                 raise result
-            else:
-                result_items = result.items
             self.stats.lists += 1
-            self._replace(stream, result_items)
+            self._replace(stream, result.items)
             self._synced[stream].set()
 
     async def run(self) -> None:
         """Keep every cache current until cancelled."""
         try:
             async with asyncio.TaskGroup() as tg:
+                self._tg = tg
+                served = await self._discover_until_answered()
                 for stream in self.streams:
-                    tg.create_task(self._run_stream(stream), name=f"informer-{stream.name}")
-        except* InvalidError as group:
+                    if self._is_served(stream, served):
+                        self._start(stream)
+                    else:
+                        self._not_observed(stream, NOT_SERVED)
+                tg.create_task(self._rediscover(), name="informer-rediscover")
+        except* (InvalidError, NotKubernetesError) as group:
             raise group.exceptions[0] from None
+        finally:
+            self._tg = None
 
-    async def _list_retrying(self, s: Stream, retry_seconds: float) -> ListResult:
-        deadline = time.monotonic() + retry_seconds
+    def _start(self, stream: Stream) -> None:
+        assert self._tg is not None
+        self._tg.create_task(self._run_stream(stream), name=f"informer-{stream.name}")
+
+    # -- discovery: which kinds are observed ------------------------------------------------
+
+    def _discover(self) -> Awaitable[dict[str, frozenset[str]]]:
+        return self.kube.served(sorted({r.api_version for r in self.resources}))
+
+    @staticmethod
+    def _is_served(stream: Stream, served: Mapping[str, frozenset[str]]) -> bool:
+        return stream.resource.plural in served.get(stream.resource.api_version, frozenset())
+
+    async def _discover_until_answered(self) -> dict[str, frozenset[str]]:
+        """Discovery, retried with back-off until the API answers (the daemon waits, not ready,
+        through an outage at start-up); a server that is not a Kubernetes API is raised."""
         failures = 0
         while True:
             try:
-                return await self._list(s)
+                return await self._discover()
+            except NotKubernetesError:
+                raise
+            except KubeError as err:
+                failures += 1
+                self.stats.errors += 1
+                for st in self.streams:
+                    self._errors[st] = str(err)
+                log.warning("discovery failed", error=str(err), status=err.status, failures=failures)
+                await self._backoff(err, retry_delay(error=err, failures=failures, rng=self.rng) or 0.0)
+
+    async def _rediscover(self) -> None:
+        """Every ``rediscover_seconds``: are the kinds not served served now? (One discovery
+        request per group version, and only while some kind is not served; no list.)"""
+        while True:
+            await asyncio.sleep(self.rediscover_seconds)
+            waiting = [s for s, why in self._unread.items() if why == NOT_SERVED]
+            if not waiting:
+                continue
+            try:
+                served = await self.kube.served(sorted({s.resource.api_version for s in waiting}))
+            except KubeError as err:
+                log.info("rediscovery failed; trying again later", error=str(err))
+                continue
+            for s in waiting:
+                if self._is_served(s, served):
+                    del self._unread[s]
+                    self._say(s.resource.kind, "")
+                    self._start(s)
+
+    def _not_observed(self, stream: Stream, why: str, *, detail: str = "") -> None:
+        """``stream`` is not observed: an empty cache, synced (nothing to wait for), said once."""
+        self._unread[stream] = why
+        self._connected[stream] = False
+        self._errors.pop(stream, None)
+        self._replace(stream, [])
+        self._synced[stream].set()
+        self._say(stream.resource.kind, why, detail=detail)
+
+    def _say(self, kind: str, why: str, *, detail: str = "") -> None:
+        """One log line per change of a kind's state, not per stream or retry."""
+        if self._said.get(kind, "") == why:
+            return
+        self._said[kind] = why
+        res = next(r for r in self.resources if r.kind == kind)
+        if why == NOT_SERVED:
+            log.info("resource not served by this cluster; not checked", kind=kind,
+                     api_version=res.api_version, recheck_seconds=self.rediscover_seconds)
+        elif why == FORBIDDEN:
+            log.info("resource not readable (forbidden); not checked", kind=kind,
+                     api_version=res.api_version, error=detail, recheck_seconds=self.rediscover_seconds)
+        else:
+            log.info("resource observed now", kind=kind, api_version=res.api_version)
+
+    # -- back-off that ends when the API is back -------------------------------------------
+
+    async def _backoff(self, err: KubeError, delay: float) -> None:
+        """Wait ``delay`` after ``err``; for a transient error (no answer, 5xx) less, if the API
+        answers again meanwhile (see the module docstring). A 429 waits its ``Retry-After``."""
+        if delay <= 0:
+            return
+        if not err.transient or isinstance(err, TooManyRequestsError):
+            await asyncio.sleep(delay)
+            return
+        back = self._api_back
+        if (self._outage_probe is None or self._outage_probe.done()) and self._tg is not None:
+            self._outage_probe = self._tg.create_task(self._probe_until_back(), name="informer-outage-probe")
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(delay):
+                await back.wait()
+
+    async def _probe_until_back(self) -> None:
+        """``GET /api/`` every ``outage_probe_seconds`` until it answers, then wake every stream
+        waiting out a transient error's back-off."""
+        while True:
+            await asyncio.sleep(self.outage_probe_seconds)
+            try:
+                await self.kube.served(())
+            except KubeError:
+                continue
+            back, self._api_back = self._api_back, asyncio.Event()
+            back.set()
+            return
+
+    async def _retrying(self, request: Callable[[], Awaitable[_T]], deadline: float) -> _T:
+        """``request()``, repeated after 429/5xx back-off until ``deadline`` (``check``)."""
+        failures = 0
+        while True:
+            try:
+                return await request()
             except (TooManyRequestsError, ServerError) as err:
                 failures += 1
                 delay = retry_delay(error=err, failures=failures, rng=self.rng) or 0.0
                 if time.monotonic() + delay > deadline:
                     raise
-                log.info("list retried", stream=s.name, status=err.status, after_seconds=round(delay, 3))
+                log.info("request retried", status=err.status, after_seconds=round(delay, 3))
                 await asyncio.sleep(delay)
 
     def _check_reached(self, s: Stream, rv: str) -> Awaitable[str]:
@@ -414,6 +586,8 @@ class Informer:
                 verify = False
                 if rv is None:
                     listed = await self._list(stream)
+                    if self._unread.pop(stream, None) is not None:
+                        self._say(res.kind, "")  # readable again (RBAC granted since)
                     self._heard(stream)
                     self.stats.lists += 1
                     self.stats.by_kind_lists[res.kind] = self.stats.by_kind_lists.get(res.kind, 0) + 1
@@ -451,6 +625,8 @@ class Informer:
                         # stream would go on retrying a server that is gone.
                         await asyncio.wait(helpers)
                 rv = box.rv
+                if box.opened:
+                    failures = 0  # the server accepted a watch: the next failure starts afresh
                 if not consume.done() or consume.cancelled():
                     continue  # interrupted: another stream saw the history change; relist
                 consume.result()  # re-raises the watch's error
@@ -468,18 +644,25 @@ class Informer:
                 raise
             except InvalidError:
                 raise  # the server refuses the request itself (a bad selector): not transient
+            except NotFoundError:
+                if rv is None:
+                    # The list itself: the kind is not served any more (its CRD deleted). Not
+                    # observed from now on; rediscovery starts this stream again if it returns.
+                    self._not_observed(stream, NOT_SERVED)
+                    return
+                rv = None  # the watch or its check: list again to tell which
+                continue
             except KubeError as err:
+                if rv is None and _forbidden(err):
+                    # RBAC does not grant this list: not observed, said once, asked again on
+                    # the slow period (discovery cannot tell what RBAC allows).
+                    self._not_observed(stream, FORBIDDEN, detail=str(err))
+                    await asyncio.sleep(self.rediscover_seconds)
+                    continue
                 self.stats.errors += 1
                 self._errors[stream] = str(err)
                 failures += 1
                 verify = True
-                if isinstance(err, NotFoundError) and rv is None and not self._synced[stream].is_set():
-                    # The resource type is not served (e.g. no Istio CRDs in this cluster): an
-                    # empty cache is the truth; look again later rather than never being ready.
-                    log.warning("resource not served; treating as empty", kind=res.kind,
-                                api_version=res.api_version)
-                    self._replace(stream, [])
-                    self._synced[stream].set()
                 if isinstance(err, ResourceVersionTooLargeError):
                     # The server never reached our resourceVersion: its history is not ours.
                     self._history_replaced(f"{stream.name}: {err}")
@@ -491,9 +674,7 @@ class Informer:
                 else:
                     log.warning("watch failed", kind=res.kind, error=str(err), status=err.status,
                                 failures=failures)
-                delay = retry_delay(error=err, failures=failures, rng=self.rng) or 0.0
-                if delay:
-                    await asyncio.sleep(delay)
+                await self._backoff(err, retry_delay(error=err, failures=failures, rng=self.rng) or 0.0)
 
     async def _silent_watch(self, stream: Stream, box: _Cursor) -> None:
         """Once, when the watch from ``box.rv`` has heard nothing at all for
@@ -515,6 +696,7 @@ class Informer:
         """One watch of ``stream`` from ``box.rv`` until the server ends it; ``box`` follows."""
 
         def opened() -> None:
+            box.opened = True
             self._connected[stream] = True
             self._heard(stream)
 
@@ -542,6 +724,13 @@ class _Cursor:
 
     rv: str
     seen: int = 0
+    opened: bool = False
+    """The server accepted the watch."""
+
+
+def _forbidden(err: object) -> bool:
+    """RBAC's 403 (a 401 is a credential problem: raised, never "not observed")."""
+    return isinstance(err, ForbiddenError) and err.status == 403
 
 
 async def run_until_synced(informer: Informer) -> asyncio.Task[None]:

@@ -295,6 +295,7 @@ class Reconciler:
     async def _pass(self) -> Result:
         ev = self.evaluate()
         self.stats.passes += 1
+        self.metrics.set_unobserved(ev.world.unobserved)
         # Logs (and Events) first, gauges after: whoever sees a finding in /metrics finds its
         # explanation already in the log.
         await self._publish_findings(ev)

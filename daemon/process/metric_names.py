@@ -65,6 +65,9 @@ SPECS: Final[tuple[MetricSpec, ...]] = (
                help="Time from a finding first seen to the finding healed."),
     MetricSpec(name="warden_api_errors_total", type=MetricType.COUNTER, labels=("code",),
                help="Kubernetes API errors seen by the daemon, by HTTP status code."),
+    MetricSpec(name="warden_kind_unobserved", type=MetricType.GAUGE, labels=("kind", "reason"),
+               help="1 for each watched kind the daemon does not observe (reason: not-served, "
+                    "forbidden); no series for the kinds it observes."),
     MetricSpec(name="warden_build_info", type=MetricType.GAUGE, labels=("version",),
                help="The running kserve-warden build."),
 )

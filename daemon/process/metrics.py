@@ -18,7 +18,7 @@ scrapes a fresh registry and compares.
 from __future__ import annotations
 
 from collections import Counter as Tally
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
 
@@ -95,6 +95,13 @@ class WardenMetrics:
             "warden_api_errors_total", "Kubernetes API errors seen by the daemon, by HTTP status code.",
             ("code",), registry=registry,
         )
+        self.unobserved = Gauge(
+            "warden_kind_unobserved",
+            "1 for each watched kind the daemon does not observe (reason: not-served, forbidden); "
+            "no series for the kinds it observes.",
+            ("kind", "reason"), registry=registry,
+        )
+        self._unobserved: dict[str, str] = {}
         # Info exposes ``warden_build_info{version="..."} 1``: the usual way to join a
         # version onto other series in PromQL.
         self.build_info = Info("warden_build", "The running kserve-warden build.", registry=registry)
@@ -116,6 +123,18 @@ class WardenMetrics:
             self.probes.success.remove(probe, target)
         except KeyError:
             pass  # never recorded
+
+    def set_unobserved(self, unobserved: Mapping[str, str]) -> None:
+        """``warden_kind_unobserved``: one series per kind not observed, with its reason
+        (``not-served`` or ``forbidden``); removed once the kind is observed again."""
+        now = {kind: "forbidden" if why.startswith("forbidden") else "not-served"
+               for kind, why in unobserved.items()}
+        for kind, reason in self._unobserved.items():
+            if now.get(kind) != reason:
+                self.unobserved.remove(kind, reason)
+        for kind, reason in now.items():
+            self.unobserved.labels(kind, reason).set(1)
+        self._unobserved = now
 
     # -- findings -------------------------------------------------------------------------
 

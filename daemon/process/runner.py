@@ -33,7 +33,7 @@ from prometheus_client import CollectorRegistry
 
 from daemon.core import logs
 from daemon.core.desired import DesiredError, DesiredState
-from daemon.core.errors import InvalidError, KubeError
+from daemon.core.errors import InvalidError, KubeError, NotKubernetesError
 from daemon.core.ledger import Ledger
 from daemon.core.settings import Settings, SettingsError
 from daemon.kube.effects import Kube
@@ -161,7 +161,8 @@ def informer_for(kube: Kube, settings: Settings, desired: DesiredState) -> Infor
     return Informer(kube, namespaces=watch_namespaces(settings, desired),
                     secret_namespaces=secret_namespaces(settings, desired),
                     selector=settings.scope.selector, by_name=read_by_name(settings, desired),
-                    secret_names=secret_read_names(settings, desired))
+                    secret_names=secret_read_names(settings, desired),
+                    rediscover_seconds=settings.kube.discovery_seconds)
 
 
 def identity() -> str:
@@ -304,6 +305,8 @@ def _informer_result(task: asyncio.Task[None]) -> None:
     ``scope.selector``) is bad input: one line, exit 2."""
     try:
         task.result()
+    except NotKubernetesError as err:
+        raise BadInput([f"cannot read the cluster: {err}"]) from err
     except InvalidError as err:
         raise BadInput([f"cannot read the cluster (check scope.selector): {err}"]) from err
 

@@ -714,6 +714,7 @@ class Crud:
                 gr, (obj["metadata"].get("namespace", ""), obj["metadata"]["name"]), final, rv=rv
             )
         self.registry.unregister_crd(crd["metadata"]["name"])
+        self.store.end_watches(gr)
 
     def _empty_namespace(self, namespace: str) -> None:
         by_gr = {k.group_resource: k for k in self.registry.kinds()}

@@ -198,5 +198,11 @@ class Store:
     def unsubscribe(self, w: Watcher) -> None:
         self._res(w.group_resource).watchers.discard(w)
 
+    def end_watches(self, gr: str) -> None:
+        """End every open watch of ``gr`` (after its events so far): a deleted CRD's storage is
+        torn down, and kube-apiserver ends its watches so; a new watch then gets 404."""
+        for w in list(self._res(gr).watchers):
+            w.close()
+
     def watchers(self) -> list[Watcher]:
         return [w for res in self._resources.values() for w in res.watchers]

@@ -108,6 +108,8 @@ class Cluster:
 
     objects: dict[tuple[str, str | None, str], dict[str, Any]] = field(default_factory=dict)
     observations: list[Observation] = field(default_factory=list)
+    unobserved: dict[str, str] = field(default_factory=dict)
+    """Kind → why the daemon could not read it (the informer's ``unobserved()``)."""
 
     def put(self, obj: Mapping[str, Any]) -> dict[str, Any]:
         o = copy.deepcopy(dict(obj))
@@ -122,7 +124,7 @@ class Cluster:
         del self.objects[(kind, namespace, name)]
 
     def world(self) -> World:
-        return World.build(copy.deepcopy(list(self.objects.values())))
+        return World.build(copy.deepcopy(list(self.objects.values())), unobserved=self.unobserved)
 
     def observe(self, obs: Observation) -> None:
         self.observations.append(obs)

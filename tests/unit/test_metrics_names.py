@@ -39,6 +39,7 @@ def _populated() -> CollectorRegistry:
     m.mark_success(loop="reconcile", now=now)
     m.observe_heal(code="drift", seconds=0.3)
     m.api_error(code=500)
+    m.set_unobserved({"PeerAuthentication": "not served"})
     return registry
 
 

@@ -174,3 +174,19 @@ def test_a_stopped_probe_leaves_no_series() -> None:
     m.forget_probe(probe="predictor", target="t")
     m.forget_probe(probe="predictor", target="never-recorded")
     assert r.get_sample_value("warden_probe_success", {"probe": "predictor", "target": "t"}) is None
+
+
+def test_unobserved_kinds_one_series_each_removed_once_observed() -> None:
+    r = CollectorRegistry()
+    m = WardenMetrics(r)
+    m.set_unobserved({"PeerAuthentication": "not served", "Secret": "forbidden in kubeflow"})
+    assert r.get_sample_value("warden_kind_unobserved",
+                              {"kind": "PeerAuthentication", "reason": "not-served"}) == 1.0
+    assert r.get_sample_value("warden_kind_unobserved", {"kind": "Secret", "reason": "forbidden"}) == 1.0
+    m.set_unobserved({"Secret": "not served"})
+    assert r.get_sample_value("warden_kind_unobserved",
+                              {"kind": "PeerAuthentication", "reason": "not-served"}) is None
+    assert r.get_sample_value("warden_kind_unobserved", {"kind": "Secret", "reason": "forbidden"}) is None
+    assert r.get_sample_value("warden_kind_unobserved", {"kind": "Secret", "reason": "not-served"}) == 1.0
+    m.set_unobserved({})
+    assert r.get_sample_value("warden_kind_unobserved", {"kind": "Secret", "reason": "not-served"}) is None

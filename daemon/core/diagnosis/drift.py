@@ -15,6 +15,7 @@ from daemon.core.desired import DERIVED_FROM_ANNOTATION
 from daemon.core.diagnosis.context import Pass
 from daemon.core.diagnosis.draft import Draft
 from daemon.core.diagnosis.fields import annotations_of
+from daemon.core.diagnosis.unobserved import unreadable
 from daemon.core.findings import Code, Severity
 from daemon.core.objects import ObjectRef
 
@@ -67,6 +68,8 @@ def unclaimed_drift(ctx: Pass) -> None:
     for key, drift in sorted(ctx.drifts.items(), key=lambda kv: str(kv[0])):
         if key in ctx.claimed:
             continue
+        if unreadable(ctx, key[0]):
+            continue  # the live object cannot be read, so neither can its drift (said not checked)
         d = ctx.desired.get(key)
         ref = ObjectRef.of(dict(d)) if d is not None else drift.ref
         src = _derived_from(d) if key[0] == "Secret" else None

@@ -43,6 +43,7 @@ from daemon.core.diagnosis.spec import MODELMESH
 from daemon.core.diagnosis.storage import storage_unreachable
 from daemon.core.diagnosis.storage_source import storage_source
 from daemon.core.diagnosis.store import store_of
+from daemon.core.diagnosis.unobserved import unobserved_kinds
 from daemon.core.diff import Drift
 from daemon.core.discovery import discover
 from daemon.core.findings import Finding
@@ -67,6 +68,7 @@ def diagnose(
     models = [ctx.model(m) for m in discover(world=world, desired=desired, settings=settings).models]
     dns = dns_latency(ctx)
     dns_not_checked(ctx)
+    unobserved_kinds(ctx)
     for m in models:
         _diagnose_model(ctx, m, dns)
     if dns is not None:

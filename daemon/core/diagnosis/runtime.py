@@ -39,6 +39,7 @@ from daemon.core.diagnosis.context import Pass
 from daemon.core.diagnosis.fields import meta
 from daemon.core.diagnosis.model import Model
 from daemon.core.diagnosis.spec import MODELMESH
+from daemon.core.diagnosis.unobserved import unreadable
 from daemon.core.findings import Code
 from daemon.core.objects import ObjectRef
 
@@ -204,6 +205,12 @@ def no_serving_runtime(ctx: Pass, m: Model) -> bool:
     else:
         verdict = _problem(ctx, m)
     if verdict is None and not said:
+        return False
+    hidden = unreadable(ctx, "ServingRuntime", "ClusterServingRuntime")
+    if hidden and not said:
+        # Our verdict rests on runtimes we may not read (and KServe has not said it): no guess.
+        ctx.not_checked(m, what="runtime selection",
+                        why="; ".join(f"{k}: {why}" for k, why in hidden.items()))
         return False
     code, why = verdict if verdict is not None else (Code.NO_SERVING_RUNTIME, [])
     fmt = sp.format or "?"
