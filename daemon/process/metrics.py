@@ -20,7 +20,17 @@ from __future__ import annotations
 from collections import Counter as Tally
 from collections.abc import Iterable, Mapping
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    GCCollector,
+    Histogram,
+    Info,
+    PlatformCollector,
+    ProcessCollector,
+    disable_created_metrics,
+)
 
 from daemon.core.findings import Finding
 from daemon.process.metric_names import HELD_VERDICTS, REMEDIATION_RESULTS
@@ -33,6 +43,25 @@ RECONCILE_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.
 # Finding first seen -> healed: the budget is p50 0.5 s, p99 2 s in the sandbox; a heal
 # that waits on a cooldown or a human may take hours.
 HEAL_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 3600.0)
+
+
+def daemon_registry() -> CollectorRegistry:
+    """The registry ``run`` serves: the process's own health the usual way
+    (``process_resident_memory_bytes``, open fds, CPU and start time; ``python_info``; GC counts)
+    plus, once :class:`WardenMetrics` is built on it, every ``warden_*`` family. Not
+    prometheus_client's global registry: each daemon (and each test) builds its own."""
+    registry = CollectorRegistry()
+    ProcessCollector(registry=registry)
+    PlatformCollector(registry=registry)
+    GCCollector(registry=registry)
+    return registry
+
+
+def configure_exposition() -> None:
+    """Once, at start-up: no ``<name>_created`` series beside every counter and histogram. They
+    double the series count and no alert or dashboard reads them; prometheus_client's switch is
+    process-wide, so ``main`` throws it, never a library module at import."""
+    disable_created_metrics()  # type: ignore[no-untyped-call]
 
 
 def isvc_of(f: Finding) -> tuple[str, str] | None:

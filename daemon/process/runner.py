@@ -44,7 +44,7 @@ from daemon.process import logging_setup
 from daemon.process.config_files import load_desired, load_settings
 from daemon.process.exitcodes import EXIT_BAD_INPUT, EXIT_FINDINGS, EXIT_OK
 from daemon.process.loop import PASS, Reconciler
-from daemon.process.metrics import WardenMetrics
+from daemon.process.metrics import WardenMetrics, configure_exposition, daemon_registry
 from daemon.process.probing import ObservationStore, ProbeSet
 from daemon.process.server import HealthServer, HealthState
 from daemon.process.tasks import cancel_and_wait
@@ -195,7 +195,7 @@ def build_daemon(*, inputs: Inputs, api: client.ApiClient, redactor: logs.Redact
                  name: str | None = None) -> Daemon:
     settings = inputs.settings
     dry = dry_run or settings.remediation.dry_run
-    registry = CollectorRegistry()
+    registry = daemon_registry()
     metrics = WardenMetrics(registry, version=_version())
     health = HealthState(clock=time.time)
     me = name or identity()
@@ -352,6 +352,7 @@ def configure_logging(args: argparse.Namespace, settings: Settings | None, redac
 
 
 def run_command(args: argparse.Namespace) -> int:
+    configure_exposition()
     redactor = logs.Redactor()
     try:
         inputs = load_inputs(args, environ=os.environ)

@@ -10,6 +10,7 @@ neither control plane: there is no stand-in answer here that the real server cou
 from __future__ import annotations
 
 import asyncio
+import sys
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -24,7 +25,7 @@ from daemon.core.objects import ObjectRef
 from daemon.process.metrics import WardenMetrics
 from daemon.process.server import HealthServer, HealthState
 from probes.observation import Observation
-from tests.conftest import find_tool
+from tests.conftest import ROOT, find_tool
 
 ISVC = ObjectRef(api_version="serving.kserve.io/v1beta1", kind="InferenceService",
                  namespace="user-example-com", name="iris-model")
@@ -196,3 +197,27 @@ async def test_stop_releases_the_port() -> None:
             async with session.get(url + "/healthz"):
                 pass
     await server.stop()  # idempotent
+
+
+async def test_the_daemons_registry_has_process_metrics_and_no_created_series() -> None:
+    """What ``run`` serves (``daemon_registry`` + ``configure_exposition``, as ``run_command``
+    calls them), in a process of its own: the ``_created`` switch is process-wide."""
+    code = (
+        "from prometheus_client import generate_latest\n"
+        "from daemon.process.metrics import WardenMetrics, configure_exposition, daemon_registry\n"
+        "configure_exposition()\n"
+        "r = daemon_registry()\n"
+        "m = WardenMetrics(r)\n"
+        "m.remediation(action='restart-coredns', result='success')\n"
+        "m.observe_reconcile(0.01)\n"
+        "print(generate_latest(r).decode())\n"
+    )
+    proc = await asyncio.create_subprocess_exec(sys.executable, "-c", code, cwd=ROOT,
+                                                stdout=asyncio.subprocess.PIPE)
+    out, _ = await proc.communicate()
+    assert proc.returncode == 0
+    names = {f.name for f in text_string_to_metric_families(out.decode())}
+    assert {"process_resident_memory_bytes", "process_open_fds", "process_start_time_seconds",
+            "python_info", "python_gc_objects_collected"} <= names, sorted(names)
+    assert not [n for n in names if n.endswith("_created")], sorted(names)
+    assert 'warden_remediations_total{action="restart-coredns",result="success"} 1.0' in out.decode()
