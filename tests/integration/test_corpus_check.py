@@ -27,6 +27,7 @@ from sandbox.apiserver.registry import ResourceKind
 from sandbox.dns import DnsServer
 from sandbox.kubeconfig import write_kubeconfig
 from tests.corpus import collection_path, load, shared_objects
+from tests.integration.apiserver.objects import PEER_AUTHENTICATION_CRD
 from tests.integration.daemon_fixtures import api_client, api_server
 
 # The sandbox serves neither out of the box: PVCs are registered as a built-in kind, Istio's
@@ -34,21 +35,6 @@ from tests.integration.daemon_fixtures import api_client, api_server
 _PVC_KIND = ResourceKind(group="", version="v1", plural="persistentvolumeclaims",
                          singular="persistentvolumeclaim", kind="PersistentVolumeClaim", namespaced=True,
                          short_names=("pvc",), status_subresource=True)
-_PEER_AUTHENTICATION_CRD: dict[str, Any] = {
-    "apiVersion": "apiextensions.k8s.io/v1",
-    "kind": "CustomResourceDefinition",
-    "metadata": {"name": "peerauthentications.security.istio.io"},
-    "spec": {
-        "group": "security.istio.io",
-        "scope": "Namespaced",
-        "names": {"plural": "peerauthentications", "singular": "peerauthentication",
-                  "kind": "PeerAuthentication", "listKind": "PeerAuthenticationList"},
-        "versions": [{"name": v, "served": True, "storage": v == "v1",
-                      "schema": {"openAPIV3Schema": {"type": "object",
-                                                     "x-kubernetes-preserve-unknown-fields": True}}}
-                     for v in ("v1", "v1beta1")],
-    },
-}
 
 
 async def _call(api: client.ApiClient, method: str, path: str, body: dict[str, Any],
@@ -63,7 +49,7 @@ async def _call(api: client.ApiClient, method: str, path: str, body: dict[str, A
 
 async def _create_all(api: client.ApiClient, objects: list[dict[str, Any]]) -> None:
     await _call(api, "POST", "/apis/apiextensions.k8s.io/v1/customresourcedefinitions",
-                _PEER_AUTHENTICATION_CRD)
+                PEER_AUTHENTICATION_CRD)
     order = {"Namespace": 0, "CustomResourceDefinition": 0}
     for obj in sorted(objects, key=lambda o: order.get(str(o["kind"]), 1)):
         body = {k: v for k, v in obj.items() if k != "status"}

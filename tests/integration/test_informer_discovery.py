@@ -31,6 +31,7 @@ from daemon.kube.informer import Informer, run_until_synced
 from daemon.process.server import HealthState
 from sandbox.apiserver import ApiServer
 from tests.conftest import ROOT, free_port
+from tests.integration.apiserver.objects import PEER_AUTHENTICATION_CRD
 from tests.integration.daemon_fixtures import api_client, eventually, kube_for, stop_task
 from tests.integration.informer_fixtures import server, writer_for
 
@@ -39,20 +40,6 @@ __all__ = ["server"]  # the fixture, imported
 NS = "discovery-ns"
 KINDS = [("v1", "ConfigMap"), ("security.istio.io/v1", "PeerAuthentication")]
 
-PEER_AUTHENTICATION_CRD: dict[str, Any] = {
-    "apiVersion": "apiextensions.k8s.io/v1",
-    "kind": "CustomResourceDefinition",
-    "metadata": {"name": "peerauthentications.security.istio.io"},
-    "spec": {
-        "group": "security.istio.io",
-        "names": {"plural": "peerauthentications", "singular": "peerauthentication",
-                  "kind": "PeerAuthentication", "listKind": "PeerAuthenticationList"},
-        "scope": "Namespaced",
-        "versions": [{"name": "v1", "served": True, "storage": True,
-                      "schema": {"openAPIV3Schema": {"type": "object",
-                                                     "x-kubernetes-preserve-unknown-fields": True}}}],
-    },
-}
 
 
 def said(logs: list[dict[str, Any]], text: str) -> list[dict[str, Any]]:

@@ -7,7 +7,9 @@ refuse on the tiers where they run), and the coordinates ``CustomObjectsApi`` ta
 
 from __future__ import annotations
 
-__all__ = ["ISVC", "isvc"]
+from typing import Any
+
+__all__ = ["ISVC", "PEER_AUTHENTICATION_CRD", "isvc"]
 
 ISVC = ("serving.kserve.io", "v1beta1", "inferenceservices")
 """group, version, plural: ``co.create_namespaced_custom_object(*ISVC[:2], ns, ISVC[2], body)``."""
@@ -20,3 +22,21 @@ def isvc(name: str, fmt: str = "sklearn", labels: dict[str, str] | None = None) 
         "metadata": {"name": name, **({"labels": labels} if labels else {})},
         "spec": {"predictor": {"model": {"modelFormat": {"name": fmt}, "storageUri": "s3://b/m"}}},
     }
+
+
+PEER_AUTHENTICATION_CRD: dict[str, Any] = {
+    "apiVersion": "apiextensions.k8s.io/v1",
+    "kind": "CustomResourceDefinition",
+    "metadata": {"name": "peerauthentications.security.istio.io"},
+    "spec": {
+        "group": "security.istio.io",
+        "scope": "Namespaced",
+        "names": {"plural": "peerauthentications", "singular": "peerauthentication",
+                  "kind": "PeerAuthentication", "listKind": "PeerAuthenticationList"},
+        "versions": [{"name": v, "served": True, "storage": v == "v1",
+                      "schema": {"openAPIV3Schema": {"type": "object",
+                                                     "x-kubernetes-preserve-unknown-fields": True}}}
+                     for v in ("v1", "v1beta1")],
+    },
+}
+"""Istio's PeerAuthentication CRD as `istioctl install` creates it (the stand-in serves none)."""
