@@ -91,3 +91,16 @@ def test_injection_on_and_the_policy_refusing_is_still_the_policy() -> None:
     c = fx.healthy()
     fx.policy_missing(c)
     assert [f.code.value for f in no_settings(c) if f.severity.value != "info"] == ["mesh-policy-denies"]
+
+
+def test_several_guarding_policies_are_all_named_in_the_fix() -> None:
+    c = fx.healthy()
+    only_pipelines_policy(c)
+    c.put({"apiVersion": "security.istio.io/v1", "kind": "AuthorizationPolicy",
+           "metadata": {"name": "probe-access", "namespace": "kubeflow"},
+           "spec": {"action": "ALLOW", "selector": {"matchLabels": {"app": "seaweedfs"}},
+                    "rules": [{"from": [{"source": {"principals": ["cluster.local/ns/x/sa/probe"]}}]}]}})
+    (f,) = [f for f in no_settings(c) if f.severity.value != "info"]
+    assert f.code.value == "sidecar-disabled-policy-unenforced"
+    assert (f"then admit {PRINCIPAL} to the store (add an ALLOW rule to one of kubeflow/probe-access, "
+            "kubeflow/seaweedfs-service") in f.remedy, f.remedy

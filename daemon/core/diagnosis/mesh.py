@@ -235,9 +235,13 @@ def _unenforceable(ctx: Pass, m: Model, inj: Injection, store: Store, result: Au
     then = ""
     if not result.allowed:
         ev.append(f"with the sidecar back, {m.principal} would still be refused: {result.reason}")
-        ns, _, name = (result.deciding_policy or f"{store.namespace}/<policy>").partition("/")
-        then = (f"; then admit {m.principal} to the store (kubectl edit authorizationpolicy {name} "
-                f"-n {ns}, or declare a policy in the desired state)")
+        policies = [result.deciding_policy] if result.deciding_policy else list(result.applicable)
+        if len(policies) == 1:
+            ns, _, name = policies[0].partition("/")
+            how = f"kubectl edit authorizationpolicy {name} -n {ns}"
+        else:  # several ALLOW policies apply and none admits it: the operator picks one
+            how = f"add an ALLOW rule to one of {', '.join(policies)}"
+        then = f"; then admit {m.principal} to the store ({how}, or declare a policy in the desired state)"
     _sidecar_cause(ctx, m, inj, ev, then)
     return True
 
