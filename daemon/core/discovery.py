@@ -4,8 +4,10 @@ A real cluster holds hundreds of InferenceServices that nobody lists in a settin
 the daemon and ``check`` diagnose *every* InferenceService they can read. The settings only
 narrow that (``scope.namespaces``; ``scope.selector`` is a label selector the informer hands
 to the API server, so objects outside it never reach the World) and override per model
-(``models:``: protocol, canary). The desired state's InferenceServices are included even
-before they exist, so their root causes are named statically before a pod tries.
+(``models:``: protocol, canary; an override never widens the scope). The desired state's
+InferenceServices in scope (a selector judged by their own labels, :mod:`daemon.core.scope`)
+are included even before they exist, so their root causes are named statically before a pod
+tries.
 
 The canary (a known input and its answer) is opt-in per InferenceService: the settings'
 override, else the ``kserve-warden.io/canary`` annotation on the object, a JSON document
@@ -22,6 +24,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from daemon.core.scope import in_scope
 from daemon.core.settings import Canary, ModelSettings, Settings
 from daemon.core.world import World
 
@@ -71,14 +74,20 @@ def _key(obj: Mapping[str, Any]) -> tuple[str, str]:
 def discover(*, world: World, desired: Sequence[Mapping[str, Any]], settings: Settings) -> Discovered:
     """Every InferenceService in scope, each with its overrides, in ``namespace/name`` order."""
     scope_ns = frozenset(settings.scope.namespaces)
+    selector = settings.scope.selector
     objs: dict[tuple[str, str], Mapping[str, Any]] = {}
     for d in desired:
-        if d.get("kind") == "InferenceService":
+        # A desired InferenceService outside the selector (by its own labels) is out of scope.
+        if d.get("kind") == "InferenceService" and in_scope(d, namespaces=(), selector=selector):
             objs[_key(d)] = d
     for live in world.list("InferenceService"):
         objs[_key(live)] = live  # the live object wins: its annotations are what KServe sees
     overrides = {(m.namespace, m.name): m for m in settings.models}
-    keys = {k for k in objs if not scope_ns or k[0] in scope_ns} | set(overrides)
+    # ``models:`` overrides, it does not widen the scope: an override outside the namespaces is
+    # not listed, nor, under a selector, one whose object the World and the desired state lack
+    # (the API server filtered it out, or it does not exist: kubectl lists neither).
+    named = {k for k in overrides if not selector or k in objs}
+    keys = {k for k in objs.keys() | named if not scope_ns or k[0] in scope_ns}
     models: list[ModelSettings] = []
     problems: dict[str, str] = {}
     for ns, name in sorted(keys):

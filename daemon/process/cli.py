@@ -14,6 +14,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
+from daemon.core.thresholds import DEFAULT_FAILURE_THRESHOLD, DEFAULT_OUTPUT_THRESHOLD, SEVERITIES
 from daemon.process.exitcodes import EXIT_BAD_INPUT
 
 # The top-level modules of the `sandbox` extra (pyproject.toml), and what to say without them.
@@ -24,7 +25,8 @@ SANDBOX_EXTRA_MISSING = "the sandbox needs the 'sandbox' extra: pip install 'kse
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--log-format", choices=("json", "console"), default="json",
                    help="log line format on stderr (default: json)")
-    p.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
+    p.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"),
+                   help="lowest level logged on stderr (default: info)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -41,16 +43,29 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--once", action="store_true", help="one full pass, then exit")
     _common(run)
 
-    check = sub.add_parser("check", help="one pass: observe, diagnose, print findings")
+    check = sub.add_parser(
+        "check", help="one pass: observe, diagnose, print findings",
+        description="One pass: observe, diagnose, print the findings with evidence and fix. Exit "
+                    "0 when no finding is at or above --failure-threshold, 1 when one is, 2 on "
+                    "bad input (settings, desired state, kubeconfig, an API out of reach).")
     check.add_argument("--config", help="warden settings file (default: the embedded config)")
     check.add_argument("--kubeconfig", help="kubeconfig file (default: in-cluster, then $KUBECONFIG)")
-    check.add_argument("--output", "-o", choices=("text", "json"), default="text")
+    check.add_argument("--output", "-o", choices=("text", "json"), default="text",
+                       help="text: a table and a detail block per finding; json: one document "
+                            "(default: text)")
+    check.add_argument("--failure-threshold", choices=SEVERITIES, default=DEFAULT_FAILURE_THRESHOLD.value,
+                       help="exit 1 when a finding is at or above this severity (default: "
+                            "warning; INFO 'not checked' notes alone exit 0)")
+    check.add_argument("--output-threshold", choices=SEVERITIES, default=DEFAULT_OUTPUT_THRESHOLD.value,
+                       help="print only findings at or above this severity, in text and JSON; "
+                            "the exit code still follows --failure-threshold (default: info)")
     check.add_argument("--namespace", "-n", action="append", default=[], metavar="NS",
-                       help="only InferenceServices in this namespace (repeatable; "
-                            "overrides scope.namespaces)")
+                       help="only this namespace (repeatable; overrides scope.namespaces): its "
+                            "InferenceServices, and the desired objects that live there")
     check.add_argument("--selector", "-l", metavar="SELECTOR",
-                       help="label selector on InferenceServices, e.g. team=ml,tier!=dev "
-                            "(overrides scope.selector)")
+                       help="label selector, e.g. team=ml,tier!=dev (overrides scope.selector): "
+                            "the InferenceServices it selects, and the desired objects whose own "
+                            "labels match it, as kubectl apply -l")
     check.add_argument("--all-namespaces", "-A", action="store_true",
                        help="every namespace (the default unless scope.namespaces is set)")
     _common(check)
@@ -58,7 +73,8 @@ def build_parser() -> argparse.ArgumentParser:
     sb = sub.add_parser("sandbox", help="start the local stand-in cluster and print its endpoints")
     sb.add_argument("--kubeconfig", help="write a kubeconfig for the sandbox API here")
     sb.add_argument("--warden-config", help="write a warden settings file for the sandbox here")
-    sb.add_argument("--host", default="127.0.0.1")
+    sb.add_argument("--host", default="127.0.0.1", help="the address every endpoint listens on "
+                    "(default: 127.0.0.1)")
     sb.add_argument("--control-plane", choices=("embedded", "real"), default="embedded",
                     help="the stand-in API (default) or a real kube-apiserver, etcd and "
                          "kube-controller-manager built by scripts/control-plane.sh")

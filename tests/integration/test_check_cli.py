@@ -347,3 +347,100 @@ async def test_a_model_that_failed_to_load_and_was_fixed_is_not_a_finding(
     assert code in (0, 1), err
     findings = json.loads(raw)["findings"]
     assert [(f["code"], f["evidence"]) for f in findings if f["severity"] == "critical"] == []
+
+
+def _codes(doc: Obj) -> list[tuple[str, str]]:
+    return [(f["severity"], f["code"]) for f in doc["findings"]]
+
+
+async def test_failure_and_output_thresholds(sandbox: tuple[Sandbox, Path]) -> None:
+    """As ``istioctl analyze``: INFO "not checked" notes alone exit 0 by default;
+    ``--failure-threshold`` moves the bar, ``--output-threshold`` hides findings (text and JSON)
+    without changing the exit code."""
+    sb, _ = sandbox
+    assert sb.api is not None
+    await sb.apply_healthy_world()
+    await ready_isvc(sb.api)
+    # No settings: Secrets unreadable, no DNS nameserver, no proxy into the cluster: "not checked".
+    kc = ("--kubeconfig", str(sb.kubeconfig_path), "-n", NS)
+
+    code, raw, err = await check(*kc, "-o", "json")
+    doc = json.loads(raw)
+    assert {s for s, _ in _codes(doc)} == {"info"}, _codes(doc)
+    assert code == 0, (err, _codes(doc))
+    assert doc["healthy"] is True and doc["failure_threshold"] == "warning"
+    infos = len(doc["findings"])
+
+    code, raw, _ = await check(*kc, "-o", "json", "--failure-threshold", "info")
+    assert code == 1 and json.loads(raw)["healthy"] is False
+
+    code, raw, _ = await check(*kc, "-o", "json", "--output-threshold", "warning")
+    quiet = json.loads(raw)
+    assert code == 0
+    assert quiet["findings"] == [] and quiet["hidden_findings"] == infos
+    assert [r["findings"] for r in quiet["inferenceservices"]] == [[]] and quiet["cluster_findings"] == []
+
+    code, text, _ = await check(*kc, "--output-threshold", "warning", "--failure-threshold", "info")
+    assert code == 1  # the exit code follows the failure threshold, whatever is printed
+    assert "not-checked" not in text
+    assert f"({infos} below warning not shown)" in text.splitlines()[0]
+    assert f"failing: {infos} finding(s) at or above info (--failure-threshold)" in text
+
+    # A critical finding: the runtime the InferenceService names is gone.
+    await CustomObjectsApi(sb.api).delete_namespaced_custom_object(
+        GROUP, "v1alpha1", NS, "servingruntimes", "iris-fastapi-runtime")
+    code, raw, _ = await check(*kc, "-o", "json", "--failure-threshold", "critical",
+                               "--output-threshold", "critical")
+    doc = json.loads(raw)
+    assert code == 1
+    assert ("critical", "no-serving-runtime") in _codes(doc) and {s for s, _ in _codes(doc)} == {"critical"}
+    assert doc["hidden_findings"] >= infos
+
+
+def _refs_in(doc: Obj) -> set[str]:
+    """Every object a finding, its evidence or a drift names, as ``Kind/ns/name``."""
+    subjects = {f"{f['subject']['kind']}/{f['subject']['namespace']}/{f['subject']['name']}"
+                for f in doc["findings"]}
+    return subjects | {d["ref"] for d in doc["drift"]}
+
+
+async def test_namespace_and_selector_narrow_the_desired_state(sandbox: tuple[Sandbox, Path]) -> None:
+    """With the seed's settings (its desired state): ``-n``/``-l`` leave out the desired objects
+    outside them — no false "does not exist" drift for a model the selector filtered out, no
+    desired model listed in a namespace not asked for — and keep those inside."""
+    sb, cfg = sandbox
+    assert sb.api is not None
+    await sb.apply_healthy_world()
+    await ready_isvc(sb.api)
+    args = ("--config", str(cfg), "--kubeconfig", str(sb.kubeconfig_path), "-o", "json")
+
+    async def doc_for(*flags: str) -> Obj:
+        code, raw, err = await check(*args, *flags)
+        assert code in (0, 1), err
+        out: Obj = json.loads(raw)
+        return out
+
+    whole = await doc_for()
+    assert [(r["namespace"], r["name"]) for r in whole["inferenceservices"]] == [(NS, "iris-model")]
+
+    nosuch = await doc_for("-n", "nosuch")
+    assert nosuch["inferenceservices"] == [] and nosuch["drift"] == []
+    assert not [r for r in _refs_in(nosuch) if f"/{NS}/" in r or "/kubeflow/" in r], _refs_in(nosuch)
+
+    # No object of the seed carries app=iris: the live model is filtered out by the API server,
+    # and its desired twin (no such label either) is out of scope too, not "missing".
+    iris = await doc_for("-l", "app=iris")
+    assert iris["inferenceservices"] == [] and iris["drift"] == [], iris["drift"]
+    assert not [f for f in iris["findings"] if f["subject"]["kind"] == "InferenceService"]
+
+    only_kubeflow = await doc_for("-n", "kubeflow")
+    assert only_kubeflow["inferenceservices"] == []
+    assert all("/kubeflow/" in r for r in _refs_in(only_kubeflow) if f"/{NS}/" in r or "/kubeflow/" in r)
+
+    # Labelled live, the model is in scope and diagnosed; the desired objects (unlabelled) stay out.
+    await CustomObjectsApi(sb.api).patch_namespaced_custom_object(
+        GROUP, "v1beta1", NS, "inferenceservices", "iris-model", {"metadata": {"labels": {"app": "iris"}}},
+        _content_type=MERGE_PATCH)
+    labelled = await doc_for("-l", "app=iris")
+    assert [(r["namespace"], r["name"]) for r in labelled["inferenceservices"]] == [(NS, "iris-model")]
+    assert labelled["drift"] == []

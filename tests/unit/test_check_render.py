@@ -11,7 +11,7 @@ from daemon.core.findings import Code, Finding, Severity
 from daemon.core.objects import ObjectRef
 from daemon.core.settings import ModelSettings
 from daemon.core.world import World
-from daemon.process.check import ready_of, render_json, render_text
+from daemon.process.check import Thresholds, ready_of, render_json, render_text
 from daemon.process.loop import Evaluation
 from probes.observation import Observation
 
@@ -43,9 +43,10 @@ def test_text_orders_by_severity_and_shows_evidence_why_fix_and_the_plan() -> No
     text = render_text(evaluation([WRONG, SLOW], [restart]), OBS, width=80)
     lines = text.splitlines()
     assert lines[0] == "kserve-warden check: 2 finding(s); 0/1 probe(s) ok; 0 drifted object(s)"
-    table = [ln for ln in lines[2:] if ln and ln[0] in "12"]
-    assert lines[3] == "== cluster-wide"
-    assert lines[4].split() == ["#", "SEVERITY", "CODE", "SUBJECT"]
+    assert lines[2] == "failing: 2 finding(s) at or above warning (--failure-threshold)"
+    table = [ln for ln in lines[3:] if ln and ln[0] in "12"]
+    assert lines[4] == "== cluster-wide"
+    assert lines[5].split() == ["#", "SEVERITY", "CODE", "SUBJECT"]
     # cluster-wide first (DNS), then the InferenceService's section
     assert table[0].split()[:3] == ["1", "CRITICAL", "dns-latency-high"]
     assert table[1].split()[:3] == ["2", "WARNING", "wrong-model"]
@@ -128,3 +129,84 @@ def test_text_with_many_models_keeps_healthy_ones_on_one_line() -> None:
     assert len(ok_lines) == 199 and ok_lines[0].split() == ["ns-000/model-000", "ready", "ok"]
     assert "== ns-007/model-007  ready  1 finding(s)" in lines
     assert len(lines) < 199 + 25
+
+
+NOTE = Finding(code=Code.NOT_CHECKED, severity=Severity.INFO, subject=ISVC,
+               evidence=("not checked: storage credentials (no access to secrets in user-example-com)",),
+               explanation="Could not be judged.", remedy="list user-example-com under secrets.namespaces")
+
+
+@pytest.mark.parametrize(("findings", "failure", "output", "healthy", "shown", "hidden", "verdict"), [
+    # INFO "not checked" alone passes by default, and is still printed (output threshold info)
+    ([NOTE], "warning", "info", True, ["not-checked"], 0,
+     "healthy: no finding at or above warning (--failure-threshold)"),
+    ([NOTE], "info", "info", False, ["not-checked"], 0,
+     "failing: 1 finding(s) at or above info (--failure-threshold)"),
+    ([NOTE, WRONG], "warning", "warning", False, ["wrong-model"], 1,
+     "failing: 1 finding(s) at or above warning (--failure-threshold)"),
+    ([NOTE, WRONG], "critical", "info", True, ["wrong-model", "not-checked"], 0,
+     "healthy: no finding at or above critical (--failure-threshold)"),
+    # an output threshold above the failure threshold hides what fails, and says so
+    ([WRONG, SLOW, NOTE], "warning", "critical", False, ["dns-latency-high"], 2,
+     "failing: 2 finding(s) at or above warning (--failure-threshold)"),
+    ([], "info", "critical", True, [], 0, "healthy: nothing to report"),
+])
+def test_thresholds_in_text_and_json(findings: list[Finding], failure: str, output: str, healthy: bool,
+                                     shown: list[str], hidden: int, verdict: str) -> None:
+    th = Thresholds(failure=Severity(failure), output=Severity(output))
+    restart = Decision(action=Action(kind=ActionKind.RESTART_COREDNS, target=DNS, reason="dns-latency-high"),
+                       verdict=Verdict.HYSTERESIS, why="2 of 3", finding_code="dns-latency-high",
+                       finding_key=SLOW.key)
+    ev = evaluation(findings, [restart] if SLOW in findings else [])
+    doc = json.loads(render_json(ev, OBS, thresholds=th))
+    assert doc["healthy"] is healthy
+    assert (doc["failure_threshold"], doc["output_threshold"]) == (failure, output)
+    assert [f["code"] for f in doc["findings"]] == shown
+    assert doc["hidden_findings"] == hidden
+    per_isvc = [f["code"] for r in doc["inferenceservices"] for f in r["findings"]]
+    assert sorted(per_isvc + [f["code"] for f in doc["cluster_findings"]]) == sorted(shown)
+    assert [d["finding"] for d in doc["decisions"]] == (["dns-latency-high"] if "dns-latency-high" in shown
+                                                            else [])
+    text = render_text(ev, OBS, width=100, thresholds=th)
+    lines = text.splitlines()
+    assert verdict in lines
+    for f in findings:
+        assert (f"({f.severity.value}) on {f.subject}" in text) is (f.code.value in shown)
+    if hidden:
+        assert f"({hidden} below {output} not shown)" in lines[0]
+
+
+def test_a_root_cause_is_listed_before_what_it_makes_unenforceable() -> None:
+    """Within a severity, the diagnosis's order (root causes first), not the codes' alphabet:
+    a disabled sidecar comes before the policy finding it also explains."""
+    policy = ObjectRef(api_version="security.istio.io/v1", kind="AuthorizationPolicy", namespace="kubeflow",
+                       name="minio-user-namespace-access")
+    sidecar = Finding(code=Code.SIDECAR_DISABLED_POLICY_UNENFORCED, severity=Severity.CRITICAL, subject=ISVC,
+                      evidence=("e",), explanation="x", remedy="y")
+    denies = Finding(code=Code.MESH_POLICY_DENIES, severity=Severity.CRITICAL, subject=policy,
+                     evidence=("e",), explanation="x", remedy="y",
+                     inferenceservice="user-example-com/iris-model")
+    ev = evaluation([NOTE, sidecar, denies])
+    assert [f["code"] for f in json.loads(render_json(ev, []))["findings"]] == [
+        "sidecar-disabled-policy-unenforced", "mesh-policy-denies", "not-checked"]
+    table = [ln.split()[2] for ln in render_text(ev, [], width=100).splitlines()
+             if ln[:1].isdigit() and ln.split()[1] in ("CRITICAL", "WARNING", "INFO")]
+    assert table == ["sidecar-disabled-policy-unenforced", "mesh-policy-denies", "not-checked"]
+
+
+def test_fix_commands_and_names_are_never_split_across_lines() -> None:
+    """The seed's remedies at a narrow terminal: every command on one line, whole, and no name
+    (``harbor-credentials``, ``--server-side``) broken at a hyphen."""
+    cmd = "kubectl apply --server-side --field-manager=kserve-warden -f config/desired/"
+    pull = ("kubectl patch serviceaccount iris-sa -n user-example-com -p "
+            '\'{"imagePullSecrets": [{"name": "harbor-credentials"}]}\'')
+    f = Finding(code=Code.IMAGE_PULL_UNAUTHORIZED, severity=Severity.CRITICAL, subject=ISVC,
+                evidence=("the registry secret harbor-credentials is not in iris-sa's imagePullSecrets",),
+                explanation="The image pull needs the registry's credentials.",
+                remedy=f"apply the desired ServiceAccount iris-sa ({pull}); then {cmd} (done automatically)")
+    lines = render_text(evaluation([f]), [], width=60).splitlines()
+    assert any(ln.strip() == cmd for ln in lines), lines
+    assert any(ln.strip().startswith("(" + pull) for ln in lines), lines
+    for ln in lines[lines.index("[1] image-pull-unauthorized (critical) on " + str(ISVC)):]:
+        assert not ln.rstrip().endswith("-"), ln
+        assert not ln.lstrip().startswith(("side", "credentials", "runtime")), ln

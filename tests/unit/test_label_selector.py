@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from daemon.core.label_selector import selector_problem
+from daemon.core.label_selector import parse_selector, selector_matches, selector_problem
 from daemon.core.settings import SettingsError
 from daemon.process.config_files import load_settings
 
@@ -45,3 +45,29 @@ def test_a_bad_selector_is_a_settings_error(tmp_path: Path) -> None:
     with pytest.raises(SettingsError):
         load_settings(None, environ={"WARDEN_SELECTOR": "a=b=c d"})
     assert load_settings(None, environ={"WARDEN_SELECTOR": "team=a"}).scope.selector == "team=a"
+
+
+@pytest.mark.parametrize(("selector", "labels", "matches"), [
+    ("app=iris", {"app": "iris"}, True),
+    ("app=iris", {}, False),
+    ("app==iris", {"app": "other"}, False),
+    ("app!=iris", {}, True),  # apimachinery: != matches an object without the key
+    ("app!=iris", {"app": "iris"}, False),
+    ("app in (iris,rose)", {"app": "rose"}, True),
+    ("app in (iris,rose)", {}, False),
+    ("app notin (iris)", {}, True),
+    ("app notin (iris)", {"app": "iris"}, False),
+    ("app", {"app": ""}, True),
+    ("!app", {"app": "x"}, False),
+    ("!app", {}, True),
+    ("app=iris,tier!=dev", {"app": "iris", "tier": "prod"}, True),
+    ("app=iris,tier!=dev", {"app": "iris", "tier": "dev"}, False),
+    ("team=", {"team": ""}, True),
+])
+def test_matching_follows_apimachinery(selector: str, labels: dict[str, str], matches: bool) -> None:
+    assert selector_matches(parse_selector(selector), labels) is matches
+
+
+def test_parse_refuses_what_selector_problem_names() -> None:
+    with pytest.raises(ValueError, match="unbalanced"):
+        parse_selector("team in (a")

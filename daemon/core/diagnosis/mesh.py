@@ -7,7 +7,12 @@
   whose istiod is not there ("not checked" when no istiod is visible at all);
 * :func:`sidecar_disabled`: ``sidecar-disabled-policy-unenforced`` — injection off while a policy
   is *meant* to admit the model (no sidecar, no identity: the policy cannot match it). It runs
-  before the policy and storage rules because it explains their symptoms;
+  before the policy and storage rules because it explains their symptoms. Injection off while
+  no policy names the model but the store's policies refuse a caller without identity (the
+  seed's attempt 5: only the pipelines' policy there) is the same root cause, found by
+  :func:`policy_denies` once the store is known: one finding, the sidecar, with the policy as
+  evidence — an ALLOW rule for the principal (the seed's attempt 6) cannot help a pod that has
+  no principal, so naming the policy first would send the operator the wrong way;
 * :func:`peer_authentication_strict`: a STRICT PeerAuthentication on the store (workload,
   namespace or mesh-wide, the most specific wins) while the model has no sidecar;
 * :func:`policy_denies`: ``mesh-policy-denies`` — the live AuthorizationPolicies evaluated for the
@@ -23,7 +28,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from daemon.core.authz import evaluate, match_value
+from daemon.core.authz import AuthzResult, evaluate, match_value
 from daemon.core.diagnosis.context import Pass
 from daemon.core.diagnosis.draft import Draft
 from daemon.core.diagnosis.fields import (
@@ -128,7 +133,13 @@ def injection(ctx: Pass, m: Model) -> Injection:
         ns_human = f"kubectl label namespace {m.cfg.namespace} istio-injection=enabled --overwrite; "
     for p in m.pods:
         names = [c["name"] for c in container_states(p)]
-        if names and where:
+        if not names or not where:
+            continue
+        if "istio-proxy" in names:
+            # Created while injection was on: the pod has its proxy, its replacement will not.
+            where.append(f"pod {meta(p).get('name')} still has istio-proxy (created before injection "
+                         "was turned off; a new pod gets none)")
+        else:
             where.append(f"pod {meta(p).get('name')} containers: {', '.join(names)} (no istio-proxy)")
     return Injection(injected=not where, where=where, remove=remove, ns_human=ns_human, revision=rev)
 
@@ -168,18 +179,26 @@ def istio_revision(ctx: Pass, m: Model, inj: Injection) -> None:
 
 
 def sidecar_disabled(ctx: Pass, m: Model, inj: Injection) -> Draft | None:
+    """Injection off while a policy is meant to admit the model (see the module docstring)."""
     if inj.injected:
         return None
     meant = _meant_to_admit(ctx, m)
     if not meant:
         return None
-    ev = [*inj.where, f"AuthorizationPolicy {', '.join(meant)} is meant to admit {m.principal}"]
+    evidence = [f"AuthorizationPolicy {', '.join(meant)} is meant to admit {m.principal}"]
+    return _sidecar_cause(ctx, m, inj, evidence)
+
+
+def _sidecar_cause(ctx: Pass, m: Model, inj: Injection, policy_evidence: list[str], then: str = "") -> Draft:
+    """The ``sidecar-disabled-policy-unenforced`` finding: what turned injection off, the
+    policies as evidence, the fix (``then``: what is left to do once the sidecar is back)."""
+    ev = [*inj.where, *policy_evidence]
     if m.storage is not None and not m.storage.ok:
         ev.append(f"storage probe: {m.storage.outcome}")
     if inj.remove is not None:
         remedy = (
             f"{inj.ns_human}kubectl annotate inferenceservice {m.cfg.name} -n {m.cfg.namespace} "
-            f"{INJECT_ANNOTATION}- (done automatically; the desired state does not have it). "
+            f"{INJECT_ANNOTATION}- (done automatically; the desired state does not have it){then}. "
             "If DNS was the reason for disabling it, fix DNS instead"
         )
         data: dict[str, Any] = {"remove_annotation": inj.remove}
@@ -188,12 +207,43 @@ def sidecar_disabled(ctx: Pass, m: Model, inj: Injection) -> Draft | None:
         remedy = (
             f'{inj.ns_human}remove {INJECT_ANNOTATION}: "false" from the predictor\'s pod template '
             f"(spec.predictor.annotations/labels of {m.cfg.key}), then delete the predictor pods so "
-            "they are recreated with the sidecar"
+            f"they are recreated with the sidecar{then}"
         )
     return ctx.explain(
         m, code=Code.SIDECAR_DISABLED_POLICY_UNENFORCED, evidence=ev, remedy=remedy, data=data,
         explains=("mesh", "storage"),
     )
+
+
+def _unenforceable(ctx: Pass, m: Model, inj: Injection, store: Store, result: AuthzResult) -> bool:
+    """Injection off, and the store's policies refuse a caller without a mesh identity: the
+    disabled sidecar is the root cause, the policies its evidence (one finding). What the
+    principal would meet once the sidecar is back is evidence too, and the rest of the fix."""
+    mesh = ctx.settings.mesh
+    plain = evaluate(
+        ctx.world.list("AuthorizationPolicy"),
+        workload_namespace=store.namespace or mesh.storage_namespace,
+        workload_labels=store.labels if store.evaluated else mesh.storage_labels,
+        principal=None,
+        source_namespace=None,
+        root_namespace=mesh.root_namespace,
+    )
+    if plain.allowed:
+        return False  # the store admits plaintext callers: the sidecar is not what refuses them
+    guards = ", ".join(plain.applicable) or plain.deciding_policy or "?"
+    ev = [f"AuthorizationPolicy {guards} guards {store.describe()}: {plain.reason}"]
+    then = ""
+    if not result.allowed:
+        ev.append(f"with the sidecar back, {m.principal} would still be refused: {result.reason}")
+        policies = [result.deciding_policy] if result.deciding_policy else list(result.applicable)
+        if len(policies) == 1:
+            ns, _, name = policies[0].partition("/")
+            how = f"kubectl edit authorizationpolicy {name} -n {ns}"
+        else:  # several ALLOW policies apply and none admits it: the operator picks one
+            how = f"add an ALLOW rule to one of {', '.join(policies)}"
+        then = f"; then admit {m.principal} to the store ({how}, or declare a policy in the desired state)"
+    _sidecar_cause(ctx, m, inj, ev, then)
+    return True
 
 
 def _pa_mode(pa: Mapping[str, Any]) -> str:
@@ -240,8 +290,10 @@ def peer_authentication_strict(ctx: Pass, m: Model, inj: Injection, store: Store
     )
 
 
-def policy_denies(ctx: Pass, m: Model, sidecar: Draft | None, store: Store) -> bool:
-    """Whether the mesh refuses the model's principal (a finding is added, or folded into ``sidecar``)."""
+def policy_denies(ctx: Pass, m: Model, inj: Injection, sidecar: Draft | None, store: Store) -> bool:
+    """Whether the mesh refuses the model's principal (a finding is added, or folded into
+    ``sidecar``). With injection off and no sidecar finding yet, a store whose policies refuse a
+    caller without identity makes the disabled sidecar the root cause (:func:`_unenforceable`)."""
     mesh = ctx.settings.mesh
     probe_denied = m.storage is not None and m.storage.outcome == "mesh-denied"
     if not store.evaluated and not probe_denied:
@@ -254,6 +306,8 @@ def policy_denies(ctx: Pass, m: Model, sidecar: Draft | None, store: Store) -> b
         source_namespace=m.cfg.namespace,
         root_namespace=mesh.root_namespace,
     )
+    if sidecar is None and not inj.injected and _unenforceable(ctx, m, inj, store, result):
+        return True
     if result.allowed and not probe_denied:
         if result.unevaluated:
             ctx.note(

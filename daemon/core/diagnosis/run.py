@@ -96,7 +96,7 @@ def _diagnose_model(ctx: Pass, m: Model, dns: Draft | None) -> None:
         store = store_of(ctx, m, res) if m.spec.scheme == "s3" else None
         if store is not None:
             peer_authentication_strict(ctx, m, inj, store)
-            denied = policy_denies(ctx, m, sidecar, store)
+            denied = policy_denies(ctx, m, inj, sidecar, store)
         else:
             denied = False
         image_pull_unauthorized(ctx, m)

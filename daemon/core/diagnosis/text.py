@@ -42,7 +42,8 @@ EXPLAIN: dict[Code, str] = {
     ),
     Code.SIDECAR_DISABLED_POLICY_UNENFORCED: (
         "Sidecar injection is disabled for the model, so its traffic carries no mesh identity: "
-        "the AuthorizationPolicy written to admit it cannot match it, and mTLS is off. "
+        "no AuthorizationPolicy rule on a principal or namespace can match it (not even one written "
+        "to admit it), and mTLS is off. "
         "Disabling injection is not a fix for DNS trouble; fix DNS instead."
     ),
     Code.DNS_LATENCY_HIGH: (
