@@ -13,7 +13,10 @@ a DerivedSecret is judged by the Secret it renders (its ``labels`` plus
 kind is namespaced). An object outside the scope is neither diffed nor diagnosed.
 
 ``run`` does not narrow its desired state: it keeps every object it was told to own applied,
-and its scope says which InferenceServices it diagnoses.
+and its scope says which InferenceServices it diagnoses. One combination cannot work there: a
+desired InferenceService that ``scope.selector`` excludes. The API server drops it from the
+informer's watch, so the daemon would never see it, call it missing on every pass and apply it
+again each time; :func:`unseen_desired` names such objects and the settings are refused.
 
 Pure: manifests and the scope in, the objects in scope out.
 """
@@ -55,3 +58,16 @@ def narrow_desired(desired: DesiredState, *, namespaces: Collection[str],
     kept = {ObjectRef.of(dict(m)) for m in manifests} | {d.ref for d in derived}
     sources = {ref: where for ref, where in desired.sources.items() if ref in kept}
     return replace(desired, manifests=manifests, derived=derived, sources=sources)
+
+
+def unseen_desired(desired: DesiredState, *, selector: str | None) -> list[str]:
+    """The desired InferenceServices ``selector`` excludes (the informer sends it to the API
+    server on the InferenceService watch only), each as a problem for the settings' reader."""
+    if not selector:
+        return []
+    return [f"desired InferenceService {ref.namespace}/{ref.name} ({desired.sources.get(ref, '?')}) does not "
+            f"match scope.selector {selector!r}: the daemon would never see it and would apply it again on "
+            f"every pass; add the selector's labels to it, or widen the selector"
+            for m in desired.manifests if m.get("kind") == "InferenceService"
+            and not in_scope(m, namespaces=(), selector=selector)
+            for ref in [ObjectRef.of(dict(m))]]

@@ -35,6 +35,7 @@ from daemon.core import logs
 from daemon.core.desired import DesiredError, DesiredState
 from daemon.core.errors import InvalidError, KubeError, NotKubernetesError
 from daemon.core.ledger import Ledger
+from daemon.core.scope import unseen_desired
 from daemon.core.settings import Settings, SettingsError
 from daemon.kube.effects import Kube
 from daemon.kube.informer import Informer
@@ -358,6 +359,12 @@ def run_command(args: argparse.Namespace) -> int:
         inputs = load_inputs(args, environ=os.environ)
     except BadInput as err:
         print_problems(err.problems, command="run")
+        return EXIT_BAD_INPUT
+    # ``check`` narrows its desired state by the scope; ``run`` keeps all of it applied, so a
+    # desired model its own selector hides from it is a contradiction (see daemon.core.scope).
+    unseen = unseen_desired(inputs.desired, selector=inputs.settings.scope.selector)
+    if unseen:
+        print_problems(unseen, command="run")
         return EXIT_BAD_INPUT
     configure_logging(args, inputs.settings, redactor)
     try:

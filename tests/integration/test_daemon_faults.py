@@ -35,7 +35,7 @@ from daemon.process.loop import finding_work_key
 from daemon.process.server import HealthState
 from probes.observation import Observation
 from sandbox.apiserver import ApiServer
-from tests.conftest import b64, free_port
+from tests.conftest import ROOT, b64, free_port
 from tests.integration.daemon_fixtures import api_server, eventually, kube_for
 from tests.integration.test_daemon_loop import (
     ACCESS,
@@ -428,3 +428,17 @@ async def test_invalid_names_and_nameserver_are_settings_errors(tmp_path: Path, 
     rc, _, err = await cli("check", "--config", str(cfg), "--kubeconfig", str(kc))
     assert rc == 2 and len(err) == 1 and needle in err[0], err
 
+
+
+async def test_run_refuses_a_desired_model_its_own_selector_hides(tmp_path: Path) -> None:
+    """Before: the API server dropped the desired InferenceService from the watch, and ``run``
+    called it missing and applied it again on every pass. ``check`` narrows instead (exit 0/1)."""
+    cfg = tmp_path / "warden.yaml"
+    seed = (ROOT / "config" / "warden.yaml").read_text()
+    cfg.write_text(seed.replace("  selector: null", "  selector: app=iris")
+                   .replace("  dir: desired", f"  dir: {ROOT / 'config' / 'desired'}"))
+    kc = kubeconfig(tmp_path / "kc", f"http://127.0.0.1:{free_port()}")
+    rc, _, err = await cli("run", "--once", "--config", str(cfg), "--kubeconfig", str(kc))
+    assert rc == 2 and len(err) == 1, err
+    assert "desired InferenceService user-example-com/iris-model" in err[0]
+    assert "does not match scope.selector 'app=iris'" in err[0], err

@@ -14,7 +14,7 @@ import pytest
 
 from daemon.core.desired import DesiredState, parse_desired
 from daemon.core.discovery import discover
-from daemon.core.scope import in_scope, narrow_desired
+from daemon.core.scope import in_scope, narrow_desired, unseen_desired
 from daemon.core.settings import ScopeSettings
 from daemon.core.world import World
 from tests.unit import factories as fx
@@ -125,3 +125,20 @@ def test_discover_lists_only_models_in_scope(scope: ScopeSettings, live: list[tu
     if "user-example-com/iris-model" in expected:  # the override still applies to what is listed
         (iris,) = [m for m in found.models if m.key == "user-example-com/iris-model"]
         assert iris.canary is not None
+
+
+@pytest.mark.parametrize(("selector", "unseen"), [
+    (None, []),
+    ("", []),
+    ("app=iris", ["user-example-com/iris-model"]),  # the seed's InferenceService has no labels
+    ("!app", []),
+])
+def test_run_refuses_a_desired_model_its_own_selector_hides(selector: str | None, unseen: list[str]) -> None:
+    problems = unseen_desired(fx.desired_state(), selector=selector)
+    assert [p.split()[2] for p in problems] == unseen
+    for p in problems:
+        assert "scope.selector" in p and "widen the selector" in p
+
+
+def test_a_labelled_desired_model_is_seen() -> None:
+    assert unseen_desired(labelled(fx.desired_state()), selector="app=iris") == []
