@@ -213,7 +213,7 @@ def no_serving_runtime(ctx: Pass, m: Model) -> bool:
         f"runtime {sp.runtime or '(auto-select)'}, protocol {sp.protocol}",
         *why,
     ]
-    if message:
+    if message and reason in ("NoSupportingRuntime", "RuntimeNotRecognized", "RuntimeDisabled"):
         ev.append(f"lastFailureInfo {reason}: {message}")
     ev.extend(f"condition: {s}" for s in cond_msgs if "runtime" in s.lower())
     runtimes = ctx.world.list("ServingRuntime", ns) + ctx.world.list("ClusterServingRuntime")
