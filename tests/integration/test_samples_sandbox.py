@@ -10,6 +10,12 @@ an HTTP store on loopback (a real aiohttp server the stand-in initializer downlo
 XGBoost iris sample with the trained iris model (healthy), the sklearn one at a missing file (404)
 and the TorchServe one at a refused one (403).
 
+On both control planes: the stand-in, and the real tier, where KServe v0.20's own manager and
+webhooks take the samples (its defaulting webhook turns their older predictor keys into a model,
+its selection picks the runtime, its pod webhook injects the storage-initializer, and its
+controller copies the init container's failure into ``lastFailureInfo``), kube-controller-manager
+makes the pods and the kubelet stand-in runs them.
+
 ``kserve-warden check -o json`` runs as a subprocess with no ``--config`` (the embedded defaults).
 For each sample: exactly one finding above INFO, the one that names the true cause, with the
 remedy words its scheme and runtime need; nothing above INFO for the healthy ones.
@@ -34,7 +40,7 @@ from kubernetes_asyncio.client import ApiClient, CustomObjectsApi
 from sandbox import Sandbox, trained_model
 from sandbox import world as seed
 from tests.corpus import CORPUS
-from tests.integration.control_planes import make_sandbox
+from tests.integration.control_planes import CONTROL_PLANES, make_sandbox
 from tests.integration.sandbox_wait import watch_until
 from tests.samples import NAMESPACE, SAMPLES
 
@@ -126,10 +132,13 @@ async def _check(kubeconfig: Path) -> tuple[int, Obj, str]:
     return proc.returncode, json.loads(out.decode() or "{}"), err.decode()
 
 
-@pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def applied(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[tuple[Sandbox, Obj]]:
+@pytest_asyncio.fixture(scope="module", loop_scope="module", params=CONTROL_PLANES)
+async def applied(request: pytest.FixtureRequest,
+                  tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[tuple[Sandbox, Obj]]:
     """The sandbox with the seed's healthy model and every sample settled, and check's JSON."""
-    async with make_sandbox("embedded", workdir=tmp_path_factory.mktemp("samples") / "sb") as sb:
+    plane = str(request.param)
+    cp = request.getfixturevalue("real_control_plane") if plane == "real" else None
+    async with make_sandbox(plane, workdir=tmp_path_factory.mktemp("samples") / "sb", cp=cp) as sb:
         assert sb.api is not None
         await sb.apply_healthy_world()
         async with _store(await trained_model()) as store:
