@@ -55,6 +55,15 @@ CLASSIFIED = [
      "foo://bucket/model\n'gs://', 's3://', 'file://', 'http(s)://' and 'hf://' are the current available "
      "storage type.", Fault.UNSUPPORTED_URI),
     ("unknown scheme (older)", "ValueError: Cannot recognize storage type for gs://x", Fault.UNSUPPORTED_URI),
+    ("pvc path missing (before kserve#1940)", "Exception: Cannot recognize storage type for "
+     "/mnt/pvc/repo/sklearn\n'gs://', 's3://', and 'file://' are the current available storage type.",
+     Fault.NOT_FOUND),
+    ("hf gated, token only on the server (kserve#4400)",
+     "Access to model meta-llama/Meta-Llama-3-8B-Instruct is restricted. You must have access to it "
+     "and be authenticated to access it. Please log in.",
+     Fault.NO_CREDENTIALS),
+    ("hf:// cache not writable (kserve#4310)", "PermissionError: [Errno 13] Permission denied: "
+     "'/.cache'", Fault.UNKNOWN),
     ("hf URI without model", V20 + "Unexpected error during storage initialization: URI must contain exactly "
      "one '/' separating the repo and model name", Fault.UNSUPPORTED_URI),
     ("s3 no credentials (older)",

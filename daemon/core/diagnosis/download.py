@@ -66,12 +66,16 @@ _RULES: tuple[tuple[Fault, re.Pattern[str]], ...] = (
     (Fault.MESH_DENIED, re.compile(r"RBAC: access denied")),
     (Fault.TLS, re.compile(r"SSLError|CERTIFICATE_VERIFY_FAILED|certificate verify failed|"
                            r"Failed to find ca bundle file", re.I)),
+    # Before KServe checked the mount (kserve/kserve#1940), a pvc:// path that was not there
+    # fell through to the unknown-scheme error (#620, #1038, #1298, #1939): the claim's path.
+    (Fault.NOT_FOUND, re.compile(r"Cannot recognize storage type for /mnt/pvc")),
     (Fault.UNSUPPORTED_URI, re.compile(r"Cannot recognize storage type for|"
                                        r"URI must contain exactly one '/'|No filename contained in URI")),
     (Fault.INVALID_CREDENTIALS, re.compile(r"InvalidAccessKeyId|SignatureDoesNotMatch|"
                                            r"Invalid AWS credentials|invalid_grant|Invalid JWT")),
     (Fault.NO_CREDENTIALS, re.compile(r"NoCredentialsError|Unable to locate credentials|"
                                       r"\w+ authentication failed|GatedRepoError|"
+                                      r"be authenticated to access it|"
                                       r"returned a 401 response code|401 Client Error")),
     (Fault.UNREACHABLE, re.compile(r"EndpointConnectionError|Could not connect to the endpoint|"
                                    r"ConnectTimeoutError|ConnectionError|NameResolutionError|"
