@@ -23,10 +23,10 @@ import pytest
 
 from daemon.core.diagnosis import diagnose
 from daemon.core.diagnosis.model_layouts import LAYOUTS
-from daemon.core.findings import Finding, Severity
+from daemon.core.findings import Code, Finding, Severity
 from daemon.core.settings import Settings
 from daemon.core.world import World
-from tests.corpus import shared_objects
+from tests.corpus import load, shared_objects
 from tests.samples import NAMESPACE, SAMPLES, Sample
 
 NOW = 1_764_441_000.0
@@ -151,3 +151,14 @@ def test_a_sample_the_server_refused_is_the_wrong_format_for_its_runtime(s: Samp
     assert [f.code.value for f in loud] == ["model-wrong-format"], [(f.code.value, f.evidence) for f in loud]
     assert LAYOUTS[s.format].expects in loud[0].remedy, loud[0].remedy
     _not_another_runtimes_advice(s, loud[0].remedy)
+
+
+def test_the_onnx_sample_without_a_protocol_is_told_to_set_one() -> None:
+    """The ONNX sample model-shaped, without protocolVersion (corpus c08): v1 asked, Triton serves v2
+    only (kserve/kserve#3176 for Triton): one no-serving-runtime, no model-file finding beside it,
+    and its remedy is the protocol, not a new runtime."""
+    (case,) = [c for c in load() if c.name == "c08-onnx-v1"]
+    (f,) = _above_info(_diagnose([*shared_objects(), *case.objects]))
+    assert f.code is Code.NO_SERVING_RUNTIME
+    assert "protocolVersion" in f.remedy and "v2" in f.remedy, f.remedy
+    assert any("another protocol" in e and "kserve-tritonserver" in e for e in f.evidence), f.evidence

@@ -224,3 +224,4 @@ def test_a_server_that_refused_a_downloaded_model_still_is_a_wrong_format() -> N
     msg = "failed to load model: unknown model format (expected .bst/.json/.ubj)"
     fx.set_isvc_unready(c, reason="ModelLoadFailed", message=msg, failure=("ModelLoadFailed", msg))
     assert Code.MODEL_WRONG_FORMAT.value in fx.run(c).codes
+
