@@ -225,3 +225,41 @@ def test_a_server_that_refused_a_downloaded_model_still_is_a_wrong_format() -> N
     fx.set_isvc_unready(c, reason="ModelLoadFailed", message=msg, failure=("ModelLoadFailed", msg))
     assert Code.MODEL_WRONG_FORMAT.value in fx.run(c).codes
 
+
+
+def test_a_servers_own_load_failure_is_not_read_as_a_download() -> None:
+    """The initializer completed; the server's ModelLoadFailed mentions a timeout: not the store."""
+    c = fx.healthy()
+    msg = "failed to load model: onnxruntime session timed out reading /mnt/models/model.onnx"
+    fx.set_isvc_unready(c, reason="ModelLoadFailed", message=msg, failure=("ModelLoadFailed", msg))
+    codes = fx.run(c).codes
+    assert not [x for x in codes if x.startswith("storage-")], codes
+    assert Code.MODEL_WRONG_FORMAT.value in codes
+
+
+@pytest.mark.parametrize(("message", "download"), [
+    (V20 + "Storage initialization failed: Failed to connect to HTTP endpoint 'models.example.com'.", True),
+    ("storage-initializer: botocore.exceptions.EndpointConnectionError: Could not connect", True),
+    ("failed to load model: [Errno 2] /mnt/models/model.bst does not exist", False),
+])
+def test_with_no_pod_visible_only_the_initializers_own_words_count(message: str, download: bool) -> None:
+    c = fx.healthy()
+    c.drop("Pod", fx.NS, fx.POD)
+    fx.set_isvc_unready(c, reason="ModelLoadFailed", message=message, failure=("ModelLoadFailed", message))
+    c.replace_observations("predictor", [])
+    codes = fx.run(c).codes
+    assert (Code.STORAGE_UNREACHABLE.value in codes) is download, codes
+    assert (Code.MODEL_WRONG_FORMAT.value in codes) is (not download), codes
+
+
+def test_a_ready_model_with_a_pod_that_cannot_download_is_a_warning() -> None:
+    """A rollout whose new pod cannot download while the old revision serves: not an outage."""
+    c = fx.healthy()
+    _init_failed(c, GCS_OFFLINE)
+    ready = ("IngressReady", "PredictorReady", "Ready")
+    c.isvc["status"]["conditions"] = [{"type": t, "status": "True"} for t in ready]
+    c.isvc["status"]["modelStatus"] = {"transitionStatus": "UpToDate"}
+    out = fx.run(c)
+    f = out.one(Code.STORAGE_UNREACHABLE.value)
+    assert f.severity.value == "warning", f
+    assert not [x for x in out.findings if x.severity.value == "critical"], out.codes

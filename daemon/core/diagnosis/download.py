@@ -42,7 +42,7 @@ from daemon.core.diagnosis.fields import ISVC_LABEL, meta
 from daemon.core.diagnosis.model import Model
 from daemon.core.diagnosis.model_files import listing_command
 from daemon.core.diagnosis.model_layouts import what_to_store
-from daemon.core.findings import Code
+from daemon.core.findings import Code, Severity
 
 INIT_CONTAINER = "storage-initializer"
 
@@ -94,6 +94,12 @@ _RULES: tuple[tuple[Fault, re.Pattern[str]], ...] = (
                                  r"BlobNotFound|NotFound:")),
 )
 
+# Words only the storage-initializer writes: its entrypoint's (v0.20), the stand-in's container
+# prefix, and kserve_storage's own errors in every release.
+_INITIALIZER = re.compile(r"^storage-initializer:|storage initialization|initializer-entrypoint|"
+                          r"Failed to fetch model\. No model found in|Cannot recognize storage type for|"
+                          r"Cannot locate source uri", re.I)
+
 _LOOKUP = re.compile(r"NameResolutionError|Failed to resolve|name resolution|Name or service not known|"
                      r"getaddrinfo|Could not resolve", re.I)
 
@@ -141,7 +147,7 @@ def _failed_init_message(status: Mapping[str, Any]) -> str | None:
     return None
 
 
-def init_failures(m: Model, failure_reason: str | None, failure_message: str) -> list[InitFailure]:
+def init_failures(m: Model, *, failure_reason: str | None, failure_message: str) -> list[InitFailure]:
     """The storage-initializer failures the pass can see for ``m`` (newest source first)."""
     out: list[InitFailure] = []
     for pod in m.pods:
@@ -154,12 +160,11 @@ def init_failures(m: Model, failure_reason: str | None, failure_message: str) ->
         tail = [str(x) for x in pr.details.get("log_tail") or []]
         if tail:
             out.append(InitFailure(where="predictor probe", text="\n".join(tail)))
-    if not out and failure_reason == "ModelLoadFailed" and failure_message:
-        # No pod visible: KServe's copy of the termination message, when it is the
-        # initializer's own error (a server that refused the model says something else).
+    if not m.pods and failure_reason == "ModelLoadFailed" and _INITIALIZER.search(failure_message):
+        # No pod visible: KServe's copy of the termination message, only when its words are the
+        # initializer's own (the server's ModelLoadFailed may mention a timeout or a missing file too).
         text = failure_message.removeprefix(f"{INIT_CONTAINER}: ")
-        if failure_message.startswith(f"{INIT_CONTAINER}:") or classify(text).fault is not Fault.UNKNOWN:
-            out.append(InitFailure(where="lastFailureInfo ModelLoadFailed", text=text))
+        out.append(InitFailure(where="lastFailureInfo ModelLoadFailed", text=text))
     return out
 
 
@@ -274,7 +279,7 @@ def download_failed(ctx: Pass, m: Model, *, dns: Draft | None) -> bool:
     """Whether the storage-initializer failed (then the model never reached the server); adds
     the finding that names why, unless an earlier cause of ``m`` already explains it."""
     reason, message = m.failure_reason()
-    found = verdict_of(init_failures(m, reason, message))
+    found = verdict_of(init_failures(m, failure_reason=reason, failure_message=message))
     if found is None:
         return False
     verdict, where = found
@@ -287,6 +292,11 @@ def download_failed(ctx: Pass, m: Model, *, dns: Draft | None) -> bool:
     uri = m.spec.storage_uri or ""
     pod = where.where.removeprefix("pod ") if where.where.startswith("pod ") else None
     evidence = [f"{where.where}: {INIT_CONTAINER} failed: {_shorten(verdict.line)}"]
+    # Ready while a pod cannot download: the revision serving is up, a new one cannot come up
+    # (a rollout stuck, or a pod about to be replaced): not an outage.
+    serving = (m.conditions().get("Ready") or {}).get("status") == "True"
+    if serving:
+        evidence.append("the InferenceService is Ready: the revision serving now is not affected")
     if uri:
         evidence.append(f"storageUri {uri} (scheme {m.spec.scheme or 'none'}): "
                         "the model never reached the server")
@@ -297,6 +307,7 @@ def download_failed(ctx: Pass, m: Model, *, dns: Draft | None) -> bool:
         remedy=remedy(fault=verdict.fault, scheme=m.spec.scheme, uri=uri, fmt=m.spec.format, sa=m.sa_name,
                       namespace=m.cfg.namespace, isvc=m.cfg.name, pod=pod),
         explains=("storage", "credentials", "mesh"),
+        severity=Severity.WARNING if serving else Severity.CRITICAL,
     )
     return True
 
