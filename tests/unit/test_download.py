@@ -263,3 +263,12 @@ def test_a_ready_model_with_a_pod_that_cannot_download_is_a_warning() -> None:
     f = out.one(Code.STORAGE_UNREACHABLE.value)
     assert f.severity.value == "warning", f
     assert not [x for x in out.findings if x.severity.value == "critical"], out.codes
+
+
+def test_a_transformers_download_is_not_the_predictors() -> None:
+    """A transformer with STORAGE_URI gets its own storage-initializer; its failure is not the
+    predictor's storageUri (the remedy would name the wrong URI)."""
+    c = fx.healthy()
+    _init_failed(c, GCS_OFFLINE)
+    c.pod["metadata"]["labels"]["component"] = "transformer"
+    assert Code.STORAGE_UNREACHABLE.value not in fx.run(c).codes

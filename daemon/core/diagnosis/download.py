@@ -151,6 +151,8 @@ def init_failures(m: Model, *, failure_reason: str | None, failure_message: str)
     """The storage-initializer failures the pass can see for ``m`` (newest source first)."""
     out: list[InitFailure] = []
     for pod in m.pods:
+        if (meta(pod).get("labels") or {}).get("component", "predictor") != "predictor":
+            continue  # a transformer's own download (STORAGE_URI) is not the model's storageUri
         for status in ((pod.get("status") or {}).get("initContainerStatuses") or []):
             msg = _failed_init_message(status)
             if msg is not None:
