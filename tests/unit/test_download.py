@@ -272,3 +272,22 @@ def test_a_transformers_download_is_not_the_predictors() -> None:
     _init_failed(c, GCS_OFFLINE)
     c.pod["metadata"]["labels"]["component"] = "transformer"
     assert Code.STORAGE_UNREACHABLE.value not in fx.run(c).codes
+
+
+def test_a_download_that_failed_while_dns_kept_the_sidecar_down_is_dns() -> None:
+    """The seed's row 3: istio-proxy cannot reach istiod (slow DNS), so the storage-initializer's
+    connection to MinIO fails too (EndpointConnectionError, no lookup words): one dns-latency-high
+    with the download among its symptoms, not a second critical storage-unreachable."""
+    c = fx.healthy()
+    fx.dns_slow(c)
+    predictor = list(c.observations)
+    _init_failed(c, "botocore.exceptions.EndpointConnectionError: Could not connect to the endpoint URL: "
+                    "\"http://minio-service.kubeflow:9000/mlpipeline?prefix=x\"")
+    c.pod["status"]["containerStatuses"] = [
+        fx.container_status("kserve-container", ready=False, waiting=("PodInitializing", "")),
+        fx.container_status("istio-proxy", ready=False)]
+    c.observations = predictor
+    out = fx.run(c)
+    assert [f.code.value for f in out.findings if f.severity.value == "critical"] == ["dns-latency-high"], [
+        (f.code.value, f.evidence) for f in out.findings]
+    assert any("storage-initializer" in s for s in out.one("dns-latency-high").caused)

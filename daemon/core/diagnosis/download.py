@@ -287,9 +287,14 @@ def download_failed(ctx: Pass, m: Model, *, dns: Draft | None) -> bool:
     verdict, where = found
     if m.explained:
         return True  # credentials, mesh, sidecar, runtime or claim: its symptom (taken already)
-    if dns is not None and verdict.fault is Fault.UNREACHABLE and _LOOKUP.search(verdict.line):
-        ctx.dns_symptoms.append(f"{where.where}: {INIT_CONTAINER}: {_shorten(verdict.line, 200)}")
-        m.explained = True
+    # Slow DNS explains a lookup that failed, and a connection that failed while the pod's
+    # istio-proxy (its way out of the pod) was not ready because it could not reach istiod:
+    # left as the model's symptom, which the DNS correlation takes with the rest.
+    proxy_down = any(kind == "proxy" for kind, _ in m.symptoms)
+    lookup = _LOOKUP.search(verdict.line) is not None
+    if dns is not None and verdict.fault is Fault.UNREACHABLE and (lookup or proxy_down):
+        if not any(INIT_CONTAINER in text for _, text in m.symptoms):
+            m.symptoms.append(("storage", f"{where.where}: {INIT_CONTAINER}: {_shorten(verdict.line, 200)}"))
         return True
     uri = m.spec.storage_uri or ""
     pod = where.where.removeprefix("pod ") if where.where.startswith("pod ") else None
