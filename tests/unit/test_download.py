@@ -202,6 +202,9 @@ DOWNLOADS = [
      Code.STORAGE_ACCESS_DENIED),
     ("words not known", V20 + "Unexpected error during storage initialization: disk quota exceeded", True,
      Code.STORAGE_DOWNLOAD_FAILED),
+    ("unknown scheme", V20 + "Unexpected error during storage initialization: Cannot recognize storage type "
+     "for minio://mlpipeline/iris\n'gs://', 's3://', 'file://', 'http(s)://' and 'hf://' are the current "
+     "available storage type.", False, Code.STORAGE_URI_UNSUPPORTED),
 ]
 
 
