@@ -43,6 +43,12 @@ class Code(StrEnum):
     MESH_POLICY_NOT_EVALUATED = "mesh-policy-not-evaluated"
     ISTIO_REVISION_MISSING = "istio-revision-missing"
     COMPONENT_NOT_READY = "component-not-ready"
+    STORAGE_ACCESS_DENIED = "storage-access-denied"
+    """The store itself refused the storage-initializer's download (403): IAM, bucket policy, gated repo."""
+    STORAGE_URI_UNSUPPORTED = "storage-uri-unsupported"
+    """KServe's storage-initializer does not recognise the storageUri (scheme or shape)."""
+    STORAGE_DOWNLOAD_FAILED = "storage-download-failed"
+    """The storage-initializer failed, for a reason its log does not name in words known here."""
     PROBE_ERROR = "probe-error"
     """A probe could not run (daemon.core.diagnosis.probe_errors): not checked, never healthy."""
 

@@ -53,6 +53,14 @@ def _image_id(image: str) -> str:
     return f"{image.rsplit(':', 1)[0] if '/' in image else image}@sha256:{digest}"
 
 
+def _log_tail(text: str) -> str:
+    """The termination message of a container with ``terminationMessagePolicy:
+    FallbackToLogsOnError`` (KServe's storage-initializer has it): the kubelet takes the log's
+    last 80 lines, at most its last 2048 bytes."""
+    lines = [ln for ln in text.strip().splitlines() if ln.strip()][-80:]
+    return "\n".join(lines).encode()[-2048:].decode(errors="ignore")
+
+
 def _last_line(text: str) -> str:
     lines = [ln for ln in text.strip().splitlines() if ln.strip()]
     return lines[-1] if lines else ""
@@ -74,7 +82,7 @@ def pod_status(run: PodRun) -> Obj:
         init["state"] = {"running": {"startedAt": run.start_time}}
     elif run.init == "failed":
         init["state"] = {
-            "terminated": {"exitCode": 1, "reason": "Error", "message": _last_line(run.init_message)}
+            "terminated": {"exitCode": 1, "reason": "Error", "message": _log_tail(run.init_message)}
         }
     else:
         init["state"] = {"terminated": {"exitCode": 0, "reason": "Completed"}}

@@ -12,6 +12,7 @@ import copy
 import hashlib
 import json
 
+from sandbox.controllers.runtime_select import model_spec
 from sandbox.controllers.watch import Obj
 
 GROUP = "serving.kserve.io"
@@ -40,7 +41,7 @@ def build_pod(
     meta = isvc["metadata"]
     name = meta["name"]
     predictor = (isvc.get("spec") or {}).get("predictor") or {}
-    model = predictor.get("model") or {}
+    model = model_spec(isvc)
     annotations = {k: v for k, v in (meta.get("annotations") or {}).items() if k not in _SKIP_ANNOTATIONS}
     annotations.update(predictor.get("annotations") or {})
     annotations["serving.kserve.io/storage-initializer-sourceuri"] = str(model.get("storageUri", ""))

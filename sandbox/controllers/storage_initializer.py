@@ -21,6 +21,10 @@ Two halves, as in KServe itself:
   segment, so ``.../iris/model`` lands as ``model``; other keys keep what follows the prefix).
   Failures come back as the log lines the seed read (``NoCredentialsError``,
   ``EndpointConnectionError``, the mesh's ``403 RBAC: access denied``), never as exceptions.
+  Any other scheme (:func:`offline_failure`) fails as KServe v0.20's initializer does where
+  nothing outside the cluster resolves — ``gs://``, ``hf://``, ``https://`` and Azure unreachable,
+  ``pvc://`` not mounted, an unknown scheme not recognised — in its own words; an ``http(s)://``
+  URL on a loopback host is fetched for real (its 401/403/404 in KServe's words).
 
 :func:`resolve_credentials` parallels :func:`probes.credentials.resolve` by design: the
 sandbox may not import ``probes`` or ``daemon`` (``tests/unit/test_import_direction.py``),
@@ -32,6 +36,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 import urllib.parse
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
@@ -168,7 +173,7 @@ async def download(
             values[str(e["name"])] = base64.b64decode(raw).decode()
     head = f"INFO:root:Initializing, args: src_uri [{uri}] dest_path [/mnt/models]\n"
     if not uri.startswith("s3://"):
-        return Result(ok=False, log=head + f"ValueError: Cannot recognize storage type for {uri}")
+        return await _elsewhere(uri, dest=dest, timeout=timeout)
     bucket, _, prefix = uri[len("s3://") :].partition("/")
     prefix = prefix.strip("/")
     logical = values.get("AWS_ENDPOINT_URL", "https://s3.amazonaws.com")
@@ -224,6 +229,125 @@ async def download(
         log=head + "\n".join(lines) + f"\nINFO:root:Successfully copied {uri} to /mnt/models",
         files=tuple(files),
     )
+
+
+# -- the other schemes: where a loopback sandbox has no route, as KServe v0.20 reports it ----------
+
+_ENTRY = "[initializer-entrypoint:<module>()]"
+_RAISED = "[storage_errors.py:raise_storage_error()]"
+_UNEXPECTED = "Unexpected error during storage initialization: "
+_FAILED = "Storage initialization failed: "
+_LOOPBACK = ("127.0.0.1", "localhost", "::1")
+
+
+def _line(level: str, where: str, message: str) -> str:
+    """One line in kserve_storage's log format (``KSERVE_STORAGE_LOGGER_FORMAT``, time left out)."""
+    return f"1 storage.initializer {level} {where} {message}"
+
+
+def _unresolved(host: str) -> str:
+    """urllib3's words when ``host`` does not resolve (the sandbox's pods have no outside DNS)."""
+    return (f"HTTPSConnectionPool(host='{host}', port=443): Max retries exceeded (Caused by "
+            f"NameResolutionError(\"<urllib3.connection.HTTPSConnection object>: Failed to resolve "
+            f"'{host}' ([Errno -3] Temporary failure in name resolution)\"))")
+
+
+def _host_of(uri: str) -> str:
+    return urllib.parse.urlsplit(uri).hostname or ""
+
+
+def offline_failure(uri: str) -> list[str]:
+    """The log lines KServe v0.20's storage-initializer ends with for ``uri`` when nothing outside
+    the cluster resolves (as on the loopback sandbox), per scheme. Pure.
+
+    What its ``kserve_storage.Storage.download`` does there (python/storage/kserve_storage of
+    kserve/kserve v0.20.0): ``gs://`` falls back to an anonymous client and google-api-core retries
+    the listing until its 120 s deadline (a ``RetryError`` no handler catches); ``hf://`` gets
+    huggingface_hub's ``LocalEntryNotFoundError``, which ``raise_storage_error`` words as a
+    connection failure; ``http(s)://`` a requests ``ConnectionError`` (the same); Azure Blob URLs
+    aiohttp's connector error, uncaught; ``pvc://`` is mounted at ``/mnt/pvc`` by the pod webhook,
+    and without the claim the path is not there; hdfs:// needs its credentials directory; any
+    other scheme is not one it recognises. (``oci://`` is a modelcar image, not a download: not
+    modelled here.)
+    """
+    scheme = uri.split("://", 1)[0].lower() if "://" in uri else ""
+    if scheme == "gs":
+        bucket, _, prefix = uri[len("gs://"):].partition("/")
+        cause = _unresolved("storage.googleapis.com").replace(
+            "Max retries exceeded", f"Max retries exceeded with url: /storage/v1/b/{bucket}/o?"
+            f"projection=noAcl&prefix={urllib.parse.quote(prefix.rstrip('/') + '/', safe='')}")
+        return [_line("ERROR", _ENTRY, f"{_UNEXPECTED}Timeout of 120.0s exceeded, last exception: {cause}")]
+    if scheme == "hf":
+        repo = uri[len("hf://"):].split(":", 1)[0]
+        words = ("An error happened while trying to locate the files on the Hub and we cannot find the "
+                 "appropriate snapshot folder for the specified revision on the local disk. Please check "
+                 "your internet connection and try again.")
+        return [
+            _line("ERROR", _RAISED, f"HuggingFace error for {uri}: {words}"),
+            _line("ERROR", _ENTRY, f"{_FAILED}Failed to connect to HuggingFace endpoint '{repo}'."),
+        ]
+    if scheme in ("http", "https") and re.search(r"\.blob\.core\.windows\.net/", uri):
+        host = _host_of(uri)
+        return [_line("ERROR", _ENTRY, f"{_UNEXPECTED}Cannot connect to host {host}:443 ssl:default "
+                                       "[Name or service not known]")]
+    if scheme in ("http", "https"):
+        host = _host_of(uri)
+        return [
+            _line("ERROR", _RAISED, f"HTTP error for {uri}: {_unresolved(host)}"),
+            _line("ERROR", _ENTRY, f"{_FAILED}Failed to connect to HTTP endpoint '{host}'."),
+        ]
+    if scheme == "pvc":
+        path = "/mnt/pvc/" + uri[len("pvc://"):].partition("/")[2]
+        return [_line("ERROR", _ENTRY, f"{_UNEXPECTED}Cannot locate source uri {path} for PVC")]
+    if scheme in ("hdfs", "webhdfs"):
+        return [_line("ERROR", _ENTRY, f"{_UNEXPECTED}[Errno 2] No such file or directory: "
+                                       "'/var/secrets/kserve-hdfscreds'")]
+    return [
+        _line("ERROR", _ENTRY, f"{_UNEXPECTED}Cannot recognize storage type for {uri}"),
+        "'gs://', 's3://', 'file://', 'http(s)://' and 'hf://' are the current available storage type.",
+    ]
+
+
+async def _fetch_http(uri: str, *, dest: Path, timeout: float) -> list[str] | None:
+    """``http(s)://`` to a loopback host, fetched for real as KServe's ``_download_from_uri`` does
+    (its status checks and its words); None when it succeeded (the file is in ``dest``)."""
+    name = Path(urllib.parse.urlsplit(uri).path).name
+    if not name:
+        return [_line("ERROR", _ENTRY, f"{_FAILED}No filename contained in URI: {uri}")]
+    words = {401: f"HTTP authentication failed for '{uri}'. Verify credentials.",
+             403: f"HTTP access denied for '{uri}'. Verify permissions.",
+             404: f"HTTP resource not found at '{uri}'."}
+    try:
+        async with (aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=timeout)) as http,
+                    http.get(uri) as resp):
+            if resp.status != 200:
+                other = f"HTTP request to '{uri}' failed with status code {resp.status}."
+                text = words.get(resp.status, other)
+                return [_line("ERROR", _ENTRY, f"{_FAILED}{text}")]
+            if not resp.headers.get("Content-Type", "").startswith("application/octet-stream"):
+                return [_line("ERROR", _ENTRY, f"{_FAILED}URI: {uri} did not respond with 'Content-Type': "
+                                               "'application/octet-stream'")]
+            data = await resp.read()
+    except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+        host = _host_of(uri)
+        return [
+            _line("ERROR", _RAISED, f"HTTP error for {uri}: {exc}"),
+            _line("ERROR", _ENTRY, f"{_FAILED}Failed to connect to HTTP endpoint '{host}'."),
+        ]
+    _write(dest / name, data)
+    return None
+
+
+async def _elsewhere(uri: str, *, dest: Path, timeout: float) -> Result:
+    """Any scheme but s3: a loopback HTTP server is fetched; every other store fails offline."""
+    head = _line("INFO", _ENTRY, f"Initializing, args: (src_uri, dest_path): [('{uri}', '/mnt/models')]")
+    host = _host_of(uri) if uri.lower().startswith(("http://", "https://")) else ""
+    lines = await _fetch_http(uri, dest=dest, timeout=timeout) if host in _LOOPBACK else offline_failure(uri)
+    if lines is None:
+        name = Path(urllib.parse.urlsplit(uri).path).name
+        done = _line("INFO", "[kserve_storage.py:download()]", f"Successfully copied {uri} to /mnt/models")
+        return Result(ok=True, log="\n".join([head, done]), files=(name,))
+    return Result(ok=False, log="\n".join([head, *lines]))
 
 
 def _write(path: Path, data: bytes) -> None:

@@ -350,6 +350,9 @@ CORPUS_CODES = {
     Code.PEER_AUTHENTICATION_STRICT_NO_SIDECAR, Code.MESH_POLICY_NOT_EVALUATED,
     Code.ISTIO_REVISION_MISSING, Code.COMPONENT_NOT_READY,
     Code.PROBE_ERROR,  # table-tested in tests/unit/test_probe_errors.py
+    # The storage-initializer's own failures: KServe's samples (tests/samples,
+    # tests/unit/test_diagnose_samples.py) and the download table (tests/unit/test_download.py).
+    Code.STORAGE_ACCESS_DENIED, Code.STORAGE_URI_UNSUPPORTED, Code.STORAGE_DOWNLOAD_FAILED,
 }
 
 

@@ -12,7 +12,7 @@ import pytest
 
 from daemon.core.authz import evaluate
 from daemon.core.diagnosis import diagnose
-from daemon.core.diagnosis.model_files import layout_ok
+from daemon.core.diagnosis.model_layouts import layout_ok
 from daemon.core.diagnosis.runtime import ranked
 from daemon.core.diagnosis.spec import RAW, SERVERLESS, deployment_mode, predictor_of
 from daemon.core.settings import SecretAccessSettings, Settings
@@ -110,7 +110,9 @@ def test_deployment_mode(annotation: str | None, configmap: dict[str, Any] | Non
     ("sklearn", ["model.joblib"], True),
     ("xgboost", ["model"], True),
     ("xgboost", ["README.md"], False),
-    ("mlflow", ["MLmodel"], None),
+    ("mlflow", ["MLmodel", "model.pkl"], True),
+    ("mlflow", ["model.pkl"], False),
+    ("catboost", ["model.cbm"], None),
     (None, ["anything"], None),
 ])
 def test_stored_model_layout_by_format(fmt: str | None, files: list[str], ok: bool | None) -> None:

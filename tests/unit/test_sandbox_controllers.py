@@ -14,7 +14,7 @@ from sandbox.controllers.isvc_status import desired_status, stamp
 from sandbox.controllers.kubelet import pull_image, registry_of
 from sandbox.controllers.podstatus import PodRun, pod_status
 from sandbox.controllers.predictor_pod import INPUTS_ANNOTATION, build_pod, sidecar_injected
-from sandbox.controllers.runtime_select import no_runtime_message, select_runtime
+from sandbox.controllers.runtime_select import model_spec, no_runtime_message, select_runtime
 from sandbox.controllers.storage_initializer import CredentialsConfig, resolve_credentials, target_name
 from sandbox.controllers.watch import merge_patch
 
@@ -27,6 +27,7 @@ def isvc(
     runtime: str | None = None,
     version: str | None = None,
     annotations: dict[str, str] | None = None,
+    protocol: str | None = None,
 ) -> Obj:
     model: Obj = {
         "modelFormat": {"name": fmt, **({"version": version} if version else {})},
@@ -34,6 +35,8 @@ def isvc(
     }
     if runtime:
         model["runtime"] = runtime
+    if protocol:
+        model["protocolVersion"] = protocol
     return {
         "apiVersion": "serving.kserve.io/v1beta1",
         "kind": "InferenceService",
@@ -54,6 +57,7 @@ def rt(
     ns: str | None = "ns",
     disabled: bool = False,
     version: str | None = None,
+    protocols: list[str] | None = None,
 ) -> Obj:
     meta: Obj = {"name": name, **({"namespace": ns} if ns else {})}
     spec: Obj = {
@@ -66,6 +70,8 @@ def rt(
     }
     if disabled:
         spec["disabled"] = True
+    if protocols:
+        spec["protocolVersions"] = protocols
     return {"metadata": meta, "spec": spec}
 
 
@@ -85,6 +91,18 @@ def rt(
         ("named runtime lacks the format", isvc(runtime="a"), [rt("a", ("xgboost", True))], [], None),
         ("version mismatch", isvc(version="2"), [rt("a", ("sklearn", True), version="1")], [], None),
         ("version match", isvc(version="1"), [rt("a", ("sklearn", True), version="1")], [], "a"),
+        # KServe's answer to the ONNX sample without protocolVersion (corpus c08, confirmed on the
+        # real controller): v1 by default, and Triton serves v2 only.
+        ("auto-select, protocol unset, v2-only runtime", isvc("onnx"),
+         [], [rt("triton", ("onnx", True), ns=None, protocols=["v2", "grpc-v2"])], None),
+        ("auto-select, protocol v2", isvc("onnx", protocol="v2"),
+         [], [rt("triton", ("onnx", True), ns=None, protocols=["v2", "grpc-v2"])], "triton"),
+        ("triton format defaults to v2", isvc("triton"),
+         [], [rt("triton", ("triton", True), ns=None, protocols=["v2", "grpc-v2"])], "triton"),
+        ("named runtime, protocol unset: not checked", isvc("onnx", runtime="t"),
+         [rt("t", ("onnx", False), protocols=["v2"])], [], "t"),
+        ("named runtime, protocol set and not served", isvc("onnx", runtime="t", protocol="v1"),
+         [rt("t", ("onnx", False), protocols=["v2"])], [], None),
     ],
 )
 def test_select_runtime(
@@ -475,12 +493,21 @@ def test_pod_status(
         assert cs["imageID"] is not None  # kubernetes_asyncio's models refuse None
 
 
-def test_pod_status_init_error_message_is_the_last_log_line() -> None:
+def test_pod_status_init_error_message_is_the_log_tail() -> None:
+    """KServe gives the storage-initializer ``FallbackToLogsOnError``: the kubelet copies the log's
+    tail (80 lines, 2048 bytes) into the termination message, so a message spanning lines (v0.20's
+    "Cannot recognize storage type for …" and the supported schemes after it) stays whole."""
     run = PodRun(
         start_time="T", init="failed", init_message="INFO x\nbotocore.exceptions.NoCredentialsError: y\n"
     )
     term = pod_status(run)["initContainerStatuses"][0]["state"]["terminated"]
-    assert term == {"exitCode": 1, "reason": "Error", "message": "botocore.exceptions.NoCredentialsError: y"}
+    assert term == {"exitCode": 1, "reason": "Error",
+                    "message": "INFO x\nbotocore.exceptions.NoCredentialsError: y"}
+    long = "\n".join(f"line {i}" for i in range(500))
+    message = pod_status(PodRun(start_time="T", init="failed", init_message=long))[
+        "initContainerStatuses"][0]["state"]["terminated"]["message"]
+    assert message.splitlines()[-1] == "line 499" and len(message.splitlines()) == 80
+    assert len(message.encode()) <= 2048
 
 
 @pytest.mark.parametrize(
@@ -546,3 +573,33 @@ def test_pod_status_readiness_is_per_container() -> None:
         ("istio-proxy", False),
     ]
     assert {c["type"]: c["status"] for c in status["conditions"]}["ContainersReady"] == "False"
+
+
+@pytest.mark.parametrize(("predictor", "fmt", "protocol"), [
+    # KServe v0.20's own samples use the older keys; its defaulting webhook makes a model of them.
+    ({"sklearn": {"storageUri": "gs://kfserving-examples/models/sklearn/1.0/model"}}, "sklearn", None),
+    ({"onnx": {"storageUri": "gs://kfserving-examples/models/onnx"}}, "onnx", "v2"),
+    ({"triton": {"storageUri": "gs://x", "runtimeVersion": "21.08-py3"}}, "triton", "v2"),
+    ({"xgboost": {"protocolVersion": "v2", "storageUri": "gs://x"}}, "xgboost", "v2"),
+    ({"model": {"modelFormat": {"name": "onnx"}, "storageUri": "gs://x"}}, "onnx", None),
+    ({"containers": [{"name": "kserve-container", "image": "x"}]}, "", None),
+])
+def test_model_spec_of_the_older_predictor_keys(predictor: Obj, fmt: str, protocol: str | None) -> None:
+    model = model_spec({"spec": {"predictor": predictor}})
+    assert (model.get("modelFormat") or {}).get("name", "") == fmt
+    assert model.get("protocolVersion") == protocol
+    assert "runtimeVersion" not in model
+    if fmt:
+        assert model["storageUri"].startswith("gs://")
+
+
+def test_the_onnx_sample_gets_triton_as_kserve_gives_it() -> None:
+    """docs/samples/v1beta1/onnx/onnx.yaml: the older key, so protocol v2 and Triton (corpus c38)."""
+    sample = {"metadata": {"namespace": "ns", "name": "style-sample"},
+              "spec": {"predictor": {"onnx": {"storageUri": "gs://kfserving-examples/models/onnx"}}}}
+    triton = rt("kserve-tritonserver", ("onnx", True), ns=None, protocols=["v2", "grpc-v2"])
+    chosen = select_runtime(sample, [], [triton])
+    assert chosen is triton
+    pod = build_pod(isvc={**sample, "metadata": {**sample["metadata"], "uid": "u"}}, runtime=triton,
+                    service_account=None, storage_env=[], inject=False)
+    assert pod["spec"]["initContainers"][0]["args"][0] == "gs://kfserving-examples/models/onnx"

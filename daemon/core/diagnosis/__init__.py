@@ -31,8 +31,10 @@ the per-pass state (indexes, claims, drafts), :mod:`.model` what is known about 
 the raw-JSON readers. Each rule lives in the module named for what it diagnoses:
 :mod:`.runtime`, :mod:`.mesh`, :mod:`.credentials`, :mod:`.storage_source` (and
 :mod:`.storage_spec` for KServe's storage spec), :mod:`.store`,
-:mod:`.image_pull`, :mod:`.model_files`, :mod:`.storage`, :mod:`.readiness`, :mod:`.dns`,
-:mod:`.predictor`, :mod:`.drift`; :mod:`.spec` reads every InferenceService shape.
+:mod:`.image_pull`, :mod:`.download` (the storage-initializer's own failure: a storage cause,
+never the model's format), :mod:`.model_files`, :mod:`.storage`, :mod:`.readiness`, :mod:`.dns`,
+:mod:`.predictor`, :mod:`.drift`; :mod:`.spec` reads every InferenceService shape, and
+:mod:`.model_layouts` holds what each runtime loads from the storageUri (the remedies' files).
 """
 
 from daemon.core.diagnosis.run import diagnose

@@ -100,7 +100,9 @@ class Model:
                         else "mesh" if "RBAC: access denied" in msg
                         else "storage"
                     )
-                    self.symptoms.append((kind, f"pod {pname}: storage-initializer: {msg[:200]}"))
+                    # The message is the log's tail (FallbackToLogsOnError): its end says why.
+                    tail = " | ".join(ln.strip() for ln in msg.strip().splitlines()[-2:])
+                    self.symptoms.append((kind, f"pod {pname}: storage-initializer: {tail[-200:]}"))
         cond = self.conditions()
         for t in READY_CONDITIONS:
             if t in cond and cond[t].get("status") != "True":

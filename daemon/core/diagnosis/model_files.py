@@ -12,25 +12,9 @@ import re
 
 from daemon.core.diagnosis.context import Pass
 from daemon.core.diagnosis.model import Model
+from daemon.core.diagnosis.model_layouts import layout_ok, what_to_store
 from daemon.core.findings import Code
 
-MODEL_SUFFIXES = (
-    ".bst",
-    ".json",
-    ".ubj",
-    ".pkl",
-    ".pickle",
-    ".joblib",
-    ".onnx",
-    ".pt",
-    ".pth",
-    ".model",
-    ".txt",
-    ".cbm",
-    ".h5",
-    ".keras",
-    ".safetensors",
-)
 _NOT_FOUND = re.compile(r"model file not found|no model (file )?found|FileNotFoundError|NoSuchKey", re.I)
 _CREDENTIAL_ERROR = re.compile(
     r"NoCredentialsError|InvalidAccessKeyId|SignatureDoesNotMatch|AccessDenied|Unable to locate credentials")
@@ -45,58 +29,22 @@ def storage_uri(m: Model) -> str:
     return m.spec.storage_uri or ""
 
 
-_TREE_FORMATS = ("sklearn", "xgboost", "lightgbm")
+def listing_command(uri: str) -> str | None:
+    """The command that lists what is at ``uri`` (None: no common client for the scheme)."""
+    scheme = uri.split("://", 1)[0].lower() if "://" in uri else ""
+    tool = {"s3": "aws s3 ls", "gs": "gsutil ls"}.get(scheme)
+    return f"{tool} {uri.rstrip('/')}/" if tool else None
 
 
-def _base(f: str) -> str:
-    return f.rsplit("/", 1)[-1]
-
-
-def _parts(f: str) -> list[str]:
-    return [p for p in f.split("/") if p]
-
-
-def layout_ok(fmt: str | None, files: list[str]) -> bool | None:
-    """Whether ``files`` (paths under the storageUri) hold a model of ``fmt``; None: not judged.
-
-    SavedModel: ``saved_model.pb`` (flat or under a numbered version directory); ONNX: a
-    ``*.onnx``; Triton: a repository ``<model>/config.pbtxt`` + ``<model>/<version>/...`` (a
-    version directory is enough: Triton can generate the config); TorchServe:
-    ``config/config.properties`` + ``model-store/*.mar``; Hugging Face: ``config.json`` plus
-    weights (``*.safetensors``/``*.bin``); tree models: a file with a model suffix or named
-    ``model``; PMML ``*.pmml``; Paddle ``*.pdmodel``. Any other format: not judged.
-    """
-    names = [_base(f) for f in files]
-    if fmt in _TREE_FORMATS:
-        return any(n == "model" or n.endswith(MODEL_SUFFIXES) for n in names)
-    if fmt == "tensorflow":
-        return "saved_model.pb" in names
-    if fmt == "onnx":
-        return any(n.endswith(".onnx") for n in names)
-    if fmt == "triton":
-        return any(len(p := _parts(f)) >= 3 and p[-2].isdigit() for f in files)
-    if fmt == "pytorch":
-        has_props = any(f.endswith("config/config.properties") for f in files)
-        has_mar = any(n.endswith(".mar") for n in names)
-        return (has_props and has_mar) or (any(n.endswith((".pt", ".pth")) for n in names) and not has_props)
-    if fmt == "huggingface":
-        return "config.json" in names and any(n.endswith((".safetensors", ".bin")) for n in names)
-    if fmt == "pmml":
-        return any(n.endswith(".pmml") for n in names)
-    if fmt == "paddle":
-        return any(n.endswith(".pdmodel") for n in names)
-    return None
-
-
-_EXPECTED = {
-    "tensorflow": "a SavedModel (saved_model.pb, under a numbered version directory such as 1/)",
-    "onnx": "an ONNX file (*.onnx)",
-    "triton": "a Triton repository: <model>/config.pbtxt and <model>/<version>/<files>",
-    "pytorch": "TorchServe's layout: config/config.properties and model-store/*.mar",
-    "huggingface": "a Hugging Face model: config.json and *.safetensors (or *.bin) weights",
-    "pmml": "a PMML file (*.pmml)",
-    "paddle": "a Paddle model (*.pdmodel, *.pdiparams)",
-}
+def not_found_remedy(m: Model) -> str:
+    """Nothing at the storageUri: what to upload there (for the model's runtime) or where to point."""
+    uri = storage_uri(m)
+    listing = listing_command(uri)
+    return (
+        f"{what_to_store(m.spec.format, uri)}, or point spec.predictor.model.storageUri of {m.cfg.key} "
+        f"at where it is (kubectl edit inferenceservice {m.cfg.name} -n {m.cfg.namespace})"
+        + (f"; check with: {listing}" if listing else "")
+    )
 
 
 def stored_files_line(m: Model) -> str | None:
@@ -139,12 +87,7 @@ def model_files(ctx: Pass, m: Model) -> bool:
                     "expects"
                 )
                 if files and not_found_log
-                else (
-                    f"upload the model to {uri} or point spec.predictor.model.storageUri "
-                    f"of {m.cfg.key} at it "
-                    f"(kubectl edit inferenceservice {m.cfg.name} -n {m.cfg.namespace}); "
-                    "check with: aws s3 ls " + uri.rstrip("/") + "/"
-                )
+                else not_found_remedy(m)
             ),
             explains=("storage",),
         )
@@ -161,12 +104,7 @@ def model_files(ctx: Pass, m: Model) -> bool:
             m,
             code=Code.MODEL_WRONG_FORMAT,
             evidence=ev,
-            remedy=(
-                f"store {_EXPECTED[m.spec.format]} at {uri}"
-                if m.spec.format in _EXPECTED
-                else "store a model the runtime loads (XGBoost .bst/.json/.ubj or a pickled sklearn/xgboost "
-                f"estimator) at {uri}; e.g. python -m serving.train --out DIR and upload DIR/*"
-            ),
+            remedy=what_to_store(m.spec.format, uri),
             explains=("storage",),
         )
         return True

@@ -5,11 +5,13 @@ models are diagnosed. Then, per model, the rules that can name a root cause, mos
 and most static first: runtime (KServe's selection), injection and the istio revision, the
 sidecar (before the mesh policy and the storage errors it explains), the storage by scheme
 (credentials, GCS, PVC), the model's own store and its mesh (STRICT mTLS, policy), image pull,
-the stored model (and only if the model files are fine, a wrong model answer), an unreachable
-store (deferring to sidecar, policy and DNS); then the transformer/explainer/ingress, DNS
-correlation, and not-ready as the last word for an unexplained model. Each symptom goes to one
-cause (:class:`daemon.core.diagnosis.model.Model`). Last, across the cluster, whatever drift no
-rule claimed.
+the storage-initializer's own failure (a download that failed is a storage cause: unreachable,
+denied, not found, no credentials, an unsupported URI), the stored model (only when it was
+downloaded and a runtime serves it; and only if the model files are fine, a wrong model
+answer), an unreachable store (deferring to sidecar, policy and DNS); then the
+transformer/explainer/ingress, DNS correlation, and not-ready as the last word for an
+unexplained model. Each symptom goes to one cause (:class:`daemon.core.diagnosis.model.Model`).
+Last, across the cluster, whatever drift no rule claimed.
 
 A desired InferenceService that does not exist yet is judged from configuration alone (runtime,
 injection, storage, mesh, pull secrets) so its causes are named before a pod tries. A ModelMesh
@@ -23,6 +25,7 @@ from typing import Any
 
 from daemon.core.diagnosis.context import Pass
 from daemon.core.diagnosis.dns import dns_latency, dns_not_checked, fold_into_dns
+from daemon.core.diagnosis.download import download_failed
 from daemon.core.diagnosis.draft import Draft
 from daemon.core.diagnosis.drift import unclaimed_drift
 from daemon.core.diagnosis.image_pull import image_pull_unauthorized
@@ -87,7 +90,7 @@ def _diagnose_model(ctx: Pass, m: Model, dns: Draft | None) -> None:
         not_declared(ctx, m)  # configured to be watched, absent, and not ours to create
         return
     modelmesh = m.mode == MODELMESH
-    no_serving_runtime(ctx, m)
+    runtime = no_serving_runtime(ctx, m)
     if not modelmesh:  # ModelMesh places models itself: judged from its conditions only
         inj = injection(ctx, m)
         istio_revision(ctx, m, inj)
@@ -102,9 +105,14 @@ def _diagnose_model(ctx: Pass, m: Model, dns: Draft | None) -> None:
         image_pull_unauthorized(ctx, m)
         if m.isvc is None:
             return  # declared, not created yet: only what configuration alone can say
-        if not model_files(ctx, m):
+        # A failed download is the store's cause: the model never reached the server, so
+        # neither its format nor the store's reachability is judged again from the same failure.
+        downloaded = not download_failed(ctx, m, dns=dns)
+        # With no runtime selected no server ever ran: a load failure cannot be this model's.
+        if downloaded and not runtime and not model_files(ctx, m):
             wrong_model(ctx, m)
-        storage_unreachable(ctx, m, dns=dns, sidecar=sidecar, denied=denied, store=store)
+        if downloaded:
+            storage_unreachable(ctx, m, dns=dns, sidecar=sidecar, denied=denied, store=store)
     elif m.isvc is None:
         return
     components_not_ready(ctx, m)

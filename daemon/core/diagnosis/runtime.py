@@ -173,10 +173,28 @@ def _problem(ctx: Pass, m: Model) -> tuple[Code, list[str]] | None:
             return Code.RUNTIME_VERSION_UNSUPPORTED, [
                 f"no auto-selectable runtime supports {fmt} version {ver}; versions offered: {vs}"]
     why = [f"no runtime with autoSelect: true lists {label} and serves protocol {sp.protocol}"]
+    protocols = other_protocols(ctx, m)
+    if protocols:
+        why.append(f"runtimes auto-select {label} with another protocol: {protocols}")
     named_only = [_name(r) for r in everyone if supports(r, fmt, ver, need_auto=False) and r not in auto]
     if named_only:
         why.append(f"{named_only} list {fmt} without autoSelect: name one in spec.predictor.model.runtime")
     return Code.NO_SERVING_RUNTIME, why
+
+
+def other_protocols(ctx: Pass, m: Model) -> dict[str, list[str]]:
+    """Auto-selectable runtimes that list ``m``'s format but not its protocol, with the protocols
+    they serve (the ONNX or Triton model without protocolVersion: v1 asked, Triton serves v2)."""
+    sp = m.spec
+    if sp.runtime or sp.format is None:
+        return {}
+    everyone = ctx.world.list("ServingRuntime", m.cfg.namespace) + ctx.world.list("ClusterServingRuntime")
+    return {
+        _name(r): [str(v).lower() for v in (r.get("spec") or {}).get("protocolVersions") or []]
+        for r in everyone
+        if _usable(r) and supports(r, sp.format, sp.version, need_auto=True)
+        and not protocol_ok(r, sp.protocol)
+    }
 
 
 def selection(ctx: Pass, m: Model) -> tuple[Mapping[str, Any] | None, Code | None]:
@@ -220,7 +238,7 @@ def no_serving_runtime(ctx: Pass, m: Model) -> bool:
         f"runtime {sp.runtime or '(auto-select)'}, protocol {sp.protocol}",
         *why,
     ]
-    if message:
+    if message and reason in ("NoSupportingRuntime", "RuntimeNotRecognized", "RuntimeDisabled"):
         ev.append(f"lastFailureInfo {reason}: {message}")
     ev.extend(f"condition: {s}" for s in cond_msgs if "runtime" in s.lower())
     runtimes = ctx.world.list("ServingRuntime", ns) + ctx.world.list("ClusterServingRuntime")
@@ -251,6 +269,11 @@ def no_serving_runtime(ctx: Pass, m: Model) -> bool:
         remedy = (
             f"set spec.predictor.model.modelFormat.version of {m.cfg.key} to a version a runtime lists, "
             f"or add {fmt} version {sp.version} to a runtime's supportedModelFormats"
+        )
+    elif served := sorted({p for ps in other_protocols(ctx, m).values() for p in ps}):
+        remedy = (
+            f"set spec.predictor.model.protocolVersion of {m.cfg.key} to one the runtimes listing {fmt} "
+            f"serve ({', '.join(served)}), or create a runtime listing {fmt} that serves {sp.protocol}"
         )
     else:
         remedy = (

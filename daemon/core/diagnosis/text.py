@@ -32,8 +32,9 @@ EXPLAIN: dict[Code, str] = {
         "credentials.storageSecretNameAnnotation); the other key is ignored without a word."
     ),
     Code.STORAGE_UNREACHABLE: (
-        "The object store cannot be reached from the model's side, for a reason not explained "
-        "by DNS, the mesh policy or sidecar injection."
+        "The model's store (an S3 endpoint, GCS, the Hugging Face hub, an HTTP server) cannot be "
+        "reached from the model's side, for a reason not explained by DNS, the mesh policy or "
+        "sidecar injection: the storage-initializer cannot download the model."
     ),
     Code.MESH_POLICY_DENIES: (
         "An Istio AuthorizationPolicy on the object store does not admit the model's "
@@ -51,9 +52,13 @@ EXPLAIN: dict[Code, str] = {
         "certificate ('lookup istiod.istio-system.svc: i/o timeout'), so the pod never becomes "
         "ready."
     ),
-    Code.MODEL_NOT_FOUND: "The model file the server needs is not where the storageUri points.",
+    Code.MODEL_NOT_FOUND: (
+        "The model the server needs is not where the storageUri points (the storage-initializer "
+        "found nothing to download, or the server looked for a file that is not there)."
+    ),
     Code.MODEL_WRONG_FORMAT: (
-        "The files at the storageUri are not a model the runtime can load (or it failed to load them)."
+        "The files at the storageUri were downloaded, but they are not a model the runtime can "
+        "load (or it failed to load them)."
     ),
     Code.WRONG_MODEL: (
         "The predictor is up but answers the canary input wrongly: it is not serving the "
@@ -95,6 +100,19 @@ EXPLAIN: dict[Code, str] = {
     Code.ISTIO_REVISION_MISSING: (
         "The namespace asks for sidecars from an Istio revision (istio.io/rev) that is not "
         "installed: new pods get no sidecar, silently."
+    ),
+    Code.STORAGE_ACCESS_DENIED: (
+        "The store answered the storage-initializer with 403: the identity the download runs as "
+        "(the ServiceAccount's credentials, workload identity, a token) may not read the model "
+        "(IAM or bucket policy, a gated Hugging Face repository, a private URL)."
+    ),
+    Code.STORAGE_URI_UNSUPPORTED: (
+        "KServe's storage-initializer does not recognise the storageUri ('Cannot recognize storage "
+        "type'): its scheme or shape is none it downloads, so the predictor never starts."
+    ),
+    Code.STORAGE_DOWNLOAD_FAILED: (
+        "The storage-initializer failed to download the model, for a reason its log states in "
+        "words not recognised here: the model never reached the server. Its log says why."
     ),
     Code.COMPONENT_NOT_READY: (
         "A component of the InferenceService other than the predictor (transformer, explainer, "
