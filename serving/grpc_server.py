@@ -35,7 +35,7 @@ from grpc import aio
 from serving import oip, tensors
 from serving.grpc_gen import grpc_predict_v2_pb2 as pb
 from serving.jsonio import RequestError
-from serving.logs import get_logger
+from serving.logs import get_logger, log_error
 from serving.state import ModelSlot
 from serving.tensors import Array
 
@@ -155,8 +155,9 @@ class InferenceService:
 
 def _handler(slot: ModelSlot, method: str,
              fn: Callable[[Req, Context], Awaitable[Resp]]) -> Callable[[Req, Context], Awaitable[Resp]]:
-    """Wrap one RPC: RequestError -> its status code, anything else -> INTERNAL and a logged
-    traceback; every call lands in the shared request metrics as ``grpc_<method>``."""
+    """Wrap one RPC: RequestError -> its status code, anything else -> INTERNAL and one
+    rate-limited log line (the REST path's: the error's type and frames, never its message or a
+    traceback); every call lands in the shared request metrics as ``grpc_<method>``."""
     endpoint = f"grpc_{method}"
     metrics = slot.metrics
 
@@ -173,7 +174,7 @@ def _handler(slot: ModelSlot, method: str,
             metrics.observe(endpoint, 500, time.perf_counter() - t0)
             raise
         except Exception as exc:
-            log.exception("grpc call failed", method=method)
+            log_error(log, "grpc call failed", exc, kind=method, method=method)
             metrics.observe(endpoint, 500, time.perf_counter() - t0)
             await context.abort(grpc.StatusCode.INTERNAL, f"internal error: {type(exc).__name__}: {exc}")
         metrics.observe(endpoint, 200, time.perf_counter() - t0)

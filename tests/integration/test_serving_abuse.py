@@ -29,6 +29,7 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import grpc
 import joblib
 import numpy as np
 import pytest
@@ -36,6 +37,8 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import FunctionTransformer
 
+from serving.grpc_gen import grpc_predict_v2_pb2 as pb
+from serving.grpc_gen.grpc_predict_v2_pb2_grpc import GRPCInferenceServiceStub
 from serving.train import TrainResult, train
 from tests.conftest import ROOT, free_port
 
@@ -428,3 +431,39 @@ async def test_large_bodies_wait_for_the_body_budget_then_get_503(trained: Train
             waiting.cancel()
             await asyncio.gather(waiting, return_exceptions=True)
         await runner.cleanup()
+
+
+# --- issue 23 item 7: gRPC errors --------------------------------------------------------------
+
+
+def infer_request(rows: int, value: float = 5.1) -> pb.ModelInferRequest:
+    arr = np.tile(np.array([value, 3.5, 1.4, 0.2], dtype=np.float32), (rows, 1))
+    tensor = pb.ModelInferRequest.InferInputTensor(name="input-0", datatype="FP32", shape=arr.shape)
+    return pb.ModelInferRequest(model_name=NAME, inputs=[tensor], raw_input_contents=[arr.tobytes()])
+
+
+async def test_grpc_errors_log_one_rate_limited_line_without_a_traceback(
+        start: Callable[..., Server], failing_model: Path) -> None:
+    grpc_port = free_port()
+    srv = start(failing_model, "--grpc_port", str(grpc_port))
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{grpc_port}") as channel:
+        stub = GRPCInferenceServiceStub(channel)
+        bad = infer_request(1, value=-7.123456)  # the pipeline's log() makes a NaN: its predict raises
+
+        async def call() -> grpc.StatusCode:
+            try:
+                await stub.ModelInfer(bad)
+            except grpc.aio.AioRpcError as exc:
+                return exc.code()
+            return grpc.StatusCode.OK
+
+        for _ in range(10):
+            codes = await asyncio.gather(*(call() for _ in range(20)))
+            assert set(codes) == {grpc.StatusCode.INTERNAL}
+        assert (await stub.ModelInfer(infer_request(1))).outputs
+    lines = srv.stop()
+    failed = [d for d in json_lines(lines) if d["event"] == "grpc call failed"]
+    assert 1 <= len(failed) <= 5  # 200 errors of one kind: the burst, then one per 10 s
+    assert failed[0]["error_type"] == "ValueError" and failed[0]["method"] == "ModelInfer"
+    assert failed[0]["where"] and "exception" not in failed[0]
+    assert b"Traceback" not in b"".join(lines) and b"-7.123456" not in b"".join(lines)
