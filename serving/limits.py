@@ -16,12 +16,16 @@ rules, all per process (``--workers N`` multiplies them):
   that connected and never spoke), so a slow-client flood cannot lock real clients out; only
   when every open connection has a request in hand is the new one refused, with a 503 and
   ``Connection: close``.
-* **Body budget** (``--max-inflight-body-bytes``, 64 MiB): a request whose body is larger than
-  :data:`LARGE_BODY_BYTES` takes its size from a budget before the body is read and gives it
-  back when its handler returns; over the budget it waits (FIFO, bodies stay in the kernel's
-  socket buffers meanwhile) and gets 503 if the wait outlasts a body timeout. Decoding a
-  maximum-size JSON body takes ~10x its size in Python objects for an instant, and the numpy
-  arrays after it ~1x for the rest of the request: the budget bounds how many are in flight.
+* **Body budget** (``--max-inflight-body-bytes``, 64 MiB), one for REST and gRPC: a REST request
+  whose body is larger than :data:`LARGE_BODY_BYTES` takes its size from a budget before the body
+  is read and gives it back when its handler returns; over the budget it waits (FIFO, bodies
+  stay in the kernel's socket buffers meanwhile) and gets 503 with ``Retry-After`` if the wait
+  outlasts a body timeout. A gRPC message that large takes its size from the same budget before
+  it is parsed (:mod:`serving.grpc_server`); over the budget the call gets RESOURCE_EXHAUSTED at
+  once — grpc.aio hands over a message only once all of it is in memory, so waiting would hold
+  it. Decoding a maximum-size JSON body takes ~10x its size in Python objects for an instant,
+  and the numpy arrays after it ~1x for the rest of the request: the budget bounds how many are
+  in flight.
 
 How, without touching the hot path: :class:`GuardedSite` listens like aiohttp's ``TCPSite`` but
 wraps each connection's aiohttp protocol in :class:`_Conn`, which forwards every call and keeps
@@ -59,6 +63,9 @@ LARGE_BODY_BYTES = 64 * 1024
 # A refused connection: the 503 is written, the write side shut, and what the client still sends
 # is read and dropped for up to this long, so that the client reads the 503 instead of a reset.
 REFUSE_LINGER_SECONDS = 1.0
+# What a client over the body budget is told to wait: REST's Retry-After (seconds), gRPC's
+# grpc-retry-pushback-ms trailer (the retry pushback of gRPC's retry design, A6).
+RETRY_AFTER_SECONDS = 1
 
 
 @dataclass(frozen=True)
@@ -151,6 +158,14 @@ class ByteBudget:
                     self._waiters.remove(entry)
                 self._wake()  # we may have been the head of the queue, blocking the next ones
             raise
+        return Lease(self, n)
+
+    def try_acquire(self, nbytes: int) -> Lease | None:
+        """``nbytes`` now, or None when they do not fit now (or others wait: FIFO)."""
+        n = min(nbytes, self.capacity)
+        if self._waiters or self.used + n > self.capacity:
+            return None
+        self.used += n
         return Lease(self, n)
 
     @property

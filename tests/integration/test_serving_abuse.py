@@ -18,6 +18,7 @@ half-sent requests and malformed HTTP are what no HTTP client sends.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gzip
 import json
 import signal
@@ -29,16 +30,21 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import grpc
 import joblib
 import numpy as np
 import pytest
+from aiohttp import web
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import FunctionTransformer
 
+from serving.app import build_app
 from serving.grpc_gen import grpc_predict_v2_pb2 as pb
 from serving.grpc_gen.grpc_predict_v2_pb2_grpc import GRPCInferenceServiceStub
+from serving.limits import BODY_LIMITS, Limits, port_of
+from serving.limits import start as serve
 from serving.train import TrainResult, train
 from tests.conftest import ROOT, free_port
 
@@ -397,10 +403,6 @@ async def test_concurrent_large_bodies_take_bounded_memory(start: Callable[..., 
 async def test_large_bodies_wait_for_the_body_budget_then_get_503(trained: TrainResult) -> None:
     """In process (the same server start as the CLI's), so that the test itself can hold the body
     budget the way a long model call on a large body does."""
-    from serving.app import build_app
-    from serving.limits import BODY_LIMITS, Limits, port_of
-    from serving.limits import start as serve
-
     app = build_app(model_name=NAME, model_dir=trained.model_path.parent,
                     limits=Limits(body_timeout=0.5, max_inflight_body_bytes=100_000))
     runner, site = await serve(app, host="127.0.0.1", port=0)
@@ -421,8 +423,9 @@ async def test_large_bodies_wait_for_the_body_budget_then_get_503(trained: Train
         assert (await waiting)[0] == 200
         # Budget taken for longer than the body timeout: 503, and the server goes on.
         lease = await budget.acquire(100_000)
-        status, _, answer = await exchange(port, big)
+        status, headers, answer = await exchange(port, big)
         assert status == 503 and b"too many large request bodies" in answer
+        assert headers["retry-after"] == "1"
         lease.release()
         assert (await exchange(port, big))[0] == 200
         assert budget.used == 0
@@ -433,7 +436,36 @@ async def test_large_bodies_wait_for_the_body_budget_then_get_503(trained: Train
         await runner.cleanup()
 
 
-# --- issue 23 item 7: gRPC errors --------------------------------------------------------------
+# --- issue 23 items 3 and 7: one body budget for REST and gRPC, gRPC errors -------------------
+
+
+@contextlib.asynccontextmanager
+async def in_process(model_dir: Path, limits: Limits, *,
+                     grpc_port: int = 0) -> AsyncIterator[tuple[web.Application, web.AppRunner, int]]:
+    """The server as the CLI starts it (serving.limits.start), in the test's loop, so that a test
+    can see the guard's and the budget's state; (app, runner, HTTP port)."""
+    app = build_app(model_name=NAME, model_dir=model_dir, limits=limits, grpc_port=grpc_port,
+                    grpc_host="127.0.0.1")
+    runner, site = await serve(app, host="127.0.0.1", port=0)
+    try:
+        yield app, runner, port_of(site)
+    finally:
+        await runner.cleanup()
+
+
+async def until(predicate: Callable[[], bool]) -> None:
+    """Wait for server-side state (the guard's, the budget's) that no event announces: polled,
+    bounded at BOUND."""
+    for _ in range(int(BOUND / 0.005)):
+        if predicate():
+            return
+        await asyncio.sleep(0.005)
+    raise AssertionError(f"timed out waiting for {predicate}")
+
+
+def padded(size: int) -> bytes:
+    """A valid one-row V1 body of exactly ``size`` bytes (JSON whitespace pads it)."""
+    return ONE[:-1] + b" " * (size - len(ONE)) + ONE[-1:]
 
 
 def infer_request(rows: int, value: float = 5.1) -> pb.ModelInferRequest:
@@ -467,3 +499,36 @@ async def test_grpc_errors_log_one_rate_limited_line_without_a_traceback(
     assert failed[0]["error_type"] == "ValueError" and failed[0]["method"] == "ModelInfer"
     assert failed[0]["where"] and "exception" not in failed[0]
     assert b"Traceback" not in b"".join(lines) and b"-7.123456" not in b"".join(lines)
+
+
+async def test_large_grpc_messages_take_from_the_rest_bodies_budget(
+        trained: TrainResult, connections: Callable[[int], Any]) -> None:
+    grpc_port = free_port()
+    limits = Limits(max_inflight_body_bytes=1_000_000)
+    async with in_process(trained.model_path.parent, limits, grpc_port=grpc_port) as (app, _, port), \
+            grpc.aio.insecure_channel(f"127.0.0.1:{grpc_port}") as channel:
+        stub = GRPCInferenceServiceStub(channel)
+        budget = app[BODY_LIMITS].budget
+        large = infer_request(12_500)  # 200 kB of raw FP32: over LARGE_BODY_BYTES
+        assert (await stub.ModelInfer(large)).outputs[0].name == "predict"
+        assert budget.used == 0  # taken for the call, given back after it
+        # A REST body of 900 kB takes its share at its header and holds it while it arrives.
+        body = padded(900_000)
+        reader, writer = await connections(port)
+        writer.write(request(body[:100], length=len(body)))
+        await until(lambda: budget.used == 900_000)
+        with pytest.raises(grpc.aio.AioRpcError) as refused:
+            await stub.ModelInfer(large)
+        assert refused.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+        assert "--max-inflight-body-bytes" in (refused.value.details() or "")
+        assert ("grpc-retry-pushback-ms", "1000") in tuple(refused.value.trailing_metadata() or ())
+        small = await stub.ModelInfer(infer_request(1))  # small messages never touch the budget
+        assert list(small.outputs[0].shape) == [1]
+        writer.write(body[100:])
+        async with asyncio.timeout(BOUND):
+            assert (await read_response(reader))[0] == 200
+        await until(lambda: budget.used == 0)
+        assert (await stub.ModelInfer(large)).outputs[0].name == "predict"
+        assert budget.used == 0
+        async with aiohttp.ClientSession() as http, http.get(f"http://127.0.0.1:{port}/metrics") as r:
+            assert 'serving_requests_total{endpoint="grpc_ModelInfer",status="503"} 1.0' in await r.text()

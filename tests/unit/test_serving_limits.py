@@ -82,6 +82,26 @@ async def test_byte_budget_cancelled_waiter_leaves_no_trace() -> None:
     assert (await budget.acquire(100)).nbytes == 100
 
 
+async def test_byte_budget_try_acquire_takes_what_fits_now_and_never_overtakes_a_waiter() -> None:
+    budget = ByteBudget(100)
+    first = budget.try_acquire(60)
+    assert first is not None and budget.used == 60
+    assert budget.try_acquire(41) is None and budget.used == 60  # does not fit: nothing taken
+    second = budget.try_acquire(40)
+    assert second is not None and budget.used == 100
+    second.release()
+    waiter = asyncio.create_task(budget.acquire(100))  # waits for "first"
+    await asyncio.sleep(0)
+    assert budget.waiting == 1
+    assert budget.try_acquire(10) is None  # 40 bytes free, but the waiter is first in line
+    first.release()
+    (await waiter).release()
+    alone = budget.try_acquire(10**9)  # larger than the whole budget: taken when alone
+    assert alone is not None and alone.nbytes == 100
+    alone.release()
+    assert budget.used == 0
+
+
 @pytest.mark.parametrize(("limits", "problem"), [
     (Limits(), None),
     (Limits(header_timeout=0), "--header-timeout"),
