@@ -20,6 +20,16 @@ each bounded in count and time; then it stops the server and prints one JSON doc
    body that is not gzip, and malformed HTTP carrying a marker; reported: statuses, the bytes
    and lines the server wrote to stderr during the phase, whether every line is one JSON
    object, and whether the marker appears in the log.
+5. ``grpc_memory`` — ``--grpc-calls`` concurrent gRPC ``ModelInfer`` calls on one channel, each
+   a raw FP32 tensor of ``--body-mb`` MB (iris rows, only the ``predict`` output asked for);
+   reported: the status codes and the server's peak RSS, measured as in ``big_bodies``, so the
+   two protocols compare directly (run ``big_bodies`` with ``--big-bodies`` equal to it).
+6. ``slow_body_flood`` — ``--flood`` connections each send a complete V1 request header with
+   ``Content-Length: 1000`` and then one body byte every ``--flood-interval`` seconds, and
+   reconnect whenever the server closes them; after all are in, a new client sends one normal
+   request every ``--flood-hold / --flood-tries`` seconds (each on a new connection, 5 s to
+   answer). Reported: the new clients' statuses, how often the server closed a flooding
+   connection and after how long.
 
 The load generator is Python too: on a small machine pin the two apart (``--server-cpu 0
 --client-cpu 1``), as ``bench/serving/run.sh`` does with wrk. Nothing leaves loopback; every
@@ -156,6 +166,111 @@ def _stats(lat: list[float], errors: int) -> dict[str, Any]:
     q = statistics.quantiles(lat, n=100, method="inclusive")
     return {"requests": len(lat), "errors": errors, "p50_ms": round(q[49] * 1000, 2),
             "p99_ms": round(q[98] * 1000, 2), "max_ms": round(max(lat) * 1000, 2)}
+
+
+async def _grpc_memory(grpc_port: int, pid: int, count: int, body_mb: float) -> dict[str, Any]:
+    import grpc
+    import numpy as np
+
+    from serving.grpc_gen import grpc_predict_v2_pb2 as pb
+    from serving.grpc_gen.grpc_predict_v2_pb2_grpc import GRPCInferenceServiceStub
+
+    rows = int(body_mb * 1_000_000) // 16  # four float32 features a row
+    arr = np.tile(np.array([5.1, 3.5, 1.4, 0.2], dtype=np.float32), (rows, 1))
+    request = pb.ModelInferRequest(
+        model_name=NAME, inputs=[pb.ModelInferRequest.InferInputTensor(name="input-0", datatype="FP32",
+                                                                       shape=arr.shape)],
+        outputs=[pb.ModelInferRequest.InferRequestedOutputTensor(name="predict")],
+        raw_input_contents=[arr.tobytes()])
+    size = request.ByteSize()
+    rss_before = _status_kb(pid, "VmRSS")
+    _reset_peak_rss(pid)
+    options = [("grpc.max_send_message_length", -1), ("grpc.max_receive_message_length", -1)]
+    t0 = time.monotonic()
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{grpc_port}", options=options) as channel:
+        stub = GRPCInferenceServiceStub(channel)
+
+        async def call() -> str:
+            try:
+                await stub.ModelInfer(request, timeout=120)
+            except grpc.aio.AioRpcError as exc:
+                return str(exc.code().name)
+            return "OK"
+
+        codes = await asyncio.gather(*(call() for _ in range(count)))
+    elapsed = time.monotonic() - t0
+    peak = _status_kb(pid, "VmHWM")
+    return {"calls": count, "message_bytes": size, "rows_each": rows, "codes": _count(list(codes)),
+            "rss_before_mb": round(rss_before / 1024), "rss_peak_mb": round(peak / 1024),
+            "rss_growth_per_call_mb": round((peak - rss_before) / 1024 / count, 2),
+            "elapsed_s": round(elapsed, 2)}
+
+
+async def _slow_body_flood(port: int, count: int, interval: float, hold: float,
+                           tries: int) -> dict[str, Any]:
+    head = (f"POST /v1/models/{NAME}:predict HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+            "Content-Type: application/json\r\nContent-Length: 1000\r\n\r\n").encode()
+    stop = asyncio.Event()
+    counts = {"connected": 0, "connect_failed": 0, "closed_by_server": 0}
+    lifetimes: list[float] = []
+    established = asyncio.Event()
+    first_round: list[int] = []
+
+    async def attacker() -> None:
+        first = True
+        while not stop.is_set():
+            try:
+                reader, writer = await asyncio.open_connection("127.0.0.1", port)
+                writer.write(head)
+            except OSError:
+                counts["connect_failed"] += 1
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(interval):
+                        await stop.wait()
+                continue
+            counts["connected"] += 1
+            if first:
+                first = False
+                first_round.append(1)
+                if len(first_round) == count:
+                    established.set()
+            opened = time.monotonic()
+            try:
+                while not stop.is_set():
+                    try:
+                        async with asyncio.timeout(interval):
+                            data = await reader.read(65536)
+                    except TimeoutError:
+                        writer.write(b" ")  # one more body byte (JSON whitespace)
+                        await writer.drain()
+                        continue
+                    if not data:  # the server closed the connection
+                        counts["closed_by_server"] += 1
+                        lifetimes.append(time.monotonic() - opened)
+                        break
+            except OSError:
+                counts["closed_by_server"] += 1
+                lifetimes.append(time.monotonic() - opened)
+            finally:
+                writer.close()
+
+    attackers = [asyncio.create_task(attacker()) for _ in range(count)]
+    statuses: list[int] = []
+    try:
+        async with asyncio.timeout(60):
+            await established.wait()
+        t0 = time.monotonic()
+        for i in range(tries):
+            statuses.append(await _one_shot(port, _request(ONE), timeout=5))
+            next_at = t0 + (i + 1) * hold / tries
+            await asyncio.sleep(max(0.0, next_at - time.monotonic()))
+    finally:
+        stop.set()
+        await asyncio.gather(*attackers, return_exceptions=True)
+    return {"flood_connections": count, "byte_every_s": interval, "new_client_tries": tries,
+            "over_s": hold, "new_client_statuses": _count(statuses),
+            "new_client_success": f"{statuses.count(200)}/{tries}", **counts,
+            "closed_after_s_p50": round(statistics.median(lifetimes), 2) if lifetimes else None}
 
 
 def _fds(pid: int) -> int:
@@ -295,19 +410,41 @@ async def _wait_ready(port: int, proc: subprocess.Popen[bytes], deadline: float)
     raise SystemExit("server not ready in time")
 
 
+async def _wait_grpc(grpc_port: int, proc: subprocess.Popen[bytes], deadline: float) -> None:
+    import grpc
+
+    from serving.grpc_gen import grpc_predict_v2_pb2 as pb
+    from serving.grpc_gen.grpc_predict_v2_pb2_grpc import GRPCInferenceServiceStub
+
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{grpc_port}") as channel:
+        stub = GRPCInferenceServiceStub(channel)
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                raise SystemExit(f"server exited with {proc.returncode}")
+            with contextlib.suppress(grpc.aio.AioRpcError):
+                if (await stub.ServerReady(pb.ServerReadyRequest(), timeout=2)).ready:
+                    return
+            await asyncio.sleep(0.2)
+    raise SystemExit("gRPC not ready in time")
+
+
 async def main_async(args: argparse.Namespace) -> dict[str, Any]:
-    port = _free_port()
-    proc, cmd, stderr = _start_server(args, port)
+    port, grpc_port = _free_port(), _free_port()
+    proc, cmd, stderr = _start_server(args, port, grpc_port)
     result: dict[str, Any] = {"command": " ".join(sys.argv), "server": " ".join(cmd[1:]),
                               "server_cwd": str(args.server_cwd)}
     try:
         await _wait_ready(port, proc, time.monotonic() + 60)
         normal = Normal(port, args.workers)
+        await _wait_grpc(grpc_port, proc, time.monotonic() + 60)
         phases: dict[str, Callable[[], Awaitable[Any]]] = {
             "baseline": lambda: normal.run_for(args.baseline),
             "slow_clients": lambda: _slow_clients(port, proc.pid, normal, args.slow_clients, args.hold),
             "big_bodies": lambda: _big_bodies(port, proc.pid, args.big_bodies, args.body_mb),
             "errors": lambda: _errors(port, stderr, args.errors),
+            "grpc_memory": lambda: _grpc_memory(grpc_port, proc.pid, args.grpc_calls, args.body_mb),
+            "slow_body_flood": lambda: _slow_body_flood(port, args.flood, args.flood_interval,
+                                                        args.flood_hold, args.flood_tries),
         }
         for name in args.phases:
             result[f"server_fds_before_{name}"] = _fds(proc.pid)
@@ -325,14 +462,15 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
     return result
 
 
-def _start_server(args: argparse.Namespace, port: int) -> tuple[subprocess.Popen[bytes], list[str], Path]:
+def _start_server(args: argparse.Namespace, port: int,
+                  grpc_port: int) -> tuple[subprocess.Popen[bytes], list[str], Path]:
     _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))  # this side holds --slow-clients sockets
     tmp = Path(tempfile.mkdtemp(prefix="serving-abuse-"))
     train(out=tmp / "model", seed=42)
     stderr = tmp / "server.stderr"
     cmd = [args.python, "-m", "serving", "--model_dir", str(tmp / "model"), "--model_name", NAME,
-           "--http_port", str(port), "--host", "127.0.0.1", *args.server_arg]
+           "--http_port", str(port), "--grpc_port", str(grpc_port), "--host", "127.0.0.1", *args.server_arg]
     cpu = args.server_cpu
     with stderr.open("wb") as err:
         proc = subprocess.Popen(cmd, cwd=args.server_cwd, stdout=subprocess.DEVNULL, stderr=err,
@@ -349,8 +487,13 @@ def main() -> None:
     p.add_argument("--big-bodies", type=int, default=16)
     p.add_argument("--body-mb", type=float, default=7.9)
     p.add_argument("--errors", type=int, default=1000, help="requests per error kind (multiple of 50)")
-    p.add_argument("--phases", nargs="+", default=["baseline", "slow_clients", "big_bodies", "errors"],
-                   choices=["baseline", "slow_clients", "big_bodies", "errors"])
+    p.add_argument("--grpc-calls", type=int, default=64, help="concurrent gRPC calls of --body-mb each")
+    p.add_argument("--flood", type=int, default=1000, help="slow-body connections")
+    p.add_argument("--flood-interval", type=float, default=5.0, help="seconds between their body bytes")
+    p.add_argument("--flood-hold", type=float, default=28.0, help="seconds new clients try during the flood")
+    p.add_argument("--flood-tries", type=int, default=20, help="new-client requests during the flood")
+    phases = ["baseline", "slow_clients", "big_bodies", "errors", "grpc_memory", "slow_body_flood"]
+    p.add_argument("--phases", nargs="+", default=phases[:4], choices=phases)
     p.add_argument("--server-cpu", type=int, default=None, help="pin the server to this CPU")
     p.add_argument("--client-cpu", type=int, default=None, help="pin this load generator to this CPU")
     p.add_argument("--python", default=sys.executable)

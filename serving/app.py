@@ -6,13 +6,14 @@ holds no global state, so tests and the sandbox can run several apps in one proc
 :class:`serving.loader.ModelLoadError` when there is none; with it, the app starts unready
 and a background task (started and cancelled with the app) polls the directory.
 
-One middleware does four things per request: times it for ``/metrics``, turns
-:class:`RequestError` and aiohttp's own HTTP errors (no route 404, 405, 413) into
-``{"error": ...}`` JSON, turns anything unexpected into a 500 JSON body and one rate-limited
-log line (the error's type and frames, never its message or the request: see
-:mod:`serving.logs`) — the server keeps serving — and gives back the body budget a large
-request took. The app carries its :class:`serving.limits.Limits`; serve it with
-:func:`serving.limits.start` (or ``run_app``) for the connection limits to apply.
+One middleware does five things per request: puts a body still on its way under its
+connection's minimum-rate clock (:func:`serving.limits.track_body`), times the request for
+``/metrics``, turns :class:`RequestError` (with its ``Retry-After``, if any) and aiohttp's own
+HTTP errors (no route 404, 405, 413) into ``{"error": ...}`` JSON, turns anything unexpected
+into a 500 JSON body and one rate-limited log line (the error's type and frames, never its
+message or the request: see :mod:`serving.logs`) — the server keeps serving — and gives back
+the body budget a large request took. The app carries its :class:`serving.limits.Limits`;
+serve it with :func:`serving.limits.start` (or ``run_app``) for the connection limits to apply.
 """
 
 from __future__ import annotations
@@ -29,7 +30,16 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from serving import state
 from serving.jsonio import RequestError, error_response
-from serving.limits import BODY_LIMITS, LIMITS, METRICS, BodyLimits, ByteBudget, Limits, current_lease
+from serving.limits import (
+    BODY_LIMITS,
+    LIMITS,
+    METRICS,
+    BodyLimits,
+    ByteBudget,
+    Limits,
+    current_lease,
+    track_body,
+)
 from serving.logs import get_logger, log_error
 from serving.metrics import ServingMetrics
 from serving.state import ModelSlot
@@ -51,10 +61,13 @@ def _middleware(metrics: ServingMetrics, max_body_bytes: int) -> Callable[..., A
     @web.middleware
     async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
         t0 = time.perf_counter()
+        track_body(request)
         try:
             resp = await handler(request)
         except RequestError as exc:
             resp = error_response(exc.status, exc.message)
+            if exc.retry_after is not None:
+                resp.headers["Retry-After"] = str(exc.retry_after)
         except web.HTTPException as exc:
             if exc.status == 413:
                 message = f"request body is over the {max_body_bytes} byte limit"
@@ -128,7 +141,8 @@ def build_app(
         from serving import grpc_server  # imports grpc: only for servers that speak it
 
         app.cleanup_ctx.append(grpc_server.lifecycle(slot, host=grpc_host, port=grpc_port,
-                                                     max_message_bytes=max_body_bytes, reuse_port=reuse_port))
+                                                     max_message_bytes=max_body_bytes, budget=budget,
+                                                     reuse_port=reuse_port))
 
     if wait_for_model:
         async def watcher(app: web.Application) -> AsyncIterator[None]:

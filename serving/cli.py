@@ -14,10 +14,13 @@ turns it off) serves the Open Inference Protocol over gRPC from the same process
 model (:mod:`serving.grpc_server`); with ``--workers`` every worker shares it like the HTTP port.
 
 Limits (:mod:`serving.limits`; per process): ``--header-timeout`` (10 s) for a request's line
-and headers, ``--body-timeout`` (30 s) for its body (408 after), ``--keepalive-timeout`` (75 s)
-for an idle keep-alive connection, ``--max-connections`` (1000; over it the oldest connection
-still sending its headers is closed to make room, else the new one gets 503) and
-``--max-inflight-body-bytes`` (64 MiB of bodies over 64 KiB in flight; more wait, then 503).
+and headers, ``--body-timeout`` (30 s) for its body (408 after), ``--body-min-rate`` (500
+bytes/s after ``--body-grace``, 5 s: a slower body gets 408), ``--keepalive-timeout`` (75 s) for
+an idle keep-alive connection, ``--max-connections`` (1000; over it the connection still
+sending a request that is nearest its deadline — the oldest header, the slowest body — is closed
+to make room, else the new one gets 503) and ``--max-inflight-body-bytes`` (64 MiB of REST
+bodies and gRPC messages over 64 KiB in flight; more REST bodies wait, then 503; more gRPC
+calls get RESOURCE_EXHAUSTED).
 The open-files limit is raised to fit ``--max-connections`` when the hard limit allows, else
 the cap is lowered to fit it. Every log line is one JSON object, errors rate-limited
 (:mod:`serving.logs`).

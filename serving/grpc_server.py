@@ -12,6 +12,25 @@ ModelInfer; anything else answers UNIMPLEMENTED. Methods are registered with a g
 handler over the generated messages (``serving/grpc_gen``), not the generated servicer base
 class, which is untyped.
 
+Memory: every method is registered with a raw request deserializer, so a call reaches
+:func:`_handler` as the message's bytes (grpc.aio has received all of them by then) and its
+size is known before protobuf parses anything. A message over
+:data:`serving.limits.LARGE_BODY_BYTES` takes its size from the body budget the REST bodies
+use (``--max-inflight-body-bytes``), and gives it back when the call returns; over the budget
+the call gets RESOURCE_EXHAUSTED at once, with a ``grpc-retry-pushback-ms`` trailer (gRPC's
+Retry-After), because waiting would hold the received bytes. The receive limit
+(``grpc.max_receive_message_length``) is the REST body cap (``--max-body-bytes``). Per call the
+message is in memory once, as the bytes grpc.aio hands over: protobuf's upb parser aliases them,
+and a large message's raw input tensors are read as views of them (:class:`InferCall`), where
+reading ``raw_input_contents`` would copy each. What grpc's C core buffers while it receives a
+message is out of reach: it reads every call's message whether or not the application has
+asked for it (grpc/grpc#29836), cannot tell a message's size before reading it (#34498), and
+Python cannot set its memory quota; bench/README.md has what that costs.
+
+Logs: a call that fails on our side (INTERNAL) logs one rate-limited line per kind of error,
+with its type and frames and never its message or the request (:func:`serving.logs.log_error`,
+the REST path's limiter); a client's mistake logs nothing.
+
 Tensors: an input arrives either in ``raw_input_contents`` (what KServe's SDK and tritonclient
 send: viewed with ``numpy.frombuffer``, no copy) or as typed ``contents``; outputs go back raw
 when the inputs came raw (KServe's rule, and the only form tritonclient reads), typed
@@ -24,18 +43,19 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import grpc
 from aiohttp import web
-from google.protobuf.message import Message
+from google.protobuf.message import DecodeError, Message
 from grpc import aio
 
-from serving import oip, tensors
+from serving import limits, oip, tensors, wire
 from serving.grpc_gen import grpc_predict_v2_pb2 as pb
 from serving.jsonio import RequestError
-from serving.logs import get_logger
+from serving.logs import get_logger, log_error
 from serving.state import ModelSlot
 from serving.tensors import Array
 
@@ -61,13 +81,17 @@ CONTENTS_FIELD = {
     "BYTES": "bytes_contents",
 }
 
-Req = TypeVar("Req", bound=Message)
+Req = TypeVar("Req")
 Resp = TypeVar("Resp", bound=Message)
 Context = aio.ServicerContext[Any, Any]
+# Told to a call over the body budget in its trailers: when to retry (gRPC's retry pushback).
+PUSHBACK = (("grpc-retry-pushback-ms", str(limits.RETRY_AFTER_SECONDS * 1000)),)
 
 
-def decode_input(request: pb.ModelInferRequest, n_features: int | None) -> Any:
-    """The request's one input tensor as the model's float32 matrix, or RequestError."""
+def decode_input(request: pb.ModelInferRequest, n_features: int | None, *,
+                 raw_contents: Sequence[bytes | memoryview] | None = None) -> Any:
+    """The request's one input tensor as the model's float32 matrix, or RequestError;
+    ``raw_contents`` stands for ``request.raw_input_contents`` (views: see :class:`InferCall`)."""
     inputs = request.inputs
     if len(inputs) != 1:
         raise RequestError(400, f"inputs must hold exactly one tensor object, got {len(inputs)}")
@@ -76,7 +100,7 @@ def decode_input(request: pb.ModelInferRequest, n_features: int | None) -> Any:
     shape = tuple(t.shape)  # int64 on the wire: only the sign can be wrong
     if any(d < 0 for d in shape):
         raise RequestError(400, f"{what}: shape must be a list of non-negative integers, got {list(shape)}")
-    raw = request.raw_input_contents
+    raw = request.raw_input_contents if raw_contents is None else raw_contents
     if raw:
         if len(raw) != len(inputs):
             raise RequestError(400, f"raw_input_contents holds {len(raw)} entries for {len(inputs)} input(s)")
@@ -108,6 +132,29 @@ def encode_outputs(response: pb.ModelInferResponse, names: list[str], arrays: li
                 v if isinstance(v, bytes) else str(v).encode() for v in arr.reshape(-1).tolist())
         else:
             getattr(out.contents, CONTENTS_FIELD[datatype]).extend(arr.reshape(-1).tolist())
+
+
+@dataclass(frozen=True)
+class InferCall:
+    """A parsed ``ModelInferRequest`` and its raw input tensors: for a large message, views of
+    the received bytes (:mod:`serving.wire`), so that no tensor is copied out of it; for a small
+    one, protobuf's own field (a copy is cheaper than the scan)."""
+
+    request: pb.ModelInferRequest
+    raw_contents: Sequence[bytes | memoryview]
+
+
+def parse_infer(message: bytes) -> InferCall:
+    """``ModelInferRequest.FromString`` (DecodeError for malformed bytes), with the raw inputs
+    as views of ``message`` when it is large."""
+    request = pb.ModelInferRequest.FromString(message)
+    if len(message) <= limits.LARGE_BODY_BYTES:
+        return InferCall(request, request.raw_input_contents)
+    try:
+        views = wire.length_delimited(message, wire.RAW_INPUT_CONTENTS)
+    except wire.WireError as exc:  # protobuf parsed it: not expected, but never a 500
+        raise RequestError(400, f"malformed ModelInferRequest message: {exc}") from exc
+    return InferCall(request, views)
 
 
 class InferenceService:
@@ -143,9 +190,10 @@ class InferenceService:
             inputs=[tm(name=t.name, datatype=t.datatype, shape=t.shape) for t in meta.inputs],
             outputs=[tm(name=t.name, datatype=t.datatype, shape=t.shape) for t in meta.outputs])
 
-    async def ModelInfer(self, request: pb.ModelInferRequest, context: Context) -> pb.ModelInferResponse:
+    async def ModelInfer(self, call: InferCall, context: Context) -> pb.ModelInferResponse:
+        request = call.request
         model, batcher = self.slot.require(request.model_name)
-        x = decode_input(request, model.predictor.n_features)
+        x = decode_input(request, model.predictor.n_features, raw_contents=call.raw_contents)
         names = oip.output_names([o.name for o in request.outputs], has_proba=model.predictor.has_proba)
         arrays = await oip.infer(batcher, x, names)
         response = pb.ModelInferResponse(model_name=self.slot.name, id=request.id or str(uuid.uuid4()))
@@ -153,16 +201,32 @@ class InferenceService:
         return response
 
 
-def _handler(slot: ModelSlot, method: str,
-             fn: Callable[[Req, Context], Awaitable[Resp]]) -> Callable[[Req, Context], Awaitable[Resp]]:
-    """Wrap one RPC: RequestError -> its status code, anything else -> INTERNAL and a logged
-    traceback; every call lands in the shared request metrics as ``grpc_<method>``."""
+def _handler(slot: ModelSlot, method: str, fn: Callable[[Req, Context], Awaitable[Resp]],
+             parse: Callable[[bytes], Req],
+             budget: limits.ByteBudget | None) -> Callable[[bytes, Context], Awaitable[Resp]]:
+    """Wrap one RPC: the raw message takes its size from the body budget (RESOURCE_EXHAUSTED
+    over it), is parsed (malformed bytes -> INVALID_ARGUMENT), and handled; RequestError -> its
+    status code, anything else -> INTERNAL and one rate-limited log line; every call lands in the
+    shared request metrics as ``grpc_<method>``."""
     endpoint = f"grpc_{method}"
     metrics = slot.metrics
 
-    async def call(request: Req, context: Context) -> Resp:
+    async def call(raw: bytes, context: Context) -> Resp:
         t0 = time.perf_counter()
+        lease = None
+        if budget is not None and len(raw) > limits.LARGE_BODY_BYTES:
+            lease = budget.try_acquire(len(raw))
+            if lease is None:
+                metrics.observe(endpoint, 503, time.perf_counter() - t0)  # REST's status for it
+                context.set_trailing_metadata(PUSHBACK)
+                await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED,
+                                    "server busy: too many large request messages in flight "
+                                    f"(--max-inflight-body-bytes {budget.capacity}); retry later")
         try:
+            try:
+                request = parse(raw)
+            except DecodeError as exc:
+                raise RequestError(400, f"malformed {method}Request message: {exc}") from exc
             response = await fn(request, context)
         except RequestError as exc:
             # Counted before abort(): abort sends the status to the client before it raises,
@@ -173,39 +237,43 @@ def _handler(slot: ModelSlot, method: str,
             metrics.observe(endpoint, 500, time.perf_counter() - t0)
             raise
         except Exception as exc:
-            log.exception("grpc call failed", method=method)
+            log_error(log, "grpc call failed", exc, kind=method, method=method)
             metrics.observe(endpoint, 500, time.perf_counter() - t0)
             await context.abort(grpc.StatusCode.INTERNAL, f"internal error: {type(exc).__name__}: {exc}")
+        finally:
+            if lease is not None:
+                lease.release()
         metrics.observe(endpoint, 200, time.perf_counter() - t0)
         return response
 
     return call
 
 
-def generic_handler(slot: ModelSlot) -> grpc.GenericRpcHandler:
+def generic_handler(slot: ModelSlot, budget: limits.ByteBudget | None = None) -> grpc.GenericRpcHandler:
     service = InferenceService(slot)
-    methods: dict[str, tuple[Callable[..., Awaitable[Any]], type[Message]]] = {
-        "ServerLive": (service.ServerLive, pb.ServerLiveRequest),
-        "ServerReady": (service.ServerReady, pb.ServerReadyRequest),
-        "ModelReady": (service.ModelReady, pb.ModelReadyRequest),
-        "ServerMetadata": (service.ServerMetadata, pb.ServerMetadataRequest),
-        "ModelMetadata": (service.ModelMetadata, pb.ModelMetadataRequest),
-        "ModelInfer": (service.ModelInfer, pb.ModelInferRequest),
+    methods: dict[str, tuple[Callable[..., Awaitable[Any]], Callable[[bytes], Any]]] = {
+        "ServerLive": (service.ServerLive, pb.ServerLiveRequest.FromString),
+        "ServerReady": (service.ServerReady, pb.ServerReadyRequest.FromString),
+        "ModelReady": (service.ModelReady, pb.ModelReadyRequest.FromString),
+        "ServerMetadata": (service.ServerMetadata, pb.ServerMetadataRequest.FromString),
+        "ModelMetadata": (service.ModelMetadata, pb.ModelMetadataRequest.FromString),
+        "ModelInfer": (service.ModelInfer, parse_infer),
     }
     handlers: dict[str, grpc.RpcMethodHandler[Any, Any]] = {
         name: grpc.unary_unary_rpc_method_handler(
-            _handler(slot, name, fn),
-            request_deserializer=req_type.FromString,
+            _handler(slot, name, fn, parse, budget),
+            request_deserializer=None,  # the raw bytes: _handler budgets, then parses them
             response_serializer=lambda m: m.SerializeToString(),
         )
-        for name, (fn, req_type) in methods.items()
+        for name, (fn, parse) in methods.items()
     }
     return grpc.method_handlers_generic_handler(SERVICE, handlers)
 
 
 async def start(slot: ModelSlot, *, host: str, port: int, max_message_bytes: int,
-                reuse_port: bool = False) -> aio.Server:
-    """A started grpc.aio server on ``host:port`` for ``slot``, on the running event loop."""
+                budget: limits.ByteBudget | None = None, reuse_port: bool = False) -> aio.Server:
+    """A started grpc.aio server on ``host:port`` for ``slot``, on the running event loop; large
+    messages share ``budget`` (the REST bodies' one, from :func:`serving.app.build_app`)."""
     server = aio.server(options=[
         ("grpc.max_receive_message_length", max_message_bytes),
         ("grpc.max_send_message_length", -1),
@@ -213,7 +281,7 @@ async def start(slot: ModelSlot, *, host: str, port: int, max_message_bytes: int
         # silently; only --workers (which shares the HTTP port the same way) wants that.
         ("grpc.so_reuseport", 1 if reuse_port else 0),
     ])
-    server.add_generic_rpc_handlers((generic_handler(slot),))
+    server.add_generic_rpc_handlers((generic_handler(slot, budget),))
     address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
     try:
         bound = server.add_insecure_port(address)
@@ -227,12 +295,13 @@ async def start(slot: ModelSlot, *, host: str, port: int, max_message_bytes: int
 
 
 def lifecycle(slot: ModelSlot, *, host: str, port: int, max_message_bytes: int,
+              budget: limits.ByteBudget | None = None,
               reuse_port: bool = False) -> Callable[[web.Application], AsyncIterator[None]]:
     """An aiohttp ``cleanup_ctx`` entry running the gRPC server for as long as the app runs."""
 
     async def ctx(app: web.Application) -> AsyncIterator[None]:
         server = await start(slot, host=host, port=port, max_message_bytes=max_message_bytes,
-                             reuse_port=reuse_port)
+                             budget=budget, reuse_port=reuse_port)
         yield
         await server.stop(GRACE_SECONDS)
 

@@ -9,7 +9,8 @@ Reading a body (:func:`read_body`) is where a client can hurt the server, so eve
 fail is a 4xx/5xx of its own, never a 500 with a traceback: over the size limit (413, checked
 on the declared length and again on the decoded bytes, so a gzip bomb stops at the limit), a
 ``Content-Encoding`` the bytes do not match or broken chunked framing (400), a body slower than
-``--body-timeout`` (408), a wait for the body budget longer than that (503), the client gone
+``--body-timeout`` in all or than ``--body-min-rate`` on its way (408), a wait for the body
+budget longer than a body timeout (503 with ``Retry-After``), the client gone
 mid-body (400, which nobody reads). After a 400, 408 or 413 the rest of the body is abandoned
 and the connection closes; after a 503 aiohttp reads and drops it, so the client sees the
 answer. JSON nested deeper than the parser's recursion limit (~1,000 levels; numpy refuses more
@@ -37,10 +38,14 @@ JSON_TYPES = ("application/json", "application/x-www-form-urlencoded")
 
 
 class RequestError(Exception):
-    def __init__(self, status: int, message: str) -> None:
+    """A client's mistake, or the server too busy for it: ``status`` and what to tell it (and
+    when to retry: ``retry_after`` seconds, sent as ``Retry-After``)."""
+
+    def __init__(self, status: int, message: str, *, retry_after: int | None = None) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
+        self.retry_after = retry_after
 
 
 def json_response(obj: Any, status: int = 200) -> web.Response:
@@ -110,12 +115,15 @@ async def read_body(request: web.Request, *, max_body_bytes: int) -> bytes:
                 await take_budget(length)
             # A body of unknown length (chunked, compressed) takes the budget once it turns out large.
             return await _drain(request, max_body_bytes, lambda: take_budget(max_body_bytes))
+    except limits.BodyTooSlow as exc:  # the connection's rate clock (serving.limits) set it
+        _abandon(request)
+        raise RequestError(408, f"request body not received in time: {exc}") from exc
     except TimeoutError as exc:
         if waiting_for_budget:
             # Not abandoned: aiohttp reads and drops the unread body after the answer (for up to
             # 10 s), so that a client still sending reads the 503 instead of a connection reset.
             raise RequestError(503, "server busy: too many large request bodies in flight; "
-                                    "retry later") from exc
+                                    "retry later", retry_after=limits.RETRY_AFTER_SECONDS) from exc
         _abandon(request)
         raise RequestError(408, f"request body not received within {body.timeout:g} s") from exc
 

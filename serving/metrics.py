@@ -37,8 +37,9 @@ class ServingMetrics:
         self.connections_dropped = Counter(
             "serving_http_connections_dropped",
             "Connections the server closed to protect itself: header-timeout (request header not in "
-            "time), evicted (oldest unfinished header, to admit a connection at the cap), refused "
-            "(503 at the cap).", ["reason"], registry=registry)
+            "time), body-too-slow (body below --body-min-rate), evicted (oldest unfinished header) or "
+            "evicted-slow-body (slowest body), to admit a connection at the cap, refused (503 at the "
+            "cap).", ["reason"], registry=registry)
         self.inflight_body_bytes = Gauge("serving_inflight_body_bytes",
                                          "Bytes of large request bodies in flight (the body budget in use).",
                                          registry=registry)

@@ -12,12 +12,20 @@ half-sent requests and malformed HTTP are what no HTTP client sends.
 - 15: half-sent headers and slow bodies are closed after their timeouts; at the connection cap
   the oldest unfinished connection makes room, and with none the new connection gets a 503.
 - 16: 16 concurrent 7.9 MB bodies stay far below the 2 GB they used to take (peak RSS from
-  ``/proc/PID/status`` VmHWM), and a large body over the body budget waits, then gets 503.
+  ``/proc/PID/status`` VmHWM), and a large body over the body budget waits, then gets 503 with
+  ``Retry-After``.
+
+And issue 23 (items 3, 4, 7): a body slower than ``--body-min-rate`` gets 408, at the connection
+cap the slowest body makes room for a new client, a body the server itself is not reading (it
+waits for the budget) is not blamed; large gRPC messages take from the REST bodies' budget
+(RESOURCE_EXHAUSTED over it); gRPC errors log one rate-limited line without a traceback; and the
+one private attribute of aiohttp the connection guard reads is pinned.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gzip
 import json
 import signal
@@ -29,13 +37,22 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import aiohttp
+import grpc
 import joblib
 import numpy as np
 import pytest
+from aiohttp import web
+from aiohttp.web_protocol import RequestHandler
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import FunctionTransformer
 
+from serving.app import build_app
+from serving.grpc_gen import grpc_predict_v2_pb2 as pb
+from serving.grpc_gen.grpc_predict_v2_pb2_grpc import GRPCInferenceServiceStub
+from serving.limits import AIOHTTP_MAJOR, BODY_LIMITS, CONNECTIONS, Limits, port_of
+from serving.limits import start as serve
 from serving.train import TrainResult, train
 from tests.conftest import ROOT, free_port
 
@@ -394,10 +411,6 @@ async def test_concurrent_large_bodies_take_bounded_memory(start: Callable[..., 
 async def test_large_bodies_wait_for_the_body_budget_then_get_503(trained: TrainResult) -> None:
     """In process (the same server start as the CLI's), so that the test itself can hold the body
     budget the way a long model call on a large body does."""
-    from serving.app import build_app
-    from serving.limits import BODY_LIMITS, Limits, port_of
-    from serving.limits import start as serve
-
     app = build_app(model_name=NAME, model_dir=trained.model_path.parent,
                     limits=Limits(body_timeout=0.5, max_inflight_body_bytes=100_000))
     runner, site = await serve(app, host="127.0.0.1", port=0)
@@ -418,8 +431,9 @@ async def test_large_bodies_wait_for_the_body_budget_then_get_503(trained: Train
         assert (await waiting)[0] == 200
         # Budget taken for longer than the body timeout: 503, and the server goes on.
         lease = await budget.acquire(100_000)
-        status, _, answer = await exchange(port, big)
+        status, headers, answer = await exchange(port, big)
         assert status == 503 and b"too many large request bodies" in answer
+        assert headers["retry-after"] == "1"
         lease.release()
         assert (await exchange(port, big))[0] == 200
         assert budget.used == 0
@@ -428,3 +442,217 @@ async def test_large_bodies_wait_for_the_body_budget_then_get_503(trained: Train
             waiting.cancel()
             await asyncio.gather(waiting, return_exceptions=True)
         await runner.cleanup()
+
+
+# --- issue 23: slow bodies, one budget for REST and gRPC, gRPC error logs ----------------------
+
+
+@contextlib.asynccontextmanager
+async def in_process(model_dir: Path, limits: Limits, *,
+                     grpc_port: int = 0) -> AsyncIterator[tuple[web.Application, web.AppRunner, int]]:
+    """The server as the CLI starts it (serving.limits.start), in the test's loop, so that a test
+    can see the guard's and the budget's state; (app, runner, HTTP port)."""
+    app = build_app(model_name=NAME, model_dir=model_dir, limits=limits, grpc_port=grpc_port,
+                    grpc_host="127.0.0.1")
+    runner, site = await serve(app, host="127.0.0.1", port=0)
+    try:
+        yield app, runner, port_of(site)
+    finally:
+        await runner.cleanup()
+
+
+async def until(predicate: Callable[[], bool]) -> None:
+    """Wait for server-side state (the guard's, the budget's) that no event announces: polled,
+    bounded at BOUND."""
+    for _ in range(int(BOUND / 0.005)):
+        if predicate():
+            return
+        await asyncio.sleep(0.005)
+    raise AssertionError(f"timed out waiting for {predicate}")
+
+
+def padded(size: int) -> bytes:
+    """A valid one-row V1 body of exactly ``size`` bytes (JSON whitespace pads it)."""
+    return ONE[:-1] + b" " * (size - len(ONE)) + ONE[-1:]
+
+
+async def test_body_below_the_minimum_rate_gets_408(start: Callable[..., Server], trained: TrainResult,
+                                                    connections: Callable[[int], Any]) -> None:
+    srv = start(trained.model_path.parent, "--body-min-rate", "100", "--body-grace", "0.3",
+                "--body-timeout", "60")
+    body = padded(1000)
+
+    async def send(writer: asyncio.StreamWriter, part: int, every: float) -> None:
+        for i in range(0, len(body), part):
+            writer.write(body[i:i + part])
+            await asyncio.sleep(every)  # the client's pace is what is under test
+
+    # One byte every 0.1 s (10 bytes/s): 408 at ~0.3 s + 1/100 s a byte, far before --body-timeout.
+    reader, writer = await connections(srv.port)
+    writer.write(request(b"", length=len(body)))
+    trickle = asyncio.create_task(send(writer, 1, 0.1))
+    try:
+        async with asyncio.timeout(BOUND):
+            status, _, answer = await read_response(reader)
+        assert status == 408, answer
+        assert "100 bytes/s" in json.loads(answer)["error"]
+        assert await closed_by_server(reader)
+    finally:
+        trickle.cancel()
+        await asyncio.gather(trickle, return_exceptions=True)
+    # 100 bytes every 0.1 s (1,000 bytes/s) keeps up: answered.
+    reader, writer = await connections(srv.port)
+    writer.write(request(b"", length=len(body)))
+    await send(writer, 100, 0.1)
+    async with asyncio.timeout(BOUND):
+        assert (await read_response(reader))[0] == 200
+    assert not [d for d in json_lines(srv.stop()) if d["level"] == "error"]
+
+
+async def test_at_the_cap_the_slowest_body_makes_room_for_a_new_client(
+        trained: TrainResult, connections: Callable[[int], Any]) -> None:
+    limits = Limits(max_connections=8, header_timeout=120, body_grace=60)
+    async with in_process(trained.model_path.parent, limits) as (app, _, port):
+        guard = app[CONNECTIONS]
+        slow = []
+        for _ in range(8):  # every slot: a header in, then a body that does not come
+            reader, writer = await connections(port)
+            writer.write(request(b"", length=1000))
+            slow.append((reader, writer))
+        await until(lambda: len(guard.bodies) == 8)
+        # All but one send 400 bytes, which buys each 0.8 s at the minimum rate: the one that
+        # sent nothing is the slowest, whatever order the server took them in.
+        laggard = slow[3]
+        for _, writer in slow:
+            if writer is not laggard[1]:
+                writer.write(b" " * 400)
+        loop = asyncio.get_running_loop()
+        laggard_addr = laggard[1].get_extra_info("sockname")
+        target = next(conn for transport, conn in guard.by_transport.items()
+                      if transport.get_extra_info("peername") == laggard_addr)
+        await until(lambda: guard.victim(loop.time()) is target)
+        # A new client at the cap is served; the slowest body was closed to make room, only it.
+        reader, writer = await connections(port)
+        writer.write(request(ONE))
+        async with asyncio.timeout(BOUND):
+            assert (await read_response(reader))[0] == 200
+        assert await closed_by_server(laggard[0])
+        assert len(guard.bodies) == 7 and guard.open == 8
+        for _, w in slow:  # gone before the server stops: its handlers need not wait out a body timeout
+            w.close()
+        await until(lambda: not guard.bodies)
+
+
+async def test_a_body_the_server_is_not_reading_is_not_held_to_the_minimum_rate(
+        trained: TrainResult) -> None:
+    """While a large body waits for the budget, aiohttp stops reading its socket: the body's
+    pace is then ours, not the client's, and must not earn it a 408."""
+    limits = Limits(body_min_rate=1_000_000, body_grace=0.2, body_timeout=30,
+                    max_inflight_body_bytes=100_000)
+    async with in_process(trained.model_path.parent, limits) as (app, _, port):
+        budget = app[BODY_LIMITS].budget
+        lease = await budget.acquire(100_000)
+        waiting = asyncio.create_task(exchange(port, request(padded(2_000_000))))
+        try:
+            await until(lambda: budget.waiting == 1)
+            # Five graces: a server that held its own pause against the client would have
+            # answered 408 by now (at ~0.2 s + what it had read / 1 MB/s).
+            await asyncio.sleep(1.0)
+            assert not waiting.done()
+            lease.release()
+            assert (await waiting)[0] == 200
+        finally:
+            waiting.cancel()
+            await asyncio.gather(waiting, return_exceptions=True)
+        assert budget.used == 0
+
+
+def infer_request(rows: int, value: float = 5.1) -> pb.ModelInferRequest:
+    arr = np.tile(np.array([value, 3.5, 1.4, 0.2], dtype=np.float32), (rows, 1))
+    tensor = pb.ModelInferRequest.InferInputTensor(name="input-0", datatype="FP32", shape=arr.shape)
+    return pb.ModelInferRequest(model_name=NAME, inputs=[tensor], raw_input_contents=[arr.tobytes()])
+
+
+async def test_large_grpc_messages_take_from_the_rest_bodies_budget(
+        trained: TrainResult, connections: Callable[[int], Any]) -> None:
+    grpc_port = free_port()
+    limits = Limits(max_inflight_body_bytes=1_000_000)
+    async with in_process(trained.model_path.parent, limits, grpc_port=grpc_port) as (app, _, port), \
+            grpc.aio.insecure_channel(f"127.0.0.1:{grpc_port}") as channel:
+        stub = GRPCInferenceServiceStub(channel)
+        budget = app[BODY_LIMITS].budget
+        large = infer_request(12_500)  # 200 kB of raw FP32: over LARGE_BODY_BYTES
+        assert (await stub.ModelInfer(large)).outputs[0].name == "predict"
+        assert budget.used == 0  # taken for the call, given back after it
+        # A REST body of 900 kB takes its share at its header and holds it while it arrives.
+        body = padded(900_000)
+        reader, writer = await connections(port)
+        writer.write(request(body[:100], length=len(body)))
+        await until(lambda: budget.used == 900_000)
+        with pytest.raises(grpc.aio.AioRpcError) as refused:
+            await stub.ModelInfer(large)
+        assert refused.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+        assert "--max-inflight-body-bytes" in (refused.value.details() or "")
+        assert ("grpc-retry-pushback-ms", "1000") in tuple(refused.value.trailing_metadata() or ())
+        small = await stub.ModelInfer(infer_request(1))  # small messages never touch the budget
+        assert list(small.outputs[0].shape) == [1]
+        writer.write(body[100:])
+        async with asyncio.timeout(BOUND):
+            assert (await read_response(reader))[0] == 200
+        await until(lambda: budget.used == 0)
+        assert (await stub.ModelInfer(large)).outputs[0].name == "predict"
+        assert budget.used == 0
+        async with aiohttp.ClientSession() as http, http.get(f"http://127.0.0.1:{port}/metrics") as r:
+            assert 'serving_requests_total{endpoint="grpc_ModelInfer",status="503"} 1.0' in await r.text()
+
+
+async def test_grpc_errors_log_one_rate_limited_line_without_a_traceback(
+        start: Callable[..., Server], failing_model: Path) -> None:
+    grpc_port = free_port()
+    srv = start(failing_model, "--grpc_port", str(grpc_port))
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{grpc_port}") as channel:
+        stub = GRPCInferenceServiceStub(channel)
+        bad = infer_request(1, value=-7.123456)  # the pipeline's log() makes a NaN: its predict raises
+
+        async def call() -> grpc.StatusCode:
+            try:
+                await stub.ModelInfer(bad)
+            except grpc.aio.AioRpcError as exc:
+                return exc.code()
+            return grpc.StatusCode.OK
+
+        for _ in range(10):
+            codes = await asyncio.gather(*(call() for _ in range(20)))
+            assert set(codes) == {grpc.StatusCode.INTERNAL}
+        assert (await stub.ModelInfer(infer_request(1))).outputs
+    lines = srv.stop()
+    failed = [d for d in json_lines(lines) if d["event"] == "grpc call failed"]
+    assert 1 <= len(failed) <= 5  # 200 errors of one kind: the burst, then one per 10 s
+    assert failed[0]["error_type"] == "ValueError" and failed[0]["method"] == "ModelInfer"
+    assert failed[0]["where"] and "exception" not in failed[0]
+    assert b"Traceback" not in b"".join(lines) and b"-7.123456" not in b"".join(lines)
+
+
+async def test_the_private_aiohttp_state_the_guard_reads_is_still_there(
+        trained: TrainResult, connections: Callable[[int], Any]) -> None:
+    """serving.limits reads RequestHandler._waiter: pending exactly while aiohttp waits for a
+    complete request message. If aiohttp changes that, this fails (and pyproject pins aiohttp <4)."""
+    assert int(aiohttp.__version__.split(".")[0]) == AIOHTTP_MAJOR
+    assert "_waiter" in RequestHandler.__slots__
+    async with in_process(trained.model_path.parent, Limits()) as (_, runner, port):
+        server = runner.server
+        assert server is not None
+        reader, writer = await connections(port)
+        writer.write(b"GET /v2/health/live HTTP/1.1\r\nHost: x\r\n")  # half a header
+        await until(lambda: len(server.connections) == 1)
+        handler = server.connections[0]
+
+        def waiting_for_a_request() -> bool:
+            waiter = handler._waiter
+            return waiter is not None and not waiter.done()
+
+        await until(waiting_for_a_request)
+        writer.write(b"\r\n")
+        async with asyncio.timeout(BOUND):
+            assert (await read_response(reader))[0] == 200
+        await until(waiting_for_a_request)  # keep-alive: waiting for the next one

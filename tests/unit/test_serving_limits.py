@@ -1,5 +1,6 @@
-"""The pieces of the model server's abuse limits that are plain logic: the log rate limiter and
-the body budget (the sockets side is tests/integration/test_serving_abuse.py)."""
+"""The pieces of the model server's abuse limits that are plain logic: the log rate limiter, the
+body budget, the minimum body rate's deadline (the sockets side is
+tests/integration/test_serving_abuse.py)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import asyncio
 
 import pytest
 
-from serving.limits import ByteBudget, Limits, check
+from serving.limits import ByteBudget, Limits, body_due, check
 from serving.logs import RateLimiter, where
 
 
@@ -82,10 +83,45 @@ async def test_byte_budget_cancelled_waiter_leaves_no_trace() -> None:
     assert (await budget.acquire(100)).nbytes == 100
 
 
+async def test_byte_budget_try_acquire_takes_what_fits_now_and_never_overtakes_a_waiter() -> None:
+    budget = ByteBudget(100)
+    first = budget.try_acquire(60)
+    assert first is not None and budget.used == 60
+    assert budget.try_acquire(41) is None and budget.used == 60  # does not fit: nothing taken
+    second = budget.try_acquire(40)
+    assert second is not None and budget.used == 100
+    second.release()
+    waiter = asyncio.create_task(budget.acquire(100))  # waits for "first"
+    await asyncio.sleep(0)
+    assert budget.waiting == 1
+    assert budget.try_acquire(10) is None  # 40 bytes free, but the waiter is first in line
+    first.release()
+    (await waiter).release()
+    alone = budget.try_acquire(10**9)  # larger than the whole budget: taken when alone
+    assert alone is not None and alone.nbytes == 100
+    alone.release()
+    assert budget.used == 0
+
+
+@pytest.mark.parametrize(("started", "received", "grace", "min_rate", "due"), [
+    (0.0, 0, 5.0, 500.0, 5.0),  # nothing yet: the grace alone
+    (0.0, 1, 5.0, 500.0, 5.002),  # a byte buys 1/500 s: a trickle cannot keep a body alive
+    (10.0, 1000, 5.0, 500.0, 17.0),  # 1 kB at the minimum rate: 2 s past the grace
+    (0.0, 8_000_000, 5.0, 500.0, 16_005.0),  # a fast 8 MB body is never near its deadline
+    (0.0, 250, 0.5, 100.0, 3.0),
+])
+def test_body_due_is_the_grace_plus_a_second_per_min_rate_bytes(
+        started: float, received: int, grace: float, min_rate: float, due: float) -> None:
+    assert body_due(started=started, received=received, grace=grace, min_rate=min_rate) == pytest.approx(due)
+
+
 @pytest.mark.parametrize(("limits", "problem"), [
     (Limits(), None),
     (Limits(header_timeout=0), "--header-timeout"),
     (Limits(body_timeout=-1), "--body-timeout"),
+    (Limits(body_grace=0), "--body-grace"),
+    (Limits(body_min_rate=0), "--body-min-rate"),
+    (Limits(body_min_rate=float("nan")), "--body-min-rate"),
     (Limits(max_connections=0), "--max-connections"),
     (Limits(max_inflight_body_bytes=0), "--max-inflight-body-bytes"),
 ])
