@@ -13,19 +13,28 @@ server looked for ``model.json``, found nothing, and served a dummy model for ho
 * the first file that loads wins; if none does, :class:`ModelLoadError` lists every file
   found and why each one failed. There is no fallback model of any kind.
 
+A JSON or UBJSON model reaches XGBoost only once it is one complete document
+(:mod:`serving.wellformed`) whose every tree index is in range (:mod:`serving.forest`):
+XGBoost's parser and predictor kill the process on input that fails either check.
+
 Pickle and joblib files execute code when loaded. Like KServe's sklearnserver, we load them
 because the model directory is the operator's own artifact (downloaded by their own storage
 initializer from their own bucket); do not point ``--model_dir`` at files you do not trust.
+For the same reason a booster inside a pickle is not checked by :mod:`serving.forest`:
+unpickling hands its bytes to XGBoost before any code of ours could look at them.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from serving import ubjson
+from serving.forest import check_model
 from serving.predictor import BoosterPredictor, EstimatorPredictor, Predictor
 from serving.wellformed import MalformedModel, check_json, check_ubjson
 
@@ -77,16 +86,27 @@ def _load_booster(raw: bytes, fmt: str, nthread: int) -> Predictor:
     import xgboost as xgb
 
     # XGBoost's parser kills the process on some broken input (see serving.wellformed), so it
-    # only ever sees a buffer that is one complete document.
+    # only ever sees a buffer that is one complete document; and its predictor follows tree
+    # indices unchecked (see serving.forest), so it only ever sees a forest whose indices hold.
     if not raw:
         raise MalformedModel("the file is empty (0 bytes); still being written?")
     if fmt == "xgboost-ubjson":
         check_ubjson(raw)
+        check_model(ubjson.decode(raw))
     elif fmt == "xgboost-json":
         check_json(raw)
+        check_model(_parse_json(raw))
+    # Anything else: XGBoost 3 reads JSON and UBJSON only and refuses the rest with its own error.
     booster = xgb.Booster()
     booster.load_model(bytearray(raw))
     return BoosterPredictor(booster, nthread=nthread)
+
+
+def _parse_json(raw: bytes) -> Any:
+    try:
+        return json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise MalformedModel(f"not a JSON document: {exc}") from exc
 
 
 def _load_pickle(path: Path, nthread: int) -> Predictor:
