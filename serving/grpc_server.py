@@ -16,8 +16,9 @@ Tensors: an input arrives either in ``raw_input_contents`` (what KServe's SDK an
 send: viewed with ``numpy.frombuffer``, no copy) or as typed ``contents``; outputs go back raw
 when the inputs came raw (KServe's rule, and the only form tritonclient reads), typed
 otherwise. Errors map to status codes the way KServe's and Triton's servers do: a bad request
-is INVALID_ARGUMENT, an unknown model NOT_FOUND, a model not loaded yet UNAVAILABLE; details
-carry the same message the REST endpoint gives.
+is INVALID_ARGUMENT (malformed protobuf bytes too: requests are parsed inside the handler, since
+grpc answers UNKNOWN when a deserializer raises), an unknown model NOT_FOUND, a model not loaded
+yet UNAVAILABLE; details carry the same message the REST endpoint gives.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from typing import Any, TypeVar
 
 import grpc
 from aiohttp import web
-from google.protobuf.message import Message
+from google.protobuf.message import DecodeError, Message
 from grpc import aio
 
 from serving import oip, tensors
@@ -182,6 +183,22 @@ def _handler(slot: ModelSlot, method: str,
     return call
 
 
+def _parsed(req_type: type[Req], fn: Callable[[Req, Context], Awaitable[Resp]]) -> Callable[
+        [bytes, Context], Awaitable[Resp]]:
+    """``fn`` taking the request's bytes: malformed protobuf is the client's mistake (400, so
+    INVALID_ARGUMENT), where a failing deserializer would make grpc answer UNKNOWN."""
+
+    async def call(raw: bytes, context: Context) -> Resp:
+        try:
+            request = req_type.FromString(raw)
+        except DecodeError as exc:
+            raise RequestError(400, f"malformed request: not a {req_type.DESCRIPTOR.name} protobuf "
+                                    f"message ({exc})") from exc
+        return await fn(request, context)
+
+    return call
+
+
 def generic_handler(slot: ModelSlot) -> grpc.GenericRpcHandler:
     service = InferenceService(slot)
     methods: dict[str, tuple[Callable[..., Awaitable[Any]], type[Message]]] = {
@@ -194,8 +211,9 @@ def generic_handler(slot: ModelSlot) -> grpc.GenericRpcHandler:
     }
     handlers: dict[str, grpc.RpcMethodHandler[Any, Any]] = {
         name: grpc.unary_unary_rpc_method_handler(
-            _handler(slot, name, fn),
-            request_deserializer=req_type.FromString,
+            _handler(slot, name, _parsed(req_type, fn)),
+            # bytes in: grpc answers UNKNOWN when a deserializer raises; _parsed makes that a 400
+            request_deserializer=None,
             response_serializer=lambda m: m.SerializeToString(),
         )
         for name, (fn, req_type) in methods.items()
