@@ -104,3 +104,20 @@ def test_json_refusals(buf: bytes, fragment: str) -> None:
 ])
 def test_json_accepts(buf: bytes) -> None:
     check_json(buf)
+
+
+@pytest.mark.parametrize("window", [1, 2, 3, 7, 64])
+def test_json_scanned_in_small_windows_gives_the_same_answers(window: int) -> None:
+    """check_json reads a window of bytes per regex call (so a huge file does not hold the GIL
+    for seconds); strings cut by a window edge, escapes included, are matched whole."""
+    for booster in MODELS.values():
+        check_json(bytes(booster.save_raw("json")), window=window)
+    for buf in (b'{"a": "]}[{ brackets inside a string are text"}', b'{"a": "an escaped \\" quote ]"}\n  ',
+                b'{"k\\\\": "\\\\", "x": ["\\"]", "}"]}'):
+        check_json(buf, window=window)
+    raw = bytes(MODELS["strings"].save_raw("json"))
+    for cut in range(0, len(raw), 97):
+        with pytest.raises(MalformedModel, match="not a complete"):
+            check_json(raw[:cut], window=window)
+    with pytest.raises(MalformedModel, match="unmatched"):
+        check_json(b'{"a": "b\\"}"]', window=window)
