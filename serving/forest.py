@@ -77,8 +77,6 @@ _ROOT_PARENTS = (-1, (1 << 31) - 1)
 _CATEGORY_ARRAYS = ("categories", "categories_nodes", "categories_segments", "categories_sizes")
 _NODE_ARRAYS = ("left_children", "right_children", "parents", "split_indices", "split_conditions",
                 "default_left", "loss_changes", "sum_hessian")
-
-
 _ARRAY = (list, np.ndarray)  # JSON lists; UBJSON typed arrays
 
 

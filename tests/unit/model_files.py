@@ -1,10 +1,13 @@
 """Real XGBoost models of every kind, and the means to corrupt them in both file formats.
 
-Shared by the model-file tests (``test_serving_wellformed``, ``test_serving_forest`` and the
-loader's integration tests): :data:`MODELS` holds one small booster per kind XGBoost trains,
-and :func:`encode_ubjson` writes a parsed document back as the UBJSON XGBoost itself writes
-(``test_serving_forest`` holds it to byte equality with ``Booster.save_raw("ubj")``), so a
-corruption made on the parsed document reaches the checks in either format.
+Shared by the model-file tests (``test_serving_wellformed``, ``test_serving_ubjson``,
+``test_serving_forest``, and the loader's and CLI's integration tests): :data:`MODELS` holds one
+small booster per kind XGBoost trains; :func:`encode_ubjson` writes a parsed document back as the
+UBJSON XGBoost itself writes (``test_serving_ubjson`` holds it to byte equality with
+``Booster.save_raw("ubj")``), so a corruption made on a parsed document reaches the checks in
+either format (:func:`to_bytes`); :data:`CORRUPTIONS` is the table of corrupt indices, one or more
+per index array, with the reason each is refused for, and :data:`IRIS_CRASHERS` the four that
+killed the server (issue 23).
 """
 
 from __future__ import annotations
