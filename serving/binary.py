@@ -31,6 +31,8 @@ from serving.jsonio import RequestError
 
 HEADER = "Inference-Header-Content-Length"
 OCTET_STREAM = "application/octet-stream"
+# Digits of the longest header length worth parsing: 2**63 has 19, no body comes near.
+_MAX_DIGITS = 20
 
 
 async def read_body(request: web.Request, *, max_body_bytes: int) -> bytes:
@@ -43,8 +45,11 @@ def split(body: bytes, header_length: str) -> tuple[Any, memoryview]:
     """The JSON inference header and the binary bytes after it."""
     value = header_length.strip()
     if not (value.isascii() and value.isdigit()):
-        raise RequestError(400, f"{HEADER} must be a decimal byte count, got {header_length!r}")
-    n = int(value)
+        raise RequestError(400, f"{HEADER} must be a decimal byte count, got {header_length[:40]!r}")
+    digits = value.lstrip("0") or "0"
+    if len(digits) > _MAX_DIGITS:  # before int(), which refuses over 4,300 digits with a ValueError
+        raise RequestError(400, f"{HEADER} is {len(digits)} digits long but the body holds {len(body)} bytes")
+    n = int(digits)
     if n == 0 or n > len(body):
         raise RequestError(400, f"{HEADER} is {n} but the body holds {len(body)} bytes: the JSON header "
                                 "must be non-empty and within the body")

@@ -35,8 +35,9 @@ Tensors: an input arrives either in ``raw_input_contents`` (what KServe's SDK an
 send: viewed with ``numpy.frombuffer``, no copy) or as typed ``contents``; outputs go back raw
 when the inputs came raw (KServe's rule, and the only form tritonclient reads), typed
 otherwise. Errors map to status codes the way KServe's and Triton's servers do: a bad request
-is INVALID_ARGUMENT, an unknown model NOT_FOUND, a model not loaded yet UNAVAILABLE; details
-carry the same message the REST endpoint gives.
+is INVALID_ARGUMENT (malformed protobuf bytes too: requests are parsed inside the handler, since
+grpc answers UNKNOWN when a deserializer raises), an unknown model NOT_FOUND, a model not loaded
+yet UNAVAILABLE; details carry the same message the REST endpoint gives.
 """
 
 from __future__ import annotations

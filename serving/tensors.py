@@ -5,7 +5,10 @@ bytes (REST's binary tensor extension, gRPC's ``raw_input_contents``) or typed p
 contents (gRPC) — and each decoder here returns a numpy array of the tensor's declared
 datatype and shape. :func:`serving.jsonio.to_features` then makes the float32 matrix the model
 takes, with the same checks whichever way the tensor came. Every mistake is a
-:class:`RequestError` (400) saying which tensor, what was expected and what arrived.
+:class:`RequestError` (400) saying which tensor, what was expected and what arrived: a datatype
+that is not a string, and a shape no array can have (over 64 dimensions, a dimension past
+int64, an element count numpy cannot address even when a zero makes the array empty) included,
+which numpy would otherwise refuse with an exception of its own, a 500.
 
 No Python loop runs per element: raw bytes are *viewed* with ``numpy.frombuffer`` (zero copy)
 and checked with vectorised comparisons; JSON lists and protobuf repeated fields are converted
@@ -53,8 +56,18 @@ def unsupported(what: str, datatype: Any) -> RequestError:
                              f"use one of {', '.join(INPUT_TYPES)}")
 
 
+# numpy's limit (NPY_MAXDIMS); the V2 protocol sets none, but no array past it can be built.
+MAX_DIMS = 64
+# gRPC carries each dimension as an int64; REST's JSON integers get the same bound.
+MAX_DIM = 2**63 - 1
+# Elements times the widest itemsize (8) must stay below numpy's byte limit (intp): past it numpy
+# refuses even an empty array (shape [0, 2**62, 2**62]) with its own ValueError.
+_MAX_ELEMENTS = MAX_DIM // 8
+
+
 def check_shape(shape: Any, *, what: str) -> tuple[int, ...]:
-    """A tensor's declared shape: a list of non-negative integers (not booleans)."""
+    """A tensor's declared shape: a list of non-negative integers (not booleans). Whether an
+    array of it can exist is :func:`check_extent`'s, which every decoder runs."""
     if type(shape) is list and all(type(d) is int and d >= 0 for d in shape):
         return tuple(shape)  # the usual JSON shape, checked without the ABC machinery below
     if (not isinstance(shape, Sequence) or isinstance(shape, str | bytes)
@@ -63,8 +76,31 @@ def check_shape(shape: Any, *, what: str) -> tuple[int, ...]:
     return tuple(int(d) for d in shape)
 
 
+def check_extent(shape: Sequence[int], *, what: str) -> None:
+    """400 unless an array of ``shape`` can exist: at most :data:`MAX_DIMS` dimensions, each at
+    most :data:`MAX_DIM`, and an element count numpy can address even when a zero dimension
+    makes the array empty. Every decoder runs it, so REST (JSON, binary) and gRPC agree."""
+    if len(shape) > MAX_DIMS:
+        raise RequestError(400, f"{what}: shape has {len(shape)} dimensions; at most {MAX_DIMS}")
+    count = 1
+    for i, d in enumerate(shape):
+        if d > MAX_DIM:
+            raise RequestError(400, f"{what}: shape dimension {i} is {d}, over the largest (2**63 - 1)")
+        count *= d or 1
+    if count > _MAX_ELEMENTS:
+        raise RequestError(400, f"{what}: shape {list(shape)} describes more elements than any array "
+                                "can hold")
+
+
+def check_datatype(datatype: Any, *, what: str) -> None:
+    """400 unless the datatype is a string (JSON may carry anything there)."""
+    if not isinstance(datatype, str):
+        raise RequestError(400, f"{what}: datatype must be a string such as 'FP32', got {datatype!r:.100}")
+
+
 def from_raw(datatype: Any, shape: tuple[int, ...], raw: bytes | memoryview, *, what: str) -> Array:
     """Raw little-endian bytes -> an array of ``shape`` (a view of ``raw`` where the dtype allows)."""
+    check_datatype(datatype, what=what)
     if datatype in DTYPES:
         dtype = DTYPES[datatype]
         width = dtype.itemsize
@@ -76,6 +112,7 @@ def from_raw(datatype: Any, shape: tuple[int, ...], raw: bytes | memoryview, *, 
     if len(raw) != need:
         raise RequestError(400, f"{what}: binary data holds {len(raw)} bytes; shape {list(shape)} of "
                                 f"{datatype} needs {need} ({width} per element)")
+    check_extent(shape, what=what)  # the bytes fit; an empty array of such a shape still cannot exist
     if datatype == "BOOL":
         octets = np.frombuffer(raw, dtype=np.uint8)
         if octets.size and int(octets.max()) > 1:
@@ -96,6 +133,8 @@ def _check_range(arr: Array, dtype: np.dtype[Any], *, datatype: str, what: str) 
 
 def from_json(datatype: Any, shape: tuple[int, ...], data: Any, *, what: str) -> Array:
     """JSON ``data`` (flat or nested, row-major) -> an array of ``datatype`` and ``shape``."""
+    check_datatype(datatype, what=what)
+    check_extent(shape, what=what)
     if datatype not in DTYPES:
         if datatype in RAW_ONLY:
             raise RequestError(400, f"{what}: {datatype} data must be sent as binary (the binary tensor "
@@ -131,6 +170,7 @@ def from_json(datatype: Any, shape: tuple[int, ...], data: Any, *, what: str) ->
 
 def from_values(datatype: str, shape: tuple[int, ...], values: Any, *, what: str) -> Array:
     """A protobuf repeated field (gRPC typed contents) -> an array; numpy iterates in C."""
+    check_extent(shape, what=what)
     dtype = DTYPES[datatype]
     n = len(values)
     if n != prod(shape):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import signal
 import subprocess
 import sys
@@ -21,6 +22,7 @@ from serving.grpc_gen import grpc_predict_v2_pb2 as pb
 from serving.grpc_gen.grpc_predict_v2_pb2_grpc import GRPCInferenceServiceStub
 from serving.train import TrainResult, train
 from tests.conftest import ROOT, free_port
+from tests.unit.model_files import IRIS_CRASHERS, Mutation, to_bytes
 
 SETOSA = [5.1, 3.5, 1.4, 0.2]
 
@@ -95,6 +97,83 @@ def test_corrupt_model_refuses_to_start_and_lists_files(tmp_path: Path) -> None:
     # and the structured log line says so too
     line = next(ln for ln in res.stderr.splitlines() if ln.startswith("{"))
     assert json.loads(line)["event"] == "no model loaded; refusing to start"
+
+
+def _corrupt(trained: TrainResult, mutate: Mutation, fmt: str = "json") -> bytes:
+    """The trained iris model with one corruption, as a file of ``fmt``."""
+    raw = trained.model_path.read_bytes()
+    doc = json.loads(raw)
+    mutate(doc)
+    return to_bytes(doc, fmt)
+
+
+def test_trees_that_crashed_the_server_are_refused_at_start(trained: TrainResult, tmp_path: Path) -> None:
+    """Issue 23: each of these killed the server with SIGSEGV: three reported READY and died on the
+    first predict, tree_info's died loading. Now each exits 1 with the reason and never serves."""
+    procs = []
+    for case, mutate, _ in IRIS_CRASHERS:
+        d = tmp_path / case
+        d.mkdir()
+        (d / "model").write_bytes(_corrupt(trained, mutate))
+        procs.append(subprocess.Popen(
+            [sys.executable, "-m", "serving", "--model_dir", str(d), "--model_name", "iris",
+             "--host", "127.0.0.1", "--http_port", str(free_port()), "--grpc_port", "0"],
+            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+    try:
+        for p, (case, _, reason) in zip(procs, IRIS_CRASHERS, strict=True):
+            _, err = p.communicate(timeout=60)
+            assert p.returncode == 1, (case, p.returncode, err[-2000:])
+            assert reason in err and "never serves a dummy model" in err, err
+            events = [json.loads(ln)["event"] for ln in err.splitlines() if ln.startswith("{")]
+            assert "serving" not in events and "model loaded" not in events
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+                p.communicate(timeout=10)
+
+
+def test_wait_for_model_stays_unready_with_corrupt_trees_then_serves_a_good_model(
+        trained: TrainResult, tmp_path: Path) -> None:
+    """All four crashers in the directory, JSON and UBJSON: never READY, the process lives, and
+    the real model serves once it arrives."""
+    model_dir = tmp_path / "models"
+    model_dir.mkdir()
+    for (case, mutate, _), fmt in zip(IRIS_CRASHERS, ("json", "ubj", "json", "ubj"), strict=True):
+        (model_dir / f"{case}.{fmt}").write_bytes(_corrupt(trained, mutate, fmt))
+    log = tmp_path / "server.log"
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    with log.open("w") as sink:
+        p = subprocess.Popen(
+            [sys.executable, "-m", "serving", "--model_dir", str(model_dir), "--model_name", "iris",
+             "--host", "127.0.0.1", "--http_port", str(port), "--grpc_port", "0", "--wait-for-model"],
+            cwd=ROOT, stdout=subprocess.DEVNULL, stderr=sink, text=True)
+    try:
+        waiting = _await_event(log, p, "waiting for a model")
+        for _, _, reason in IRIS_CRASHERS:
+            assert reason in waiting["reason"], waiting["reason"]
+        assert _http(base + "/v2/health/ready") == (503, {"ready": False})
+        shutil.copy(trained.model_path, model_dir / "zz-iris.json")  # tried after the corrupt ones
+        loaded = _await_event(log, p, "model loaded")
+        assert loaded["path"].endswith("/zz-iris.json")
+        assert _http(base + "/v2/health/ready") == (200, {"ready": True})
+        assert _http(base + "/v1/models/iris:predict", {"instances": [SETOSA]}) == (200, {"predictions": [0]})
+    finally:
+        p.kill()
+        p.wait(timeout=10)
+
+
+def _await_event(log: Path, p: subprocess.Popen[str], event: str, timeout: float = 60) -> dict[str, Any]:
+    """The first JSON log line of ``event`` the server writes to ``log``; fails if it dies first."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for line in log.read_text().splitlines():
+            if line.startswith("{") and (entry := json.loads(line))["event"] == event:
+                return dict(entry)
+        assert p.poll() is None, f"server exited {p.returncode}: {log.read_text()[-2000:]}"
+        time.sleep(0.05)
+    raise AssertionError(f"no {event!r} in the server log: {log.read_text()[-2000:]}")
 
 
 def test_serves_extensionless_model_and_stops_cleanly(trained: TrainResult, start: Any) -> None:

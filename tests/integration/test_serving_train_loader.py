@@ -18,6 +18,7 @@ from sklearn.linear_model import LogisticRegression
 from serving.loader import ModelLoadError, load_model
 from serving.predictor import BoosterPredictor, EstimatorPredictor
 from serving.train import TrainResult, train
+from tests.unit.model_files import MODELS
 
 SETOSA = np.array([[5.1, 3.5, 1.4, 0.2]], dtype=np.float32)
 
@@ -72,6 +73,20 @@ def test_loads_booster_files_by_content(trained: TrainResult, tmp_path: Path, na
     assert model.path.name == name and model.format == expected_format
     assert isinstance(model.predictor, BoosterPredictor)
     assert model.predictor.run(SETOSA, want_proba=False).predict.tolist() == [0]
+
+
+@pytest.mark.parametrize("fmt", ["json", "ubj"])
+@pytest.mark.parametrize("kind", sorted(MODELS))
+def test_every_model_kind_xgboost_writes_loads(tmp_path: Path, kind: str, fmt: str) -> None:
+    """The load-time checks (serving.wellformed, serving.forest) refuse no real model: binary,
+    softprob, regression, random forest, lossguide, dart, gblinear, quantile, multi-output,
+    categorical, pruned (deleted nodes), odd feature names."""
+    booster = MODELS[kind]
+    d = _write(tmp_path, "model", bytes(booster.save_raw(fmt)))
+    model = load_model(d)
+    assert model.format == ("xgboost-json" if fmt == "json" else "xgboost-ubjson")
+    assert isinstance(model.predictor, BoosterPredictor)
+    assert model.predictor.n_features == booster.num_features()
 
 
 @pytest.mark.parametrize("name", ["model", "model.pkl", "model.joblib", "model.pickle"])

@@ -4,6 +4,7 @@ every datatype, every way a size can be wrong. Pure functions, no I/O."""
 from __future__ import annotations
 
 import json
+import math
 import struct
 from typing import Any
 
@@ -63,7 +64,7 @@ def test_bf16_widens_exactly() -> None:
     ("BOOL", b"\x00\x01\x02\x00\x00\x00\x00\x00", "BOOL bytes must be 0 or 1"),
     ("BYTES", b"\x00" * 8, "datatype 'BYTES' not supported"),
     ("FP8", b"\x00" * 8, "datatype 'FP8' not supported"),
-    (None, b"", "datatype None not supported"),
+    (None, b"", "datatype must be a string such as 'FP32', got None"),
 ])
 def test_raw_size_and_type_errors(datatype: Any, raw: bytes, fragment: str) -> None:
     with pytest.raises(RequestError) as exc:
@@ -98,6 +99,39 @@ def test_typed_values_range_and_count() -> None:
 def test_bad_shapes(shape: Any) -> None:
     with pytest.raises(RequestError, match="shape must be a list of non-negative integers"):
         tensors.check_shape(shape, what=WHAT)
+
+
+@pytest.mark.parametrize(("shape", "fragment"), [
+    ((0, 2**64), "shape dimension 1 is 18446744073709551616, over the largest (2**63 - 1)"),
+    ((2**63, 0), "shape dimension 0 is 9223372036854775808, over the largest"),
+    ((0, 2**62, 2**62), "describes more elements than any array can hold"),
+    ((0, 2**30, 2**30, 8), "describes more elements than any array can hold"),
+    ((0, 2**63 - 1), "describes more elements than any array can hold"),  # numpy: "array is too big"
+    ((1,) * 65, "shape has 65 dimensions; at most 64"),
+    ((0,) * 1000, "shape has 1000 dimensions; at most 64"),
+])
+def test_shapes_no_array_can_have(shape: tuple[int, ...], fragment: str) -> None:
+    """Each decoder refuses them before numpy does (numpy's errors were 500s, issue 23 item 6)."""
+    count = math.prod(shape)  # 0 or 1: the data matches the shape, only the shape is wrong
+    for decode in (lambda: tensors.from_json("FP32", shape, [1.0] * count, what=WHAT),
+                   lambda: tensors.from_raw("FP32", shape, b"\0" * 4 * count, what=WHAT),
+                   lambda: tensors.from_values("FP32", shape, [1.0] * count, what=WHAT)):
+        with pytest.raises(RequestError) as exc:
+            decode()
+        assert exc.value.status == 400 and fragment in exc.value.message, exc.value.message
+
+
+@pytest.mark.parametrize("shape", [(0, 2**29, 2**29), (1,) * 64, (0, 2**59)])  # numpy builds these
+def test_the_largest_shapes_an_array_can_have_pass_the_extent_check(shape: tuple[int, ...]) -> None:
+    tensors.check_extent(shape, what=WHAT)
+
+
+@pytest.mark.parametrize("datatype", [["FP32"], {"name": "FP32"}, 32, None, True])
+def test_a_datatype_that_is_not_a_string_is_a_400(datatype: Any) -> None:
+    for decode in (lambda: tensors.from_json(datatype, (1, 4), [1, 2, 3, 4], what=WHAT),
+                   lambda: tensors.from_raw(datatype, (1, 4), b"\0" * 16, what=WHAT)):
+        with pytest.raises(RequestError, match="datatype must be a string such as 'FP32'"):
+            decode()
 
 
 @pytest.mark.parametrize(("arr", "datatype"), [
@@ -143,6 +177,9 @@ def test_split_and_slice_inputs_in_order() -> None:
     ("1e3", "must be a decimal byte count"), ("\uff15", "must be a decimal byte count"),  # a full-width digit
     ("0", "must be non-empty"), ("100000", "is 100000 but the body holds"),
     ("5", "malformed JSON in the first 5 bytes"),
+    ("9" * 5000, "is 5000 digits long but the body holds"),
+    ("0" * 5000 + "5", "malformed JSON in the first 5"),
+    ("9" * 21, "is 21 digits long"), ("9" * 20, "is 99999999999999999999 but the body holds"),
 ])
 def test_split_errors(header_length: str, fragment: str) -> None:
     body, _ = _body({"inputs": [_t("a", 4)]}, b"1234")

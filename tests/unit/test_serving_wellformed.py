@@ -11,43 +11,12 @@ from __future__ import annotations
 import struct
 from collections.abc import Callable
 
-import numpy as np
 import pytest
-import xgboost as xgb
 
 from serving.wellformed import MAX_DEPTH, MalformedModel, check_json, check_ubjson
+from tests.unit.model_files import MODELS
 
 Check = Callable[..., None]
-
-
-def _models() -> dict[str, xgb.Booster]:
-    rng = np.random.default_rng(7)
-    x = rng.normal(size=(120, 4)).astype(np.float32)
-    binary = (x[:, 0] > 0).astype(int)
-    three = (np.abs(x[:, 1]) * 2).astype(int) % 3
-    shapes: dict[str, tuple[dict[str, object], np.ndarray]] = {
-        "binary": ({"objective": "binary:logistic", "max_depth": 2}, binary),
-        "softprob": ({"objective": "multi:softprob", "num_class": 3, "max_depth": 2}, three),
-        "regression": ({"objective": "reg:squarederror", "max_depth": 2}, x[:, 2]),
-        "gblinear": ({"booster": "gblinear"}, binary),
-        "dart": ({"booster": "dart", "objective": "binary:logistic", "max_depth": 2}, binary),
-    }
-    models = {name: xgb.train(params, xgb.DMatrix(x, label=label), num_boost_round=2)
-              for name, (params, label) in shapes.items()}
-    models["quantiles"] = xgb.train({"objective": "reg:quantileerror", "quantile_alpha": np.array([0.1, 0.9]),
-                                     "tree_method": "hist"}, xgb.DMatrix(x, label=x[:, 2]), num_boost_round=2)
-    models["multi-output"] = xgb.train({"tree_method": "hist", "multi_strategy": "multi_output_tree"},
-                                       xgb.DMatrix(x, label=np.stack([x[:, 2], -x[:, 2]], axis=1)),
-                                       num_boost_round=2)
-    # Brackets, quotes and backslashes inside strings are text, not structure.
-    names = ['f\u00e9 "q" }{', "b\\ack", "c", "\u4e2d\u6587"]
-    models["strings"] = xgb.train({"objective": "binary:logistic"},
-                                  xgb.DMatrix(x, label=binary, feature_names=names), num_boost_round=2)
-    models["strings"].set_attr(note='brackets ]}{[ and "quotes" and \\ backslash \u2603')
-    return models
-
-
-MODELS = _models()
 
 
 def _key(name: bytes) -> bytes:
@@ -135,3 +104,20 @@ def test_json_refusals(buf: bytes, fragment: str) -> None:
 ])
 def test_json_accepts(buf: bytes) -> None:
     check_json(buf)
+
+
+@pytest.mark.parametrize("window", [1, 2, 3, 7, 64])
+def test_json_scanned_in_small_windows_gives_the_same_answers(window: int) -> None:
+    """check_json reads a window of bytes per regex call (so a huge file does not hold the GIL
+    for seconds); strings cut by a window edge, escapes included, are matched whole."""
+    for booster in MODELS.values():
+        check_json(bytes(booster.save_raw("json")), window=window)
+    for buf in (b'{"a": "]}[{ brackets inside a string are text"}', b'{"a": "an escaped \\" quote ]"}\n  ',
+                b'{"k\\\\": "\\\\", "x": ["\\"]", "}"]}'):
+        check_json(buf, window=window)
+    raw = bytes(MODELS["strings"].save_raw("json"))
+    for cut in range(0, len(raw), 97):
+        with pytest.raises(MalformedModel, match="not a complete"):
+            check_json(raw[:cut], window=window)
+    with pytest.raises(MalformedModel, match="unmatched"):
+        check_json(b'{"a": "b\\"}"]', window=window)
