@@ -227,7 +227,8 @@ def _handler(slot: ModelSlot, method: str, fn: Callable[[Req, Context], Awaitabl
             try:
                 request = parse(raw)
             except DecodeError as exc:
-                raise RequestError(400, f"malformed {method}Request message: {exc}") from exc
+                raise RequestError(400, f"malformed request: not a {method}Request protobuf "
+                                        f"message ({exc})") from exc
             response = await fn(request, context)
         except RequestError as exc:
             # Counted before abort(): abort sends the status to the client before it raises,
