@@ -350,6 +350,11 @@ CORPUS_CODES = {
     Code.PEER_AUTHENTICATION_STRICT_NO_SIDECAR, Code.MESH_POLICY_NOT_EVALUATED,
     Code.ISTIO_REVISION_MISSING, Code.COMPONENT_NOT_READY,
     Code.PROBE_ERROR,  # table-tested in tests/unit/test_probe_errors.py
+    # Pod-level families, table-tested in tests/unit/test_diagnose_resources.py and
+    # tests/unit/test_diagnose_scheduling.py.
+    Code.OOM_KILLED, Code.EVICTED_EPHEMERAL_STORAGE, Code.CRASH_LOOP, Code.READY_BUT_CRASH_LOOPING,
+    Code.UNSCHEDULABLE_INSUFFICIENT_RESOURCES, Code.UNSCHEDULABLE_UNTOLERATED_TAINT,
+    Code.UNSCHEDULABLE_NO_MATCHING_NODE, Code.UNSCHEDULABLE,
 }
 
 

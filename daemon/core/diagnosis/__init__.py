@@ -32,7 +32,10 @@ the raw-JSON readers. Each rule lives in the module named for what it diagnoses:
 :mod:`.runtime`, :mod:`.mesh`, :mod:`.credentials`, :mod:`.storage_source` (and
 :mod:`.storage_spec` for KServe's storage spec), :mod:`.store`,
 :mod:`.image_pull`, :mod:`.model_files`, :mod:`.storage`, :mod:`.readiness`, :mod:`.dns`,
-:mod:`.predictor`, :mod:`.drift`; :mod:`.spec` reads every InferenceService shape.
+:mod:`.predictor`, :mod:`.drift`, and for what the scheduler and the kubelet record on the pods
+:mod:`.scheduling` (Unschedulable, judged against the Nodes), :mod:`.resources` (OOMKilled, evicted
+for ephemeral storage, CrashLoopBackOff) and :mod:`.staleness` (Ready while pods crash-loop), with
+:mod:`.pods` reading container statuses; :mod:`.spec` reads every InferenceService shape.
 """
 
 from daemon.core.diagnosis.run import diagnose
