@@ -231,8 +231,8 @@ async def register_node(api: ApiClient, *, port: int, shape: NodeShape = NODES[0
     # The TaintNodesByCondition admission plugin gives every new Node node.kubernetes.io/not-ready;
     # the node lifecycle controller lifts it once the Node is Ready. That controller is not run
     # here (it would mark the Nodes unreachable without kubelet heartbeats): lift it as it would.
-    await api_call(api, "PATCH", f"/api/v1/nodes/{name}", {"spec": {"taints": [dict(t) for t in shape.taints]}},
-                   ctype="application/merge-patch+json")
+    taints = {"spec": {"taints": [dict(t) for t in shape.taints]}}
+    await api_call(api, "PATCH", f"/api/v1/nodes/{name}", taints, ctype="application/merge-patch+json")
 
 
 async def _drop_isvc_finalizers(api: ApiClient, namespace: str) -> None:
