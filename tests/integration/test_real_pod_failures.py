@@ -359,3 +359,51 @@ async def test_evicted_for_ephemeral_storage(sandbox: tuple[Sandbox, ApiClient])
     (f,) = [f for f in found["iris-model"] if f["severity"] != "info"]
     assert f"pod {evicted} Evicted: {message}" in f["evidence"]
     assert "pvc://" in f["remedy"] and f"kubectl delete pod {evicted} -n {NS}" in f["remedy"]
+
+
+async def test_ready_while_the_new_revision_crash_loops(sandbox: tuple[Sandbox, ApiClient]) -> None:
+    """kserve/kserve#1859 and #2037: the InferenceService says Ready while its pods crash-loop.
+    Reproduced for real: the model object is moved away after the predictor loaded it, then the
+    predictor is changed (a memory limit), so a new revision rolls out. Its pod downloads an empty
+    directory and the server exits (CrashLoopBackOff, for real, from the kubelet stand-in); the
+    Deployment stays available on the old pod, and KServe v0.20 reports Ready=True and
+    ``transitionStatus: UpToDate``. Nothing else notices: the predictor answers through the old pod.
+    The finding says so, with the crashing server's last log line."""
+    sb, api = sandbox
+    await sb.inject("model-path")
+    await CustomObjectsApi(api).patch_namespaced_custom_object(
+        GROUP,
+        "v1beta1",
+        NS,
+        "inferenceservices",
+        "iris-model",
+        {"spec": {"predictor": {"model": {"resources": {"limits": {"memory": "1Gi"}}}}}},
+        **MERGE,
+    )
+
+    def looping(pods: list[Obj]) -> Obj | None:
+        for p in pods:
+            for c in p["status"].get("containerStatuses") or []:
+                if (
+                    c["name"] == "kserve-container"
+                    and (c.get("state") or {}).get("waiting", {}).get("reason") == "CrashLoopBackOff"
+                ):
+                    return p
+        return None
+
+    crashing = await pods_of(api, "iris-model", looping, "the new revision's pod in CrashLoopBackOff")
+    isvc = await ready_isvc(api)
+    assert isvc["status"]["modelStatus"]["transitionStatus"] == "UpToDate"
+    found = await check(sb)
+    assert above_info(found["iris-model"]) == [("ready-but-crash-looping", "warning")], found["iris-model"]
+    (f,) = [f for f in found["iris-model"] if f["severity"] != "info"]
+    name = crashing["metadata"]["name"]
+    assert any(
+        e.startswith(f"pod {name} container kserve-container: CrashLoopBackOff") for e in f["evidence"]
+    )
+    assert any(
+        e.startswith("last log line of kserve-container: serving.loader.ModelLoadError: no model in")
+        for e in f["evidence"]
+    ), f["evidence"]
+    assert "an older predictor pod still serves: the rollout is stuck behind it" in f["evidence"]
+    assert f"kubectl logs {name} -n {NS} -c kserve-container --previous" in f["remedy"]
