@@ -354,6 +354,18 @@ def test_an_oom_killed_server_is_not_also_a_wrong_format_or_not_ready() -> None:
     )
 
 
+def test_a_stale_oom_record_of_a_healed_model_is_not_a_finding() -> None:
+    """KServe never clears lastFailureInfo: exit code 137 recorded once, the model healthy since
+    (``transitionStatus: UpToDate``), must not keep an OOM finding."""
+    c = fx.healthy()
+    c.isvc["status"]["modelStatus"] = {"transitionStatus": "UpToDate", "lastFailureInfo": {
+        "reason": "ModelLoadFailed", "message": "Killed", "exitCode": 137}}
+    assert fx.run(c).findings == []
+    c.isvc["status"]["modelStatus"]["transitionStatus"] = "BlockedByFailedLoad"
+    fx.set_isvc_unready(c)
+    assert fx.run(c).codes == ["oom-killed"]
+
+
 def test_exit_137_without_oomkilled_is_a_crash_not_an_oom() -> None:
     """SIGKILL for another reason (a liveness probe): no OOM claim without the kubelet's word."""
     c = fx.healthy()

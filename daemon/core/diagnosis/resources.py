@@ -47,6 +47,7 @@ from daemon.core.diagnosis.pods import (
 )
 from daemon.core.findings import Code, Severity
 from daemon.core.quantity import doubled_memory, format_quantity, parse_quantity
+from probes.pod_status import current_failure_info
 
 OOM_EXIT_CODE = 137
 _EPHEMERAL = re.compile(
@@ -105,8 +106,10 @@ def _oom(c: Container) -> Mapping[str, Any] | None:
 def oom_killed(ctx: Pass, m: Model) -> bool:
     """Whether a container of the model was OOM-killed (then the model is explained)."""
     hits = [(c, end) for p in _live(m) for c in containers_of(p) if (end := _oom(c)) is not None]
-    info = (m.isvc or {}).get("status", {}).get("modelStatus", {}).get("lastFailureInfo") or {}
-    kserve_saw = isinstance(info, Mapping) and info.get("exitCode") == OOM_EXIT_CODE
+    # Only while current: KServe never clears lastFailureInfo, and a model healed since must not
+    # keep an OOM finding (probes.pod_status.current_failure_info holds the rule).
+    info = current_failure_info((m.isvc or {}).get("status") or {})
+    kserve_saw = info.get("exitCode") == OOM_EXIT_CODE
     if not hits and not kserve_saw:
         return False
     ev: list[str] = []
