@@ -9,6 +9,7 @@ CPU is exactly ``100m``, as the API server sees it). A string the API server wou
 
 from __future__ import annotations
 
+import functools
 import re
 from fractions import Fraction
 
@@ -36,7 +37,14 @@ def parse_quantity(text: object) -> Fraction | None:
         return None
     if isinstance(text, int):
         return Fraction(text)
-    m = _QUANTITY.match(str(text).strip())
+    return _parse(str(text).strip())
+
+
+@functools.lru_cache(maxsize=1024)
+def _parse(text: str) -> Fraction | None:
+    # Cached: a cluster's pods repeat a handful of quantities ("100m", "2Gi") thousands of times,
+    # and the scheduling rule sums every bound pod's requests once per pass.
+    m = _QUANTITY.match(text)
     if m is None:
         return None
     num, suffix = Fraction(m["num"]), m["suffix"]

@@ -20,6 +20,8 @@ Obj = dict[str, Any]
 GPU = "nvidia.com/gpu"
 GPU_TAINT = {"key": GPU, "value": "present", "effect": "NoSchedule"}
 GPU_TOLERATION = {"key": GPU, "operator": "Exists", "effect": "NoSchedule"}
+ONE = 1000
+"""One device, in the milli-units requests are summed in."""
 
 
 @pytest.mark.parametrize(
@@ -96,7 +98,7 @@ def _c(name: str, requests: Obj | None = None, limits: Obj | None = None, **kw: 
     ],
 )
 def test_pod_requests_as_the_scheduler_sums_them(spec: Obj, want: dict[str, str]) -> None:
-    assert pod_requests(spec) == {k: Fraction(v) for k, v in want.items()}
+    assert pod_requests(spec) == {k: Fraction(v) * 1000 for k, v in want.items()}  # milli-units
 
 
 @pytest.mark.parametrize(
@@ -157,10 +159,10 @@ CPU_NODES = [node("cpu-1"), node("cpu-2")]
 @pytest.mark.parametrize(
     ("n", "spec", "requests", "used", "kinds"),
     [
-        (GPU_NODE, {}, {GPU: Fraction(1)}, {}, ["taint"]),
-        (GPU_NODE, {"tolerations": [GPU_TOLERATION]}, {GPU: Fraction(1)}, {}, []),
-        (GPU_NODE, {"tolerations": [GPU_TOLERATION]}, {GPU: Fraction(1)}, {GPU: Fraction(1)}, ["resources"]),
-        (CPU_NODES[0], {}, {GPU: Fraction(1)}, {}, ["resources"]),
+        (GPU_NODE, {}, {GPU: ONE}, {}, ["taint"]),
+        (GPU_NODE, {"tolerations": [GPU_TOLERATION]}, {GPU: ONE}, {}, []),
+        (GPU_NODE, {"tolerations": [GPU_TOLERATION]}, {GPU: ONE}, {GPU: ONE}, ["resources"]),
+        (CPU_NODES[0], {}, {GPU: ONE}, {}, ["resources"]),
         (CPU_NODES[0], {"nodeSelector": {"accelerator": "nvidia"}}, {}, {}, ["selector"]),
         (
             CPU_NODES[0],
@@ -213,7 +215,7 @@ CPU_NODES = [node("cpu-1"), node("cpu-2")]
     ],
 )
 def test_each_node_judged_as_the_scheduler_filters_do(
-    n: Obj, spec: Obj, requests: dict[str, Fraction], used: dict[str, Fraction], kinds: list[str]
+    n: Obj, spec: Obj, requests: dict[str, int], used: dict[str, int], kinds: list[str]
 ) -> None:
     assert [b.kind for b in node_blocks(n, spec=spec, requests=requests, used=used)] == kinds
 

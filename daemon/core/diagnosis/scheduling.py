@@ -27,7 +27,9 @@ kserve/kserve#1601 (a second revision Pending on insufficient memory), kserve/ks
 
 from __future__ import annotations
 
+import functools
 import json
+import math
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -49,7 +51,24 @@ NODE_LIFECYCLE_TAINTS = {
 }
 """Taints the node lifecycle controller sets: a node problem, not something to tolerate."""
 
-Requests = dict[str, Fraction]
+Requests = dict[str, int]
+"""Resource → amount in milli-units (``1`` CPU is ``1000``; ``1Gi`` is ``1073741824000``): whole
+numbers, as kube-scheduler compares them, and cheap to sum over every pod bound to a node."""
+
+
+def _milli(text: object) -> int | None:
+    return _milli_of(text if isinstance(text, str) else str(text) if isinstance(text, int) else "")
+
+
+@functools.lru_cache(maxsize=1024)
+def _milli_of(text: str) -> int | None:
+    # Cached: every pod bound to a node is summed once per pass, and they repeat a few quantities.
+    q = parse_quantity(text)
+    return None if q is None else math.ceil(q * 1000)
+
+
+def _shown(milli: int, resource: str) -> str:
+    return format_quantity(Fraction(milli, 1000), resource=resource)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -71,11 +90,11 @@ def _requests_of(container: Mapping[str, Any]) -> Requests:
     res = container.get("resources") or {}
     # The API server defaults a request to its limit when only the limit is set.
     merged = {**(res.get("limits") or {}), **(res.get("requests") or {})}
-    return {k: q for k, v in merged.items() if (q := parse_quantity(v)) is not None}
+    return {k: q for k, v in merged.items() if (q := _milli(v)) is not None}
 
 
 def _add(a: Requests, b: Requests) -> Requests:
-    return {k: a.get(k, Fraction(0)) + b.get(k, Fraction(0)) for k in {*a, *b}}
+    return {k: a.get(k, 0) + b.get(k, 0) for k in {*a, *b}}
 
 
 def pod_requests(spec: Mapping[str, Any]) -> Requests:
@@ -90,12 +109,12 @@ def pod_requests(spec: Mapping[str, Any]) -> Requests:
             running = _add(running, req)
         else:
             during = _add(running, req)
-            peak = {k: max(peak.get(k, Fraction(0)), during.get(k, Fraction(0))) for k in {*peak, *during}}
+            peak = {k: max(peak.get(k, 0), during.get(k, 0)) for k in {*peak, *during}}
     main: Requests = dict(running)
     for c in spec.get("containers") or []:
         main = _add(main, _requests_of(c))
-    total = {k: max(main.get(k, Fraction(0)), peak.get(k, Fraction(0))) for k in {*main, *peak}}
-    overhead = {k: q for k, v in (spec.get("overhead") or {}).items() if (q := parse_quantity(v)) is not None}
+    total = {k: max(main.get(k, 0), peak.get(k, 0)) for k in {*main, *peak}}
+    overhead = {k: q for k, v in (spec.get("overhead") or {}).items() if (q := _milli(v)) is not None}
     return {k: v for k, v in _add(total, overhead).items() if v > 0}
 
 
@@ -227,15 +246,15 @@ def node_blocks(
             )
         )
     allocatable = {
-        k: q for k, v in (status.get("allocatable") or {}).items() if (q := parse_quantity(v)) is not None
+        k: q for k, v in (status.get("allocatable") or {}).items() if (q := _milli(v)) is not None
     }
     for res, want in sorted(requests.items()):
-        have = allocatable.get(res, Fraction(0))
-        free = have - used.get(res, Fraction(0))
+        have = allocatable.get(res, 0)
+        free = have - used.get(res, 0)
         if want <= free:
             continue
         shown = {
-            x: format_quantity(v, resource=res) for x, v in (("want", want), ("have", have), ("free", free))
+            x: _shown(v, res) for x, v in (("want", want), ("have", have), ("free", free))
         }
         if want > have:
             detail = (
@@ -309,7 +328,7 @@ def unschedulable(ctx: Pass, m: Model) -> bool:
     if requests:
         ev.append(
             "the pod requests "
-            + ", ".join(f"{k}={format_quantity(v, resource=k)}" for k, v in sorted(requests.items()))
+            + ", ".join(f"{k}={_shown(v, k)}" for k, v in sorted(requests.items()))
         )
     nodes = ctx.world.list("Node")
     if not nodes:
@@ -430,7 +449,7 @@ def _insufficient_remedy(
             if f" {r}" in b.detail
         }
     )
-    want = ", ".join(f"{r}={format_quantity(requests[r], resource=r)}" for r in short) or "its requests"
+    want = ", ".join(f"{r}={_shown(requests[r], r)}" for r in short) or "its requests"
     if never:
         return (
             f"no node has {want} allocatable at all: lower the predictor's resources (kubectl edit "
