@@ -407,3 +407,33 @@ async def test_ready_while_the_new_revision_crash_loops(sandbox: tuple[Sandbox, 
     ), f["evidence"]
     assert "an older predictor pod still serves: the rollout is stuck behind it" in f["evidence"]
     assert f"kubectl logs {name} -n {NS} -c kserve-container --previous" in f["remedy"]
+
+
+async def test_the_only_node_with_a_gpu_cordoned(sandbox: tuple[Sandbox, ApiClient]) -> None:
+    """kserve/kserve#794: the GPU predictor waits while its GPU node pool is not schedulable (there
+    NodeNotReady during a scale event; here the node cordoned, ``kubectl cordon``). The predictor
+    tolerates the GPU taint and asks for one GPU; the real scheduler says the node was
+    unschedulable. The finding names the node and the uncordon, not the predictor's spec."""
+    sb, api = sandbox
+    core = CoreV1Api(api)
+    await core.patch_node(GPU_NODE, {"spec": {"unschedulable": True}}, **MERGE)
+    try:
+
+        def gpu(pred: Obj) -> None:
+            pred["model"]["resources"] = {
+                "limits": {"nvidia.com/gpu": "1"},
+                "requests": {"nvidia.com/gpu": "1"},
+            }
+            pred["tolerations"] = [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]
+
+        await create_isvc(api, "gpu-model", gpu)
+        pod = await pods_of(api, "gpu-model", unschedulable, "the scheduler's Unschedulable")
+        assert "were unschedulable" in condition(pod, "PodScheduled")["message"]
+        found = await check(sb)
+        assert above_info(found["iris-model"]) == []
+        assert above_info(found["gpu-model"]) == [("pod-unschedulable", "critical")], found["gpu-model"]
+        (f,) = [f for f in found["gpu-model"] if f["severity"] != "info"]
+        assert f"node {GPU_NODE} is cordoned (spec.unschedulable)" in f["evidence"]
+        assert f"kubectl uncordon {GPU_NODE}" in f["remedy"]
+    finally:
+        await core.patch_node(GPU_NODE, {"spec": {"unschedulable": None}}, **MERGE)
