@@ -315,6 +315,12 @@ _FROM_MESSAGE = (
 )
 
 
+def _from_message(cond: Mapping[str, Any]) -> Code:
+    """The cause the scheduler's message names (when the Nodes cannot say more)."""
+    message = str(cond.get("message") or "")
+    return next((c for rx, c in _FROM_MESSAGE if rx.search(message)), Code.UNSCHEDULABLE)
+
+
 def unschedulable(ctx: Pass, m: Model) -> bool:
     """Whether a predictor pod of ``m`` is unschedulable (then the model is explained)."""
     pending = [(p, c) for p in m.pods if (c := _unschedulable(p)) is not None]
@@ -332,9 +338,7 @@ def unschedulable(ctx: Pass, m: Model) -> bool:
         )
     nodes = ctx.world.list("Node")
     if not nodes:
-        code = next(
-            (c for rx, c in _FROM_MESSAGE if rx.search(str(cond.get("message") or ""))), Code.UNSCHEDULABLE
-        )
+        code = _from_message(cond)
         ev.append("no Node is visible to the daemon: judged from the scheduler's message alone")
         remedy = (
             f"kubectl describe pod {pname} -n {m.cfg.namespace}; kubectl describe nodes "
@@ -368,9 +372,7 @@ def unschedulable(ctx: Pass, m: Model) -> bool:
     if not best:
         # The scheduler found no room, yet by the Nodes the daemon sees one would take the pod:
         # its view is newer (a pod bound since), or capacity is held by pods outside the scope.
-        code = next(
-            (c for rx, c in _FROM_MESSAGE if rx.search(str(cond.get("message") or ""))), Code.UNSCHEDULABLE
-        )
+        code = _from_message(cond)
         ev.append(
             f"node {meta(best_node).get('name')} would take the pod by what the daemon sees: the scheduler "
             "counts pods the daemon does not (outside its scope) or a newer state; it retries by itself"
