@@ -121,11 +121,8 @@ def oom_killed(ctx: Pass, m: Model) -> bool:
             + (", now CrashLoopBackOff" if c.crash_looping else "")
         )
     if kserve_saw:
-        ev.append(
-            f"lastFailureInfo {info.get('reason') or ''} exitCode 137 (killed: out of memory)".replace(
-                "  ", " "
-            )
-        )
+        reason = f" {info['reason']}" if info.get("reason") else ""
+        ev.append(f"lastFailureInfo{reason} exitCode 137 (killed: out of memory)")
     ev += _ready_line(m)
     target = hits[0][0] if hits else None
     remedy = _oom_remedy(ctx, m, target, ev)
