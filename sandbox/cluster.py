@@ -78,8 +78,8 @@ class Sandbox:
         control_plane: str = "embedded",
         shared_control_plane: ControlPlane | None = None,
     ) -> None:
-        """``control_plane``: ``embedded`` (the stand-in) or ``real`` (etcd + kube-apiserver +
-        kube-controller-manager from :mod:`sandbox.realcp`; ``shared_control_plane`` borrows a
+        """``control_plane``: ``embedded`` (the stand-in) or ``real`` (etcd, kube-apiserver,
+        kube-controller-manager, kube-scheduler from :mod:`sandbox.realcp`; ``shared_control_plane`` borrows a
         running one, which is reset to an empty cluster first)."""
         if control_plane not in CONTROL_PLANES:
             raise ValueError(f"control_plane must be one of {CONTROL_PLANES}, not {control_plane!r}")
@@ -219,14 +219,14 @@ class Sandbox:
             self.kserve = KServeController(api)
             self.kubelet = Kubelet(api, workdir=self.workdir, dns=self.dns.address, sidecar_for=sidecar_for)
         else:
-            # No scheduler on the real control plane: the kubelet binds the pods it runs to the
-            # sandbox's Node, and its logs go to that Node's kubelet endpoint (pods/log reaches them).
-            from sandbox.realcp import NODE_NAME
+            # kube-scheduler binds the pods to the sandbox's Nodes; the kubelet runs what is bound
+            # to them, and its logs go to their kubelet endpoint (pods/log reaches them).
+            from sandbox.realcp import NODES
 
             assert self.apiserver.nodelogs is not None
             self.kubelet = Kubelet(
                 api, workdir=self.workdir, dns=self.dns.address, sidecar_for=sidecar_for,
-                node_name=NODE_NAME, log_url=self.apiserver.nodelogs.put_url,
+                node_names=tuple(n.name for n in NODES), log_url=self.apiserver.nodelogs.put_url,
             )
         self.coredns = CoreDnsController(api, dns=self.dns)
         if self.kserve is not None:

@@ -4,7 +4,8 @@
 #   bash scripts/control-plane.sh [COMPONENT ...]      (or: make control-plane)
 #
 # COMPONENT is any of: kubernetes etcd kserve (default: all three, or $KSW_CP_COMPONENTS).
-#   kubernetes  kube-apiserver, kube-controller-manager, kubectl   from k8s.io/kubernetes
+#   kubernetes  kube-apiserver, kube-controller-manager, kubectl,  from k8s.io/kubernetes
+#               kube-scheduler
 #   etcd        etcd                                               from go.etcd.io/etcd/server/v3
 #   kserve      kserve-manager                                     from github.com/kserve/kserve/cmd/manager
 #
@@ -139,32 +140,66 @@ gobuild() {
 
 declare -A BUILT=()
 
-build_kubernetes() {
-  local v="$KUBE_VERSION" dir="$CACHE/kubernetes-$KUBE_VERSION"
-  local bins=(kube-apiserver kube-controller-manager kubectl)
-  local stamp="recipe=$RECIPE kubernetes=$v"
-  if stamp_ok "$dir" "$stamp" "${bins[@]}"; then log "kubernetes $v: up to date"; BUILT[kubernetes]="$dir/bin"; return; fi
-  local t0=$SECONDS
-  rm -f "$dir/.stamp"
-  # v1.36.5 -> staging modules v0.36.5 (k8s.io/api, k8s.io/apiserver, ...)
-  local staging="v0.${v#v1.}" major minor rest
+# kube_ldflags VERSION: the linker flags of every k8s.io/kubernetes command (its version stamped
+# as a release build does).
+kube_ldflags() {
+  local v="$1" major minor rest info commit date pkg ld="-s -w"
   major="${v#v}"; major="${major%%.*}"; rest="${v#v*.}"; minor="${rest%%.*}"
-  write_wrapper "$dir/src" "k8s.io/kubernetes@$v" "$staging" \
-    k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager k8s.io/kubernetes/cmd/kubectl
-  local info commit date
   info="$(module_json "k8s.io/kubernetes@$v")"
   commit="$(printf '%s' "$info" | json_field Origin.Hash)"
   date="$(module_time "k8s.io/kubernetes@$v")"   # the release's tag time: reproducible, unlike `date`
-  local ld="-s -w" pkg
   for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
     ld+=" -X $pkg.gitVersion=$v -X $pkg.gitMajor=$major -X $pkg.gitMinor=$minor"
     ld+=" -X $pkg.gitCommit=$commit -X $pkg.gitTreeState=clean -X $pkg.buildDate=$date"
   done
+  printf '%s' "$ld"
+}
+
+build_kubernetes() {
+  local v="$KUBE_VERSION" dir="$CACHE/kubernetes-$KUBE_VERSION"
+  local bins=(kube-apiserver kube-controller-manager kubectl)
+  # Built after the others were: an addition to a finished build (below), not part of the recipe
+  # stamp, so adding it did not rebuild the rest (~15 min of CPU); a fresh build makes it too.
+  local added=(kube-scheduler)
+  local stamp="recipe=$RECIPE kubernetes=$v"
+  if stamp_ok "$dir" "$stamp" "${bins[@]}"; then
+    add_kubernetes_commands "$dir" "${added[@]}"
+    log "kubernetes $v: up to date"; BUILT[kubernetes]="$dir/bin"; return
+  fi
+  local t0=$SECONDS
+  rm -f "$dir/.stamp"
+  # v1.36.5 -> staging modules v0.36.5 (k8s.io/api, k8s.io/apiserver, ...)
+  local staging="v0.${v#v1.}"
+  write_wrapper "$dir/src" "k8s.io/kubernetes@$v" "$staging" \
+    k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager k8s.io/kubernetes/cmd/kubectl \
+    k8s.io/kubernetes/cmd/kube-scheduler
+  local ld
+  ld="$(kube_ldflags "$v")"
   mkdir -p "$dir/bin"
   local b
-  for b in "${bins[@]}"; do gobuild "$dir/src" "$dir/bin/$b" "k8s.io/kubernetes/cmd/$b" "$ld"; done
+  for b in "${bins[@]}" "${added[@]}"; do gobuild "$dir/src" "$dir/bin/$b" "k8s.io/kubernetes/cmd/$b" "$ld"; done
   printf '%s\nbuilt %s in %ss with go %s\n' "$stamp" "$(date -u +%FT%TZ)" "$((SECONDS - t0))" "$GOVER" > "$dir/.stamp"
   BUILT[kubernetes]="$dir/bin"
+}
+
+# add_kubernetes_commands DIR CMD...: build the commands of k8s.io/kubernetes a finished build
+# (stamp ok) lacks, from its wrapper module: each is recorded as one more `tool` of the module
+# (go mod tidy adds only the go.sum lines it needs; the versions are the ones already pinned), and
+# the packages it shares with kube-apiserver and kube-controller-manager come from the build cache,
+# so this costs the new command's own packages and a link, not a rebuild.
+add_kubernetes_commands() {
+  local dir="$1" c t0; shift
+  for c in "$@"; do
+    [ -x "$dir/bin/$c" ] && continue
+    t0=$SECONDS
+    log "kubernetes: adding $c to the finished build in $dir"
+    (cd "$dir/src" && "$GO" mod edit -tool="k8s.io/kubernetes/cmd/$c" && "$GO" mod tidy >&2) \
+      || die "could not add k8s.io/kubernetes/cmd/$c to the wrapper module"
+    local ld
+    ld="$(kube_ldflags "$KUBE_VERSION")"
+    gobuild "$dir/src" "$dir/bin/$c" "k8s.io/kubernetes/cmd/$c" "$ld"
+    log "kubernetes: $c added in $((SECONDS - t0))s"
+  done
 }
 
 build_etcd() {

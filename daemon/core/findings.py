@@ -51,6 +51,15 @@ class Code(StrEnum):
     """The storage-initializer failed, for a reason its log does not name in words known here."""
     PROBE_ERROR = "probe-error"
     """A probe could not run (daemon.core.diagnosis.probe_errors): not checked, never healthy."""
+    # Resources, scheduling and staleness (daemon.core.diagnosis.resources, .scheduling, .staleness).
+    OOM_KILLED = "oom-killed"
+    EVICTED_EPHEMERAL_STORAGE = "evicted-ephemeral-storage"
+    CRASH_LOOP = "crash-loop"
+    UNSCHEDULABLE_INSUFFICIENT_RESOURCES = "unschedulable-insufficient-resources"
+    UNSCHEDULABLE_UNTOLERATED_TAINT = "unschedulable-untolerated-taint"
+    UNSCHEDULABLE_NO_MATCHING_NODE = "unschedulable-no-matching-node"
+    UNSCHEDULABLE = "pod-unschedulable"
+    READY_BUT_CRASH_LOOPING = "ready-but-crash-looping"
 
 
 SEVERITY_RANK = {Severity.INFO: 0, Severity.WARNING: 1, Severity.CRITICAL: 2}

@@ -54,6 +54,7 @@ RESOURCES: Final[tuple[Resource, ...]] = (
     Resource(api_version="v1", kind="Service", plural="services"),
     Resource(api_version="v1", kind="PersistentVolumeClaim", plural="persistentvolumeclaims"),
     Resource(api_version="security.istio.io/v1", kind="PeerAuthentication", plural="peerauthentications"),
+    Resource(api_version="v1", kind="Node", plural="nodes", namespaced=False),
 )
 
 _BY_KIND: Final = {r.kind: r for r in RESOURCES}

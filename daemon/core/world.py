@@ -38,6 +38,9 @@ WATCHED_KINDS: tuple[tuple[str, str], ...] = (
     ("v1", "Service"),
     ("v1", "PersistentVolumeClaim"),
     ("security.istio.io/v1", "PeerAuthentication"),
+    # Where an Unschedulable predictor pod could go: allocatable, taints, labels, conditions
+    # (daemon.core.diagnosis.scheduling). Cluster-scoped; optional like every kind here.
+    ("v1", "Node"),
 )
 
 

@@ -170,6 +170,8 @@ class Kube:
                 core.list_persistent_volume_claim_for_all_namespaces,
                 core.patch_namespaced_persistent_volume_claim,
                 core.list_namespaced_persistent_volume_claim),
+            # Read only, cluster-scoped: where an Unschedulable predictor pod could go.
+            "Node": _TypedCalls(core.read_node, core.list_node, core.patch_node),
         }
         self._events: OrderedDict[tuple[str, str, str, str], _EventRecord] = OrderedDict()
 

@@ -15,9 +15,10 @@ Least privilege, rule by rule (issue 11 item 7, issue 13 items 9-11):
 
 * **Cluster-wide reads** (ClusterRole) only of what discovery of every InferenceService needs:
   InferenceServices, ServingRuntimes, ClusterServingRuntimes, pods, ServiceAccounts,
-  namespaces, Services, PVCs, AuthorizationPolicies, PeerAuthentications. With
+  namespaces, Services, PVCs, AuthorizationPolicies, PeerAuthentications, Nodes. With
   ``scope.namespaces`` set the same reads are granted per namespace instead (a Role each; the
-  informer then lists and watches per namespace).
+  informer then lists and watches per namespace); the cluster-scoped kinds (namespaces,
+  ClusterServingRuntimes, Nodes) stay in the ClusterRole.
 * **Secrets** are never read cluster-wide unless ``secrets.namespaces`` holds ``"*"``: a Role
   per opted-in namespace; outside those, only the single Secrets the desired state needs (the
   derived secret, its source), by ``resourceNames`` — the informer reads them by field selector.
@@ -103,8 +104,10 @@ DISCOVERY_READS: Final[tuple[Rule, ...]] = (
          why="map a model's storage endpoint (svc.ns:port) to the store's workload labels"),
     Rule(api_group="", resource="persistentvolumeclaims", verbs=READ,
          why="pvc:// models: the claim exists and is Bound"),
+    Rule(api_group="", resource="nodes", verbs=READ,
+         why="an Unschedulable predictor pod: allocatable, taints, labels, conditions of each Node"),
 )
-CLUSTER_SCOPED: Final = frozenset({"namespaces", "clusterservingruntimes"})
+CLUSTER_SCOPED: Final = frozenset({"namespaces", "clusterservingruntimes", "nodes"})
 
 NOT_GRANTED: Final[tuple[Rule, ...]] = (
     # The effects layer dispatches per kind (one code path per supported kind and verb), so it
@@ -130,6 +133,8 @@ NOT_GRANTED: Final[tuple[Rule, ...]] = (
          why="generic apply path; CoreDNS is only patched by name, never created"),
     Rule(api_group=ISTIO_SECURITY, resource="peerauthentications", verbs=("patch", "create"),
          why="generic custom-object patch path; PeerAuthentications are only read"),
+    Rule(api_group="", resource="nodes", verbs=("patch", "create"),
+         why="generic per-kind path; Nodes are only read (where a pending pod could go)"),
 )
 
 

@@ -161,6 +161,9 @@ BUILTIN_KINDS: tuple[ResourceKind, ...] = (
     _core(
         "services", "service", "Service", short_names=("svc",), categories=("all",), status_subresource=True
     ),
+    # Served (and watched by the daemon) so its Node reads answer as a cluster's would; the
+    # stand-in kubelet runs pods without binding them, so it registers none.
+    _core("nodes", "node", "Node", namespaced=False, short_names=("no",), status_subresource=True),
     ResourceKind(
         group="apps",
         version="v1",

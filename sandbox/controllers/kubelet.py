@@ -50,7 +50,6 @@ from sandbox.controllers.watch import (
     Obj,
     merge_patch,
     read_json,
-    response_json,
     retryable,
 )
 
@@ -102,13 +101,14 @@ class Kubelet:
         dns: tuple[str, int],
         sidecar_for: SidecarFor,
         private_registries: tuple[str, ...] = PRIVATE_REGISTRIES,
-        node_name: str | None = None,
+        node_names: tuple[str, ...] | None = None,
         log_url: str | None = None,
     ) -> None:
-        """``node_name``: bind each unscheduled pod to this Node first (``pods/binding``: a real
-        control plane has no scheduler here). ``log_url``: where container logs are written
-        (default: the stand-in API's own log endpoint)."""
-        self._node_name = node_name
+        """``node_names``: the Nodes this kubelet is the kubelet of (the real control plane: it runs
+        only the pods kube-scheduler bound to one of them, and a pod it never binds stays Pending,
+        as on a node); None: every pod, unbound (the stand-in API has no scheduler). ``log_url``:
+        where container logs are written (default: the stand-in API's own log endpoint)."""
+        self._nodes = frozenset(node_names) if node_names is not None else None
         self._log_url = log_url
         self._api = api
         self._core = CoreV1Api(api)
@@ -133,7 +133,7 @@ class Kubelet:
             task = self._workers.pop(uid, None)
             if task is not None:
                 task.cancel()
-            if type_ != "DELETED" and self._node_name and pod["spec"].get("nodeName") == self._node_name:
+            if type_ != "DELETED" and self._nodes and pod["spec"].get("nodeName") in self._nodes:
                 # A real apiserver deletes a bound pod gracefully: it stays (Terminating) until
                 # its node's kubelet has stopped the containers and deletes it for good.
                 done = asyncio.create_task(
@@ -141,7 +141,7 @@ class Kubelet:
                 )
                 self._finalizing.add(done)
                 done.add_done_callback(self._finalizing.discard)
-        elif uid not in self._workers:
+        elif uid not in self._workers and (self._nodes is None or pod["spec"].get("nodeName") in self._nodes):
             self._workers[uid] = asyncio.create_task(
                 self._run_pod(pod), name=f"kubelet-{pod['metadata']['name']}"
             )
@@ -193,25 +193,6 @@ class Kubelet:
             if exc.status not in (404, 409):  # gone already, or a new pod took the name
                 log.warning("kubelet.finalize_failed", pod=meta["name"], error=exc.status)
 
-    async def _bind(self, namespace: str, name: str) -> None:
-        """The scheduler's one call: ``POST pods/{name}/binding`` to this kubelet's node."""
-        binding = {
-            "apiVersion": "v1",
-            "kind": "Binding",
-            "metadata": {"name": name, "namespace": namespace},
-            "target": {"apiVersion": "v1", "kind": "Node", "name": self._node_name},
-        }
-        try:
-            # Raw response: the server answers with a Status, which the generated V1Binding
-            # model cannot hold (its `target` is required).
-            resp = await self._core.create_namespaced_pod_binding(
-                name, namespace, cast(Any, binding), _preload_content=False
-            )
-            await response_json(resp)
-        except ApiException as exc:
-            if exc.status != 409:  # already bound (a previous attempt whose answer was lost)
-                raise
-
     async def _back_off(self, pod: Obj, container: str) -> None:
         name = pod["metadata"]["name"]
         await self._events.record(
@@ -244,9 +225,6 @@ class Kubelet:
         try:
             while True:
                 try:
-                    if self._node_name and not spec.get("nodeName"):
-                        await self._bind(ns, name)
-                        spec = {**spec, "nodeName": self._node_name}
                     if run.has_proxy:
                         proxy = await istio_proxy.check_istiod(nameserver=self._dns[0], port=self._dns[1])
                         if proxy.ready != run.proxy_ready or "istio-proxy" not in written:

@@ -3,8 +3,10 @@
 :class:`RealApi` stands where :class:`sandbox.apiserver.ApiServer` stands in a
 :class:`~sandbox.Sandbox`: it starts (or borrows) a :class:`~sandbox.realcp.controlplane.ControlPlane`
 — etcd, kube-apiserver and kube-controller-manager built from Go modules — installs the project's
-CustomResourceDefinitions (``crds/``), registers the one Node the simulated kubelet runs pods on
-(its kubelet endpoint is :class:`~sandbox.realcp.nodelogs.NodeLogs`), and hands out admin clients.
+CustomResourceDefinitions (``crds/``), registers the Nodes the simulated kubelet runs pods on
+(:data:`~sandbox.realcp.controlplane.NODES`: two CPU nodes and a tainted GPU node; their kubelet
+endpoint is :class:`~sandbox.realcp.nodelogs.NodeLogs`), starts kube-scheduler to place pods on
+them, and hands out admin clients.
 Everything above it (the seeded world, S3 behind the mesh, DNS, the simulated kubelet, CoreDNS
 and istio-proxy, the failure injectors) is the same code as on the stand-in, talking to the real
 server over the wire. KServe itself is not simulated here: :class:`~sandbox.realcp.kserve.KServe`
@@ -33,12 +35,20 @@ from kubernetes_asyncio.client import ApiClient, Configuration
 from kubernetes_asyncio.client.exceptions import ApiException
 
 from sandbox.realcp import injector as _injector
-from sandbox.realcp.controlplane import NODE_NAME, ControlPlane, ControlPlaneFailed, ControlPlaneMissing
+from sandbox.realcp.controlplane import (
+    NODE_NAME,
+    NODES,
+    ControlPlane,
+    ControlPlaneFailed,
+    ControlPlaneMissing,
+    NodeShape,
+)
 from sandbox.realcp.kserve import KServe, remove_webhooks
 from sandbox.realcp.nodelogs import NodeLogs
 
 __all__ = [
-    "NODE_NAME", "ControlPlane", "ControlPlaneFailed", "ControlPlaneMissing", "RealApi", "crd_documents",
+    "NODES", "NODE_NAME", "ControlPlane", "ControlPlaneFailed", "ControlPlaneMissing", "NodeShape", "RealApi",
+    "crd_documents",
 ]
 
 CRD_DIR = Path(__file__).resolve().parent / "crds"
@@ -123,8 +133,11 @@ class RealApi:
                 await remove_webhooks(api, self.kserve.module)
                 await _injector.uninstall(api)
             await install_crds(api, also_wait_for=await self.kserve.install_crds(api))
-            await register_node(api, port=self.nodelogs.https_port)
+            for shape in NODES:
+                await register_node(api, port=self.nodelogs.https_port, shape=shape)
             await self.injector.install(api)
+        # The real scheduler places the sandbox's pods on those Nodes (or says why it cannot).
+        await self.cp.start_scheduler()
 
     async def start_kserve(self, api: ApiClient) -> None:
         """KServe's manager, once the seeded world has its namespace and ConfigMap."""
@@ -132,6 +145,7 @@ class RealApi:
         await self.kserve.start(api)
 
     async def stop(self) -> None:
+        await self.cp.stop_scheduler()
         # Webhooks first (failurePolicy Fail: one registered without its server refuses pods).
         if self.kserve is not None or self.injector is not None:
             async with self.new_api_client() as api:
@@ -187,26 +201,38 @@ async def install_crds(api: ApiClient, *, also_wait_for: Sequence[dict[str, Any]
                 await asyncio.sleep(0.1)
 
 
-async def register_node(api: ApiClient, *, port: int) -> None:
-    """The Node the simulated kubelet binds pods to; its kubelet endpoint serves container logs."""
+async def register_node(api: ApiClient, *, port: int, shape: NodeShape = NODES[0]) -> None:
+    """A Node as its kubelet would register it (labels, taints; allocatable and capacity, which the
+    scheduler fits pods against); its kubelet endpoint, shared by every sandbox Node, serves
+    container logs."""
+    name = shape.name
     node = {
         "apiVersion": "v1",
         "kind": "Node",
-        "metadata": {"name": NODE_NAME, "labels": {"kubernetes.io/hostname": NODE_NAME}},
+        "metadata": {"name": name, "labels": {"kubernetes.io/hostname": name, "kubernetes.io/os": "linux",
+                                              **shape.labels}},
+        "spec": {"taints": [dict(t) for t in shape.taints]} if shape.taints else {},
     }
-    await api_call(api, "PATCH", f"/api/v1/nodes/{NODE_NAME}", node, ctype="application/apply-patch+yaml",
+    await api_call(api, "PATCH", f"/api/v1/nodes/{name}", node, ctype="application/apply-patch+yaml",
                 query=[("fieldManager", "sandbox-realcp"), ("force", "true")])
     status = {
         "status": {
             "addresses": [{"type": "InternalIP", "address": "127.0.0.1"},
-                          {"type": "Hostname", "address": NODE_NAME}],
+                          {"type": "Hostname", "address": name}],
             "daemonEndpoints": {"kubeletEndpoint": {"Port": port}},
+            "capacity": dict(shape.allocatable),
+            "allocatable": dict(shape.allocatable),
             "conditions": [{"type": "Ready", "status": "True", "reason": "KubeletReady",
                             "message": "the sandbox's simulated kubelet"}],
         }
     }
-    await api_call(api, "PATCH", f"/api/v1/nodes/{NODE_NAME}/status", status,
+    await api_call(api, "PATCH", f"/api/v1/nodes/{name}/status", status,
                 ctype="application/merge-patch+json")
+    # The TaintNodesByCondition admission plugin gives every new Node node.kubernetes.io/not-ready;
+    # the node lifecycle controller lifts it once the Node is Ready. That controller is not run
+    # here (it would mark the Nodes unreachable without kubelet heartbeats): lift it as it would.
+    taints = {"spec": {"taints": [dict(t) for t in shape.taints]}}
+    await api_call(api, "PATCH", f"/api/v1/nodes/{name}", taints, ctype="application/merge-patch+json")
 
 
 async def _drop_isvc_finalizers(api: ApiClient, namespace: str) -> None:
@@ -276,6 +302,17 @@ async def reset(api: ApiClient) -> None:
     # CoreDNS Deployment (the garbage collector takes its ReplicaSets and pods) and every Event.
     for ns in sorted(SYSTEM_NAMESPACES):
         await api_call(api, "DELETE", f"/api/v1/namespaces/{ns}/events")
+        # Pods the scheduler bound there (the seeded CoreDNS Deployment's, which no kubelet runs)
+        # would wait forever for a kubelet to confirm their deletion: gone at once instead.
+        pods = await api_call(api, "GET", f"/api/v1/namespaces/{ns}/pods")
+        for pod in pods.get("items") or []:
+            if (pod.get("spec") or {}).get("nodeName"):
+                try:
+                    await api_call(api, "DELETE", f"/api/v1/namespaces/{ns}/pods/{pod['metadata']['name']}",
+                                   {"gracePeriodSeconds": 0})
+                except ApiException as exc:
+                    if exc.status != 404:
+                        raise
     for path in ("/apis/apps/v1/namespaces/kube-system/deployments/coredns",):
         try:
             await api_call(api, "DELETE", path, {"propagationPolicy": "Background"})

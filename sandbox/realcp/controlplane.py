@@ -13,9 +13,14 @@ directory; every process listens on a free loopback port, so several control pla
 session and a demo) can run side by side. :meth:`ControlPlane.stop` stops the processes in
 reverse start order (the apiserver before etcd, so it does not spend its shutdown retrying etcd).
 
-There is no scheduler and no kubelet: the sandbox's simulated kubelet binds the pods it runs to
-the Node :data:`NODE_NAME`, whose kubelet endpoint is :class:`sandbox.realcp.nodelogs.NodeLogs`
-(``pods/log`` through the real apiserver reaches it, as it would reach a node).
+kube-scheduler (from the same ``k8s.io/kubernetes`` module) runs on demand,
+:meth:`ControlPlane.start_scheduler`: a Sandbox on this control plane starts it with its Nodes
+(:data:`NODES`: two CPU nodes and a tainted GPU node, with realistic allocatable), so pods are bound
+— or left ``PodScheduled=False`` ``Unschedulable`` with the scheduler's own message — as in a
+cluster, and stops it when it stops (the API-tier tests that share the control plane create pods
+no scheduler should touch). There is no kubelet: the sandbox's simulated one runs the pods bound to
+those Nodes, whose kubelet endpoint is :class:`sandbox.realcp.nodelogs.NodeLogs` (``pods/log``
+through the real apiserver reaches it, as it would reach a node).
 """
 
 from __future__ import annotations
@@ -42,7 +47,34 @@ NODE_NAME = "sandbox-node"
 AUDITED_USERS = ("system:serviceaccount:kserve-warden:kserve-warden",)
 """The daemon's ServiceAccount: only its requests are written to the audit log."""
 READY_TIMEOUT = 120.0
-BINARIES = ("etcd", "kube-apiserver", "kube-controller-manager", "kserve-manager")
+BINARIES = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kserve-manager")
+GPU = "nvidia.com/gpu"
+GPU_TAINT = {"key": GPU, "value": "present", "effect": "NoSchedule"}
+
+
+@dataclass(frozen=True, kw_only=True)
+class NodeShape:
+    """A Node the sandbox registers: what a kubelet would report as allocatable, its labels, taints."""
+
+    name: str
+    allocatable: dict[str, str]
+    labels: dict[str, str]
+    taints: tuple[dict[str, str], ...] = ()
+
+
+_CPU_NODE = {"cpu": "8", "memory": "32Gi", "ephemeral-storage": "100Gi", "pods": "110"}
+NODES: tuple[NodeShape, ...] = (
+    NodeShape(name=NODE_NAME, allocatable=_CPU_NODE, labels={"node.kubernetes.io/instance-type": "cpu-8"}),
+    NodeShape(name="sandbox-node-2", allocatable=_CPU_NODE,
+              labels={"node.kubernetes.io/instance-type": "cpu-8"}),
+    # A GPU node as GPU operators set one up: one device advertised by the device plugin, the
+    # feature-discovery label, and the taint that keeps pods without a toleration off it.
+    NodeShape(name="sandbox-gpu", allocatable={"cpu": "16", "memory": "64Gi", "ephemeral-storage": "200Gi",
+                                               "pods": "110", GPU: "1"},
+              labels={"node.kubernetes.io/instance-type": "gpu-1", "nvidia.com/gpu.present": "true"},
+              taints=(GPU_TAINT,)),
+)
+"""The sandbox's Nodes on the real control plane (its kubelet stand-in runs what is bound to them)."""
 # Deployments -> ReplicaSets -> Pods; ownerReference garbage collection (cascading deletes);
 # namespace deletion; each namespace's `default` ServiceAccount (the ServiceAccount admission
 # plugin rejects Pods until it exists) and legacy token Secrets; kube-root-ca.crt; the rules of
@@ -218,6 +250,7 @@ class Ports:
     peer: int
     api: int
     kcm: int
+    scheduler: int
 
 
 class ControlPlane:
@@ -230,8 +263,11 @@ class ControlPlane:
         self.pki = self.dir / "pki"
         self.admin_token = secrets.token_hex(16)
         self._kcm_token = secrets.token_hex(16)
-        self.ports = Ports(**dict(zip(("etcd", "peer", "api", "kcm"), free_ports(4), strict=True)))
+        self._scheduler_token = secrets.token_hex(16)
+        names = ("etcd", "peer", "api", "kcm", "scheduler")
+        self.ports = Ports(**dict(zip(names, free_ports(len(names)), strict=True)))
         self._procs: list[tuple[str, subprocess.Popen[bytes]]] = []
+        self._scheduler: subprocess.Popen[bytes] | None = None
         self.version = ""
         self.bin_dir: Path | None = bin_dir
 
@@ -279,7 +315,8 @@ class ControlPlane:
         return ""
 
     def _check_alive(self) -> None:
-        for name, proc in self._procs:
+        extra = [("kube-scheduler", self._scheduler)] if self._scheduler is not None else []
+        for name, proc in [*self._procs, *extra]:
             if proc.poll() is not None:
                 raise ControlPlaneFailed(f"{name} exited with {proc.returncode}:\n{self._tail(name)}")
 
@@ -322,6 +359,9 @@ class ControlPlane:
         tokens.write_text(
             f'{self.admin_token},admin,admin,"system:masters"\n'
             f"{self._kcm_token},system:kube-controller-manager,system:kube-controller-manager\n"
+            # kube-scheduler's user: the bootstrap RBAC binds system:kube-scheduler and
+            # system:volume-scheduler to it, and lets it read the authentication ConfigMap.
+            f"{self._scheduler_token},system:kube-scheduler,system:kube-scheduler\n"
         )
         tokens.chmod(0o600)
         write_kubeconfig(self.admin_kubeconfig, server=self.url, ca_file=self.ca_file, user="admin",
@@ -406,10 +446,40 @@ class ControlPlane:
         await self._wait_ready("kube-controller-manager", f"https://127.0.0.1:{p.kcm}/healthz", token=None,
                                verify=False)
 
+    async def start_scheduler(self) -> None:
+        """kube-scheduler against this control plane (no-op when it runs): binds pods to Nodes,
+        or records ``PodScheduled=False`` with its message. Stopped by :meth:`stop_scheduler`."""
+        if self._scheduler is not None and self._scheduler.poll() is None:
+            return
+        assert self.bin_dir is not None, "start() the control plane first"
+        kubeconfig = write_kubeconfig(self.dir / "scheduler.kubeconfig", server=self.url,
+                                      ca_file=self.ca_file, user="system:kube-scheduler",
+                                      token=self._scheduler_token)
+        log = self.dir / "kube-scheduler.log"
+        log.unlink(missing_ok=True)
+        self._scheduler = spawn([
+            str(self.bin_dir / "kube-scheduler"),
+            f"--kubeconfig={kubeconfig}",
+            f"--authentication-kubeconfig={kubeconfig}", f"--authorization-kubeconfig={kubeconfig}",
+            # Health on a free loopback port with a self-signed cert (as the controller manager).
+            "--bind-address=127.0.0.1", f"--secure-port={self.ports.scheduler}",
+            f"--cert-dir={self.dir / 'scheduler-certs'}",
+            "--leader-elect=false",  # one instance, started and stopped per sandbox
+            "--v=1",
+        ], log=log)
+        await self._wait_ready("kube-scheduler", f"https://127.0.0.1:{self.ports.scheduler}/healthz",
+                               token=None, verify=False)
+
+    async def stop_scheduler(self) -> None:
+        proc, self._scheduler = self._scheduler, None
+        if proc is not None:
+            await terminate(proc, grace=15)
+
     def alive(self) -> bool:
         return bool(self._procs) and all(proc.poll() is None for _, proc in self._procs)
 
     async def stop(self) -> None:
+        await self.stop_scheduler()
         procs, self._procs = self._procs, []
         for _name, proc in reversed(procs):
             await terminate(proc, grace=15)

@@ -353,6 +353,11 @@ CORPUS_CODES = {
     # The storage-initializer's own failures: KServe's samples (tests/samples,
     # tests/unit/test_diagnose_samples.py) and the download table (tests/unit/test_download.py).
     Code.STORAGE_ACCESS_DENIED, Code.STORAGE_URI_UNSUPPORTED, Code.STORAGE_DOWNLOAD_FAILED,
+    # Pod-level families, table-tested in tests/unit/test_diagnose_resources.py and
+    # tests/unit/test_diagnose_scheduling.py.
+    Code.OOM_KILLED, Code.EVICTED_EPHEMERAL_STORAGE, Code.CRASH_LOOP, Code.READY_BUT_CRASH_LOOPING,
+    Code.UNSCHEDULABLE_INSUFFICIENT_RESOURCES, Code.UNSCHEDULABLE_UNTOLERATED_TAINT,
+    Code.UNSCHEDULABLE_NO_MATCHING_NODE, Code.UNSCHEDULABLE,
 }
 
 

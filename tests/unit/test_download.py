@@ -9,6 +9,8 @@ it lets through) and the older releases' tracebacks (botocore's ``NoCredentialsE
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 
 from daemon.core.diagnosis.download import (
@@ -256,16 +258,26 @@ def test_with_no_pod_visible_only_the_initializers_own_words_count(message: str,
 
 
 def test_a_ready_model_with_a_pod_that_cannot_download_is_a_warning() -> None:
-    """A rollout whose new pod cannot download while the old revision serves: not an outage."""
-    c = fx.healthy()
-    _init_failed(c, GCS_OFFLINE)
-    ready = ("IngressReady", "PredictorReady", "Ready")
-    c.isvc["status"]["conditions"] = [{"type": t, "status": "True"} for t in ready]
-    c.isvc["status"]["modelStatus"] = {"transitionStatus": "UpToDate"}
-    out = fx.run(c)
-    f = out.one(Code.STORAGE_UNREACHABLE.value)
-    assert f.severity.value == "warning", f
-    assert not [x for x in out.findings if x.severity.value == "critical"], out.codes
+    """A rollout whose new pod cannot download while the old revision serves: not an outage.
+    With no older pod ready, the same Ready status is stale (kserve/kserve#1859): critical."""
+    for old_pod_serves, severity in ((True, "warning"), (False, "critical")):
+        c = fx.healthy()
+        old = copy.deepcopy(c.pod)
+        old["metadata"]["name"] = "iris-model-predictor-old"
+        _init_failed(c, GCS_OFFLINE)
+        if old_pod_serves:
+            c.put(old)
+        ready = ("IngressReady", "PredictorReady", "Ready")
+        c.isvc["status"]["conditions"] = [{"type": t, "status": "True"} for t in ready]
+        c.isvc["status"]["modelStatus"] = {"transitionStatus": "UpToDate"}
+        out = fx.run(c)
+        f = out.one(Code.STORAGE_UNREACHABLE.value)
+        assert f.severity.value == severity, f
+        assert [x.code for x in out.findings if x.severity.value == "critical"] == (
+            [] if old_pod_serves else [Code.STORAGE_UNREACHABLE]), out.codes
+        if not old_pod_serves:
+            stale = "reports Ready=True, but no predictor pod is ready"
+            assert any(stale in e for e in f.evidence), f.evidence
 
 
 def test_a_transformers_download_is_not_the_predictors() -> None:

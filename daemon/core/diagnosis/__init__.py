@@ -33,7 +33,10 @@ the raw-JSON readers. Each rule lives in the module named for what it diagnoses:
 :mod:`.storage_spec` for KServe's storage spec), :mod:`.store`,
 :mod:`.image_pull`, :mod:`.download` (the storage-initializer's own failure: a storage cause,
 never the model's format), :mod:`.model_files`, :mod:`.storage`, :mod:`.readiness`, :mod:`.dns`,
-:mod:`.predictor`, :mod:`.drift`; :mod:`.spec` reads every InferenceService shape, and
+:mod:`.predictor`, :mod:`.drift`, and for what the scheduler and the kubelet record on the pods
+:mod:`.scheduling` (Unschedulable, judged against the Nodes), :mod:`.resources` (OOMKilled, evicted
+for ephemeral storage, CrashLoopBackOff) and :mod:`.staleness` (Ready while pods crash-loop), with
+:mod:`.pods` reading container statuses; :mod:`.spec` reads every InferenceService shape, and
 :mod:`.model_layouts` holds what each runtime loads from the storageUri (the remedies' files).
 """
 

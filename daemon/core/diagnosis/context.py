@@ -68,6 +68,9 @@ class Pass:
         self.kserve = KServeStorageConfig.from_configmap(self.configmap)
         self.dns_symptoms: list[str] = []
         """Model symptoms slow DNS explains, folded into the DNS finding at the end of the pass."""
+        self.memo: dict[str, Any] = {}
+        """Indexes a rule derives from the World once per pass, not once per model (the requests
+        bound to each Node: :mod:`daemon.core.diagnosis.scheduling`)."""
 
     # -- observations --------------------------------------------------------------------
 

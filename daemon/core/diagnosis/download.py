@@ -42,6 +42,7 @@ from daemon.core.diagnosis.fields import ISVC_LABEL, meta
 from daemon.core.diagnosis.model import Model
 from daemon.core.diagnosis.model_files import listing_command
 from daemon.core.diagnosis.model_layouts import what_to_store
+from daemon.core.diagnosis.resources import serving_elsewhere
 from daemon.core.findings import Code, Severity
 
 INIT_CONTAINER = "storage-initializer"
@@ -299,11 +300,16 @@ def download_failed(ctx: Pass, m: Model, *, dns: Draft | None) -> bool:
     uri = m.spec.storage_uri or ""
     pod = where.where.removeprefix("pod ") if where.where.startswith("pod ") else None
     evidence = [f"{where.where}: {INIT_CONTAINER} failed: {_shorten(verdict.line)}"]
-    # Ready while a pod cannot download: the revision serving is up, a new one cannot come up
-    # (a rollout stuck, or a pod about to be replaced): not an outage.
-    serving = (m.conditions().get("Ready") or {}).get("status") == "True"
+    # Ready while a pod cannot download: while an older pod still serves, the revision serving
+    # is up and a new one cannot come up (a rollout stuck, a pod about to be replaced): not an
+    # outage yet. With no predictor pod ready the Ready status is stale (kserve/kserve#1859):
+    # requests fail, whatever it says.
+    serving = serving_elsewhere(m)
     if serving:
-        evidence.append("the InferenceService is Ready: the revision serving now is not affected")
+        evidence.append("the InferenceService is Ready: an older predictor pod still serves")
+    elif (m.conditions().get("Ready") or {}).get("status") == "True":
+        evidence.append(f"InferenceService {m.cfg.key} reports Ready=True, but no predictor pod is ready: "
+                        "requests fail although the status says Ready")
     if uri:
         evidence.append(f"storageUri {uri} (scheme {m.spec.scheme or 'none'}): "
                         "the model never reached the server")

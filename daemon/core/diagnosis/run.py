@@ -5,10 +5,13 @@ models are diagnosed. Then, per model, the rules that can name a root cause, mos
 and most static first: runtime (KServe's selection), injection and the istio revision, the
 sidecar (before the mesh policy and the storage errors it explains), the storage by scheme
 (credentials, GCS, PVC), the model's own store and its mesh (STRICT mTLS, policy), image pull,
-the storage-initializer's own failure (a download that failed is a storage cause: unreachable,
-denied, not found, no credentials, an unsupported URI), the stored model (only when it was
-downloaded and a runtime serves it; and only if the model files are fine, a wrong model
-answer), an unreachable store (deferring to sidecar, policy and DNS); then the
+what the scheduler and kubelet recorded on the pods (unschedulable, OOM-killed, evicted: before
+the download and the stored model, whose failures they explain), the storage-initializer's own
+failure (a download that failed is a storage cause: unreachable, denied, not found, no
+credentials, an unsupported URI), the stored model (only when it was downloaded and a runtime
+serves it; and only if the model files are fine, a wrong model answer), an unreachable store
+(deferring to sidecar, policy and DNS), a Ready InferenceService whose pods crash-loop, a
+crash-loop no rule named; then the
 transformer/explainer/ingress, DNS correlation, and not-ready as the last word for an
 unexplained model. Each symptom goes to one cause (:class:`daemon.core.diagnosis.model.Model`).
 Last, across the cluster, whatever drift no rule claimed.
@@ -41,8 +44,11 @@ from daemon.core.diagnosis.model_files import model_files
 from daemon.core.diagnosis.predictor import not_declared, not_ready, wrong_model
 from daemon.core.diagnosis.probe_errors import probe_errors
 from daemon.core.diagnosis.readiness import components_not_ready
+from daemon.core.diagnosis.resources import crash_loop, evicted_ephemeral_storage, oom_killed
 from daemon.core.diagnosis.runtime import no_serving_runtime
+from daemon.core.diagnosis.scheduling import unschedulable
 from daemon.core.diagnosis.spec import MODELMESH
+from daemon.core.diagnosis.staleness import ready_but_crash_looping
 from daemon.core.diagnosis.storage import storage_unreachable
 from daemon.core.diagnosis.storage_source import storage_source
 from daemon.core.diagnosis.store import store_of
@@ -105,14 +111,20 @@ def _diagnose_model(ctx: Pass, m: Model, dns: Draft | None) -> None:
         image_pull_unauthorized(ctx, m)
         if m.isvc is None:
             return  # declared, not created yet: only what configuration alone can say
+        # What the scheduler and the kubelet recorded on the pods: an OOM-killed server's failed
+        # load (KServe's ModelLoadFailed) is the kill's symptom, not a wrong model format, and an
+        # OOM-killed storage-initializer's exit is the kill, not a failed download.
+        pod_cause = unschedulable(ctx, m) or oom_killed(ctx, m) or evicted_ephemeral_storage(ctx, m)
         # A failed download is the store's cause: the model never reached the server, so
         # neither its format nor the store's reachability is judged again from the same failure.
-        downloaded = not download_failed(ctx, m, dns=dns)
+        failed_download = not pod_cause and download_failed(ctx, m, dns=dns)
         # With no runtime selected no server ever ran: a load failure cannot be this model's.
-        if downloaded and not runtime and not model_files(ctx, m):
+        if not pod_cause and not failed_download and not runtime and not model_files(ctx, m):
             wrong_model(ctx, m)
-        if downloaded:
+        if not failed_download:
             storage_unreachable(ctx, m, dns=dns, sidecar=sidecar, denied=denied, store=store)
+        if not ready_but_crash_looping(ctx, m):
+            crash_loop(ctx, m)  # a crash no rule above named: its own last words
     elif m.isvc is None:
         return
     components_not_ready(ctx, m)

@@ -118,4 +118,40 @@ EXPLAIN: dict[Code, str] = {
         "A component of the InferenceService other than the predictor (transformer, explainer, "
         "or its ingress route) is not ready, so requests through it fail."
     ),
+    # -- resources, scheduling, staleness -------------------------------------------------------
+    Code.OOM_KILLED: (
+        "A container of the model's pod was killed for exceeding its memory limit (OOMKilled, exit "
+        "code 137): the model server loading a model larger than its limit, or the storage-initializer "
+        "downloading one. It restarts and is killed again; KServe may call it a failed model load."
+    ),
+    Code.EVICTED_EPHEMERAL_STORAGE: (
+        "The kubelet evicted the predictor pod for ephemeral storage: the model is downloaded into an "
+        "emptyDir on the node's disk, and it (or what the server writes) exceeded a limit or the "
+        "node's free disk."
+    ),
+    Code.CRASH_LOOP: (
+        "A container of the model's pod exits by itself and the kubelet restarts it with a growing "
+        "back-off (CrashLoopBackOff). Its last log line says why; no more specific cause was found."
+    ),
+    Code.UNSCHEDULABLE_INSUFFICIENT_RESOURCES: (
+        "The scheduler cannot place the predictor pod: no node has the CPU, memory or GPUs it "
+        "requests free (or at all), so the pod stays Pending."
+    ),
+    Code.UNSCHEDULABLE_UNTOLERATED_TAINT: (
+        "The node that could run the predictor pod (e.g. the GPU node) carries a taint the pod does "
+        "not tolerate, so the scheduler keeps it off that node and the pod stays Pending."
+    ),
+    Code.UNSCHEDULABLE_NO_MATCHING_NODE: (
+        "The predictor's nodeSelector or required node affinity matches no node that could hold it, "
+        "so the pod stays Pending."
+    ),
+    Code.UNSCHEDULABLE: (
+        "The scheduler cannot place the predictor pod: the node that could hold it is cordoned or not "
+        "ready (or the Nodes are not visible to judge why)."
+    ),
+    Code.READY_BUT_CRASH_LOOPING: (
+        "The InferenceService reports Ready while its pods crash-loop: KServe's status reflects the "
+        "rollout it last saw, not the pods now. Requests fail (or depend on one old pod) with no "
+        "other alarm."
+    ),
 }
