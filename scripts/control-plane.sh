@@ -3,8 +3,7 @@
 #
 #   bash scripts/control-plane.sh [COMPONENT ...]      (or: make control-plane)
 #
-# COMPONENT is any of: kubernetes etcd kserve knative (default: the first three, or
-# $KSW_CP_COMPONENTS; knative only when asked for).
+# COMPONENT is any of: kubernetes etcd kserve knative (default: all four, or $KSW_CP_COMPONENTS).
 #   kubernetes  kube-apiserver, kube-controller-manager, kubectl   from k8s.io/kubernetes
 #   etcd        etcd                                               from go.etcd.io/etcd/server/v3
 #   kserve      kserve-manager                                     from github.com/kserve/kserve/cmd/manager
@@ -47,7 +46,7 @@ log() { printf '[control-plane] %s\n' "$*" >&2; }
 die() { printf '[control-plane] error: %s\n' "$*" >&2; exit 1; }
 
 # --- components ------------------------------------------------------------------------------
-if [ "$#" -gt 0 ]; then COMPONENTS="$*"; else COMPONENTS="${KSW_CP_COMPONENTS:-kubernetes etcd kserve}"; fi
+if [ "$#" -gt 0 ]; then COMPONENTS="$*"; else COMPONENTS="${KSW_CP_COMPONENTS:-kubernetes etcd kserve knative}"; fi
 for c in $COMPONENTS; do
   case "$c" in kubernetes|etcd|kserve|knative) ;; *) die "unknown component '$c' (kubernetes, etcd, kserve, knative)";; esac
 done
