@@ -243,16 +243,24 @@ ISVC = ObjectRef(api_version="serving.kserve.io/v1beta1", kind="InferenceService
 
 
 def warden_events(plane: Target, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The daemon's Events among ``items``. Everything else must be kube-controller-manager's,
-    about the seeded CoreDNS (the real tier only: the stand-in runs no such controllers)."""
-    others = [e for e in items if e["source"].get("component") != FIELD_MANAGER]
+    """The daemon's Events among ``items``. Everything else must be kube-controller-manager's or
+    kube-scheduler's, about the seeded CoreDNS (the real tier only: the stand-in runs no such
+    controllers; the scheduler's Events, written through events.k8s.io, carry
+    ``reportingComponent`` and no ``source``)."""
+
+    def component(e: dict[str, Any]) -> str:
+        return str((e.get("source") or {}).get("component") or e.get("reportingComponent") or "")
+
+    others = [e for e in items if component(e) != FIELD_MANAGER]
     if isinstance(plane, ApiServer):
         assert others == [], others
     for e in others:
         involved = e["involvedObject"]
-        assert involved["namespace"] == "kube-system" and involved["kind"] in ("Deployment", "ReplicaSet"), e
-        assert e["source"]["component"] in ("deployment-controller", "replicaset-controller"), e
-    return [e for e in items if e["source"].get("component") == FIELD_MANAGER]
+        assert involved["namespace"] == "kube-system", e
+        assert (involved["kind"], component(e)) in {
+            ("Deployment", "deployment-controller"), ("ReplicaSet", "replicaset-controller"),
+            ("Pod", "default-scheduler")}, e
+    return [e for e in items if component(e) == FIELD_MANAGER]
 
 
 async def untouched(plane: Target) -> tuple[object, ...]:
