@@ -24,8 +24,8 @@ One run of a fault (:meth:`FaultRig.run`):
      is 30 s, and kube-apiserver with watches open takes 60 s to exit on SIGTERM; it stops
      listening at once) — and the supervisor starts it again;
    * ``etcd-sigkill``: SIGKILL to etcd; the supervisor starts it again;
-   * ``api-outage``: kube-apiserver stopped for ``outage_seconds`` (60 by default), then
-     started again (the static pod's manifest taken away and put back);
+   * ``api-outage``: kube-apiserver stopped for ``outage_seconds`` (60 by default) from its
+     SIGTERM, then started again (the static pod's manifest taken away and put back);
    * ``leader-sigkill``: SIGKILL to the daemon holding the Lease (it releases nothing);
 
 3. the seed's first failure injected (the ServingRuntime deleted, ``no-serving-runtime``) as
@@ -227,9 +227,13 @@ class FaultRig:
         await self.cp.restarted(name, after=before, timeout=RECOVER_TIMEOUT)
 
     async def _outage(self) -> None:
+        # Counted from the SIGTERM: kube-apiserver stops listening at once, though with watches
+        # open it takes up to a minute to exit (the supervision SIGKILLs it after its grace).
+        t0 = time.monotonic()
         await self.cp.suspend("kube-apiserver")
         try:
-            await asyncio.sleep(self.outage_seconds)  # the outage itself: nothing to wait for
+            # The outage itself: nothing to wait for.
+            await asyncio.sleep(max(0.0, self.outage_seconds - (time.monotonic() - t0)))
         finally:
             await self.cp.resume("kube-apiserver")
 
