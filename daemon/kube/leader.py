@@ -34,20 +34,26 @@ from typing import Any
 
 from daemon.core.errors import ConflictError, KubeError, NotFoundError
 from daemon.core.logs import get_logger
+from daemon.core.settings import LeaderElectionSettings
 from daemon.core.timestamps import parse_time, rfc3339_micro
 from daemon.kube.effects import Kube
 
 log = get_logger("leader")
 
 
+_DEFAULTS = LeaderElectionSettings()
+
+
 @dataclass(frozen=True, kw_only=True)
 class LeaseConfig:
+    """One replica's campaign; the timing defaults are the settings' (controller-runtime's)."""
+
     namespace: str
     name: str
     identity: str
-    lease_duration: float = 15.0
-    renew_deadline: float = 10.0
-    retry_period: float = 2.0
+    lease_duration: float = _DEFAULTS.lease_duration_seconds
+    renew_deadline: float = _DEFAULTS.renew_deadline_seconds
+    retry_period: float = _DEFAULTS.retry_period_seconds
 
 
 class LeaderElector:
