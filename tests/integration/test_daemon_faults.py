@@ -446,6 +446,23 @@ async def test_run_once_against_a_silent_server_asks_each_list_once_and_never_th
     assert heard.connections == len(paths), (heard.connections, heard.requests)
 
 
+async def test_a_cancel_landing_as_a_request_times_out_is_not_lost() -> None:
+    """A request to a silent server, cancelled from outside in the very loop iteration its
+    timeout fires (the loop is held across both deadlines, so both callbacks run before the
+    task does): the cancel must win. aiohttp's ``total`` timer, entered twice per request, took
+    it back and raised TimeoutError, so a watch stream being shut down retried instead."""
+    timeout = 0.3
+    async with counting_silent_server() as heard, kube_for(heard.url, request_timeout=timeout) as kube:
+        loop = asyncio.get_running_loop()
+        res = resource_for("v1", "Namespace")
+        task = asyncio.create_task(kube.list_objects(res))
+        loop.call_later(timeout - 0.1, time.sleep, 0.3)  # holds the loop across both deadlines
+        loop.call_later(timeout + 0.05, task.cancel)
+        await asyncio.wait({task})
+        assert task.cancelled(), f"the cancel was lost: {task.exception()!r}"
+        assert heard.requests and heard.connections == 1, heard.requests
+
+
 async def test_run_once_against_a_closed_port_ends_with_one_line(tmp_path: Path) -> None:
     kc = kubeconfig(tmp_path / "kc", f"http://127.0.0.1:{free_port()}")
     rc, _, err = await cli("run", "--once", "--config", str(settings_file(tmp_path)), "--kubeconfig", str(kc))
