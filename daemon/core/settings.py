@@ -190,14 +190,30 @@ class KubeSettings:
     against ``/readyz``."""
 
 
+LEASE_JITTER_FACTOR = 1.2
+"""client-go's ``leaderelection.JitterFactor``: the renew deadline must exceed this many retry periods."""
+
+
 @dataclass(frozen=True, kw_only=True)
 class LeaderElectionSettings:
+    """The Lease, with controller-runtime's defaults (``manager.Options``: LeaseDuration 15 s,
+    RenewDeadline 10 s, RetryPeriod 2 s, the values of k8s.io/component-base's
+    ``LeaderElectionConfiguration``) and client-go's rules between them (``NewLeaderElector``:
+    duration > renew deadline > 1.2 x retry period, all > 0)."""
+
     enabled: bool = True
     lease_name: str = "kserve-warden"
     lease_namespace: str = "kserve-warden"
     lease_duration_seconds: float = 15.0
+    """How long a standby waits, on its own clock, after it last saw the Lease's record change
+    before it takes the Lease: the worst-case failover after the leader dies without releasing.
+    Written to ``spec.leaseDurationSeconds``, an integer: whole seconds."""
     renew_deadline_seconds: float = 10.0
+    """How long the leader keeps failing to renew before it stops acting; shorter than the
+    duration, so it has stepped down before anyone may consider the Lease expired."""
     retry_period_seconds: float = 2.0
+    """How often the leader renews and a standby tries to take the Lease (a standby's tries are
+    jittered by up to 20 %)."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -364,6 +380,30 @@ def _apply_env(raw: dict[str, Any], environ: Mapping[str, str], problems: list[s
     return out
 
 
+def _lease_problems(le: LeaderElectionSettings) -> list[str]:
+    """client-go's ``NewLeaderElector`` rules, one message each, plus whole seconds for the
+    duration (the Lease stores an integer; 1.5 would be published as 2 and honoured as 2)."""
+    p: list[str] = []
+    where = "leader_election"
+    for name in ("lease_duration_seconds", "renew_deadline_seconds", "retry_period_seconds"):
+        if (v := getattr(le, name)) <= 0:
+            p.append(f"{where}.{name}: must be > 0, got {v:g}")
+    if p:
+        return p  # the comparisons below mean nothing with a non-positive value
+    duration, renew, retry = le.lease_duration_seconds, le.renew_deadline_seconds, le.retry_period_seconds
+    if duration != int(duration):
+        p.append(f"{where}.lease_duration_seconds: must be whole seconds (the Lease's "
+                 f"leaseDurationSeconds is an integer), got {duration:g}")
+    if renew >= duration:
+        p.append(f"{where}.renew_deadline_seconds: must be less than lease_duration_seconds "
+                 f"({renew:g} >= {duration:g}): the leader must step down before a standby may take over")
+    if renew <= LEASE_JITTER_FACTOR * retry:
+        p.append(f"{where}.renew_deadline_seconds: must be greater than {LEASE_JITTER_FACTOR:g} x "
+                 f"retry_period_seconds ({renew:g} <= {LEASE_JITTER_FACTOR * retry:g}): the leader "
+                 "needs more than one try to renew before its deadline")
+    return p
+
+
 def _check_values(s: Settings) -> list[str]:
     """Checks across fields: impossible values the types alone cannot express."""
     p: list[str] = []
@@ -427,15 +467,7 @@ def _check_values(s: Settings) -> list[str]:
             p.append(f"{where}.max_actions: 0 while {kind.value!r} is in remediation.allowed_actions "
                      "(it could never run: remove it from allowed_actions instead)")
 
-    le = s.leader_election
-    for name in ("lease_duration_seconds", "renew_deadline_seconds", "retry_period_seconds"):
-        positive(f"leader_election.{name}", getattr(le, name))
-    if le.renew_deadline_seconds >= le.lease_duration_seconds:
-        p.append("leader_election.renew_deadline_seconds: must be less than lease_duration_seconds "
-                 f"({le.renew_deadline_seconds:g} >= {le.lease_duration_seconds:g})")
-    if le.retry_period_seconds >= le.renew_deadline_seconds:
-        p.append("leader_election.retry_period_seconds: must be less than renew_deadline_seconds "
-                 f"({le.retry_period_seconds:g} >= {le.renew_deadline_seconds:g})")
+    p.extend(_lease_problems(s.leader_election))
     positive("kube.resync_period_seconds", s.kube.resync_period_seconds)
     positive("kube.request_timeout_seconds", s.kube.request_timeout_seconds)
     positive("kube.cache_stale_seconds", s.kube.cache_stale_seconds)

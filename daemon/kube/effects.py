@@ -31,6 +31,7 @@ are *not* done here: the caller (the loop's single requeue function, the informe
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import contextlib
@@ -181,15 +182,27 @@ class Kube:
         return {"dry_run": "All"} if (dry_run or self.dry_run) else {}
 
     async def _send(self, call: Callable[[], Awaitable[Any]]) -> tuple[int, dict[str, Any]]:
-        """Run one client call with a raw response; typed errors for non-2xx and no answer."""
+        """Run one client call with a raw response; typed errors for non-2xx and no answer.
+
+        The request timeout is ``asyncio.timeout`` around the request and the body's read, not
+        aiohttp's ``total``: aiohttp enters its total timer twice per request (the request and
+        the response's start), and when a cancel from outside lands as that timer fires, the
+        second exit takes back the outside cancel too and raises TimeoutError — the cancel is
+        lost, and a watch stream being shut down retries instead (seen: ``run --once`` kept a
+        stream asking a silent server for the 5 s shutdown limit). asyncio's own timeout takes
+        back only its own cancel."""
         with self._reported():
-            resp = await _open(call)
             try:
-                raw = await resp.read()
-            except (aiohttp.ClientError, TimeoutError, ConnectionError) as exc:
-                raise UnavailableError(f"{type(exc).__name__} reading the response") from exc
-            finally:
-                resp.release()
+                async with asyncio.timeout(self.request_timeout):
+                    resp = await _open(call)
+                    try:
+                        raw = await resp.read()
+                    except (aiohttp.ClientError, TimeoutError, ConnectionError) as exc:
+                        raise UnavailableError(f"{type(exc).__name__} reading the response") from exc
+                    finally:
+                        resp.release()
+            except TimeoutError as exc:
+                raise UnavailableError(f"TimeoutError: no answer within {self.request_timeout:g} s") from exc
             if not 200 <= resp.status < 300:
                 raise from_status(resp.status, body=raw, headers=dict(resp.headers))
             try:
@@ -210,7 +223,8 @@ class Kube:
             raise
 
     def _opts(self, **extra: Any) -> dict[str, Any]:
-        return {"_preload_content": False, "_request_timeout": self.request_timeout, **extra}
+        # No aiohttp total: _send's asyncio.timeout bounds the request (see there).
+        return {"_preload_content": False, "_request_timeout": _NO_TOTAL, **extra}
 
     # -- reads ----------------------------------------------------------------------------
 
@@ -598,6 +612,9 @@ class Kube:
         b: Any = dict(body)
         _, out = await self._send(lambda: self.coordination.replace_namespaced_lease(name, namespace, b, **o))
         return out
+
+
+_NO_TOTAL = aiohttp.ClientTimeout(total=None)
 
 
 async def _open(call: Callable[[], Awaitable[Any]]) -> Any:

@@ -15,7 +15,9 @@ protocol, and why each part is there:
   ``renew_deadline`` (< lease duration) it **stops leading first** and only then retries, so
   it has stepped down before anyone else may consider the Lease expired.
 * On shutdown the leader **releases**: clears ``holderIdentity`` (and shortens the duration),
-  so a standby takes over at once instead of waiting a whole lease duration.
+  so a standby takes over at once instead of waiting a whole lease duration. Only a Lease whose
+  last record we saw names us is released (client-go's ``IsLeader`` check): a replica that never
+  held it — ``run --once`` against an API that never answered — spends no request on it.
 
 Callbacks (``on_started_leading`` / ``on_stopped_leading``) are plain functions: the loop flips
 its "may act" flag and the ``warden_leader`` gauge in them.
@@ -32,20 +34,26 @@ from typing import Any
 
 from daemon.core.errors import ConflictError, KubeError, NotFoundError
 from daemon.core.logs import get_logger
+from daemon.core.settings import LeaderElectionSettings
 from daemon.core.timestamps import parse_time, rfc3339_micro
 from daemon.kube.effects import Kube
 
 log = get_logger("leader")
 
 
+_DEFAULTS = LeaderElectionSettings()
+
+
 @dataclass(frozen=True, kw_only=True)
 class LeaseConfig:
+    """One replica's campaign; the timing defaults are the settings' (controller-runtime's)."""
+
     namespace: str
     name: str
     identity: str
-    lease_duration: float = 15.0
-    renew_deadline: float = 10.0
-    retry_period: float = 2.0
+    lease_duration: float = _DEFAULTS.lease_duration_seconds
+    renew_deadline: float = _DEFAULTS.renew_deadline_seconds
+    retry_period: float = _DEFAULTS.retry_period_seconds
 
 
 class LeaderElector:
@@ -197,9 +205,18 @@ class LeaderElector:
             if self._on_stop is not None:
                 self._on_stop()
 
+    @property
+    def holds(self) -> bool:
+        """Whether the last record of the Lease we read or wrote names us (client-go's
+        ``IsLeader``). Only then is there anything to release: a replica that never took the
+        Lease (an API that never answered) asks the API nothing on shutdown."""
+        return self._observed is not None and self._observed[0] == self.config.identity
+
     async def release(self) -> bool:
         """Give the Lease up (clear ``holderIdentity``) if we hold it. True if released."""
         c = self.config
+        if not self.holds:
+            return False
         try:
             lease = await self.kube.get_lease(c.namespace, c.name)
         except KubeError as err:
@@ -213,10 +230,11 @@ class LeaderElector:
         new = dict(lease)
         new["spec"] = spec
         try:
-            await self.kube.replace_lease(c.namespace, c.name, new)
+            self._lease = await self.kube.replace_lease(c.namespace, c.name, new)
         except KubeError as err:
             log.warning("lease release failed", error=str(err))
             return False
+        self._observe(self._lease, self.clock())  # no longer ours: a second release asks nothing
         if self.leading:
             self._set_leading(False)
         log.info("released the lease", lease=f"{c.namespace}/{c.name}", identity=c.identity)

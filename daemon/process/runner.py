@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import os
 import signal
 import socket
@@ -264,6 +263,10 @@ async def run_daemon(d: Daemon, *, stop: asyncio.Event, once: bool = False) -> i
         await asyncio.wait({synced, stopper, informer_task}, timeout=bound,
                            return_when=asyncio.FIRST_COMPLETED)
         gave_up = not (synced.done() or stopper.done() or informer_task.done())
+        if gave_up:
+            # Stop asking at once, before anything else is awaited: the lists were sent with the
+            # same timeout, so theirs is about to fire, and each would be retried.
+            informer_task.cancel()
         await cancel_and_wait(synced, stopper)
         if informer_task.done():
             _informer_result(informer_task)
@@ -323,21 +326,18 @@ async def _once(d: Daemon) -> int:
             log.error("cannot take the leader Lease; observing only", error=str(err))
             leading = False
     rec.set_leading(leading)
-    try:
-        await d.probes.run_once()
-        await rec.reconcile(PASS)
-        while len(rec.queue):
-            key = await rec.queue.get()
-            try:
-                await rec.reconcile(key)
-            finally:
-                rec.queue.done(key)
-        ev = rec.evaluate()
-        return EXIT_FINDINGS if ev.findings else EXIT_OK
-    finally:
-        if d.elector is not None and leading:
-            with contextlib.suppress(KubeError):
-                await d.elector.release()
+    # The Lease taken here is released by run_daemon's shutdown, once (a release that fails
+    # leaves it held, and a second try would cost another request timeout).
+    await d.probes.run_once()
+    await rec.reconcile(PASS)
+    while len(rec.queue):
+        key = await rec.queue.get()
+        try:
+            await rec.reconcile(key)
+        finally:
+            rec.queue.done(key)
+    ev = rec.evaluate()
+    return EXIT_FINDINGS if ev.findings else EXIT_OK
 
 
 def configure_logging(args: argparse.Namespace, settings: Settings | None, redactor: logs.Redactor) -> None:

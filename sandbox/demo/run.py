@@ -83,11 +83,14 @@ class Progress:
 class DaemonProcess:
     """The daemon as a subprocess; its JSON log lines are collected as they arrive."""
 
-    def __init__(self, *, config: Path, kubeconfig: Path, metrics_port: int, log_path: Path) -> None:
+    def __init__(self, *, config: Path, kubeconfig: Path, metrics_port: int, log_path: Path,
+                 name: str | None = None) -> None:
         self.config = config
         self.kubeconfig = kubeconfig
         self.metrics_port = metrics_port
         self.log_path = log_path
+        self.name = name
+        """Its identity in the leader Lease (``POD_NAME``); None: the daemon's own (host-pid)."""
         self.lines: list[dict[str, Any]] = []
         self._proc: asyncio.subprocess.Process | None = None
         self._reader: asyncio.Task[None] | None = None
@@ -98,6 +101,8 @@ class DaemonProcess:
 
     async def start(self) -> None:
         env = dict(os.environ, WARDEN_METRICS_PORT=str(self.metrics_port), PYTHONUNBUFFERED="1")
+        if self.name is not None:
+            env["POD_NAME"] = self.name
         self._proc = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "daemon", "run", "--config", str(self.config),
             "--kubeconfig", str(self.kubeconfig), "--log-format", "json",
@@ -133,6 +138,16 @@ class DaemonProcess:
                 with contextlib.suppress(ProcessLookupError):
                     os.killpg(self._proc.pid, signal.SIGKILL)
                 await self._proc.wait()
+        if self._reader is not None:
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._reader
+
+    async def kill(self) -> None:
+        """SIGKILL, as a node that dies or an OOM kill ends it: no release, no goodbye."""
+        if self._proc is not None and self._proc.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self._proc.pid, signal.SIGKILL)
+            await self._proc.wait()
         if self._reader is not None:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._reader

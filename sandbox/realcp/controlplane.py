@@ -13,6 +13,14 @@ directory; every process listens on a free loopback port, so several control pla
 session and a demo) can run side by side. :meth:`ControlPlane.stop` stops the processes in
 reverse start order (the apiserver before etcd, so it does not spend its shutdown retrying etcd).
 
+Once started, each process is kept running as the kubelet keeps a static pod running
+(:class:`sandbox.realcp.supervise.Supervised`): one that exits is started again, on the same
+ports and data, with the kubelet's crash back-off. The fault tests use that:
+:meth:`ControlPlane.kill` (SIGKILL etcd; wait for :meth:`ControlPlane.restarted`),
+:meth:`ControlPlane.restart` (SIGTERM, SIGKILL after a grace period, as the kubelet does) and
+:meth:`ControlPlane.suspend` / :meth:`ControlPlane.resume` (an API outage: the apiserver's
+manifest taken out and put back).
+
 kube-scheduler (from the same ``k8s.io/kubernetes`` module) runs on demand,
 :meth:`ControlPlane.start_scheduler`: a Sandbox on this control plane starts it with its Nodes
 (:data:`NODES`: two CPU nodes and a tainted GPU node, with realistic allocatable), so pods are bound
@@ -31,6 +39,7 @@ import contextlib
 import os
 import secrets
 import shutil
+import signal
 import socket
 import ssl
 import subprocess
@@ -40,6 +49,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
+
+from sandbox.realcp.supervise import RestartPolicy, Supervised
 
 ROOT = Path(__file__).resolve().parents[2]
 BUILD_SCRIPT = ROOT / "scripts" / "control-plane.sh"
@@ -256,7 +267,8 @@ class Ports:
 class ControlPlane:
     """etcd + kube-apiserver + kube-controller-manager on loopback; ``await start()``/``stop()``."""
 
-    def __init__(self, *, workdir: Path | None = None, bin_dir: Path | None = None) -> None:
+    def __init__(self, *, workdir: Path | None = None, bin_dir: Path | None = None,
+                 restart_policy: RestartPolicy | None = None) -> None:
         self._own_dir = workdir is None
         self.dir = Path(workdir) if workdir is not None else Path(tempfile.mkdtemp(prefix="ksw-realcp-"))
         self._bin_dir = bin_dir
@@ -266,7 +278,11 @@ class ControlPlane:
         self._scheduler_token = secrets.token_hex(16)
         names = ("etcd", "peer", "api", "kcm", "scheduler")
         self.ports = Ports(**dict(zip(names, free_ports(len(names)), strict=True)))
-        self._procs: list[tuple[str, subprocess.Popen[bytes]]] = []
+        self._procs: dict[str, Supervised] = {}
+        self._restart_policy = restart_policy or RestartPolicy()
+        self._starting = False
+        # kube-scheduler is started per Sandbox (not supervised: a Sandbox's lifetime, not the
+        # control plane's).
         self._scheduler: subprocess.Popen[bytes] | None = None
         self.version = ""
         self.bin_dir: Path | None = bin_dir
@@ -306,8 +322,10 @@ class ControlPlane:
 
     def _spawn(self, name: str, argv: list[str]) -> None:
         log = self.dir / f"{name}.log"
-        log.unlink(missing_ok=True)  # each start's log from its first line
-        self._procs.append((name, spawn(argv, log=log)))
+        log.unlink(missing_ok=True)  # each start's log from its first line; restarts append
+        proc = Supervised(name, lambda: spawn(argv, log=log), policy=self._restart_policy, grace=15)
+        self._procs[name] = proc
+        proc.start()
 
     def _tail(self, name: str, n: int = 20) -> str:
         with contextlib.suppress(OSError):
@@ -315,10 +333,16 @@ class ControlPlane:
         return ""
 
     def _check_alive(self) -> None:
-        extra = [("kube-scheduler", self._scheduler)] if self._scheduler is not None else []
-        for name, proc in [*self._procs, *extra]:
-            if proc.poll() is not None:
-                raise ControlPlaneFailed(f"{name} exited with {proc.returncode}:\n{self._tail(name)}")
+        """While starting, a process that exits is a failure (its restarts would only repeat it);
+        afterwards an exit is a fault the supervision answers. The scheduler is not supervised."""
+        if self._scheduler is not None and self._scheduler.poll() is not None:
+            raise ControlPlaneFailed(f"kube-scheduler exited with {self._scheduler.returncode}:\n"
+                                     f"{self._tail('kube-scheduler')}")
+        if not self._starting:
+            return
+        for name, proc in self._procs.items():
+            if proc.exits:
+                raise ControlPlaneFailed(f"{name} exited with {proc.exits[0]}:\n{self._tail(name)}")
 
     async def _wait_ready(self, what: str, url: str, *, token: str | None, verify: bool) -> None:
         import aiohttp
@@ -339,11 +363,14 @@ class ControlPlane:
                 await asyncio.sleep(0.2)
 
     async def start(self) -> None:
+        self._starting = True
         try:
             await self._start()
         except BaseException:
             await self.stop()
             raise
+        finally:
+            self._starting = False
 
     async def _start(self) -> None:
         bin_dir = self._bin_dir if self._bin_dir is not None else await asyncio.to_thread(binaries)
@@ -476,12 +503,52 @@ class ControlPlane:
             await terminate(proc, grace=15)
 
     def alive(self) -> bool:
-        return bool(self._procs) and all(proc.poll() is None for _, proc in self._procs)
+        """Started and every process supervised (running, or being restarted); not stopped or
+        suspended."""
+        return bool(self._procs) and all(proc.supervised() for proc in self._procs.values())
+
+    def process(self, name: str) -> Supervised:
+        """The supervised process ``name`` (``etcd``, ``kube-apiserver``, ``kube-controller-manager``)."""
+        return self._procs[name]
+
+    async def kill(self, name: str, sig: int = signal.SIGKILL) -> int:
+        """Send ``sig`` to ``name``'s process; returns its restart count before (for :meth:`restarted`)."""
+        proc = self._procs[name]
+        before = proc.restarts
+        proc.signal(sig)
+        return before
+
+    async def restart(self, name: str, *, grace: float) -> int:
+        """Restart ``name`` as a kubelet restarts a static pod: SIGTERM, SIGKILL after ``grace`` s
+        (kube-apiserver with watches open takes 60 s to shut its HTTP server down on SIGTERM);
+        the supervision starts it again. Returns its restart count before (for :meth:`restarted`)."""
+        return await asyncio.to_thread(self._procs[name].terminate, grace=grace)
+
+    async def restarted(self, name: str, *, after: int, timeout: float = READY_TIMEOUT) -> None:
+        """Wait until ``name`` was restarted since its count was ``after``; for the apiserver (or
+        etcd, which the apiserver needs), until the apiserver is ready again too."""
+        await self._procs[name].restarted(after=after, timeout=timeout)
+        if name in ("kube-apiserver", "etcd"):
+            await self.api_ready()
+
+    async def suspend(self, name: str) -> None:
+        """Stop ``name`` and keep it stopped until :meth:`resume` (no restart meanwhile)."""
+        await asyncio.to_thread(self._procs[name].suspend)
+
+    async def resume(self, name: str) -> None:
+        """Start ``name`` again after :meth:`suspend`; for the apiserver, wait until it is ready."""
+        await asyncio.to_thread(self._procs[name].resume)
+        if name == "kube-apiserver":
+            await self.api_ready()
+
+    async def api_ready(self) -> None:
+        """The apiserver answers ``/readyz`` 200 (etcd reachable, every post-start hook done)."""
+        await self._wait_ready("kube-apiserver", f"{self.url}/readyz", token=self.admin_token, verify=True)
 
     async def stop(self) -> None:
         await self.stop_scheduler()
-        procs, self._procs = self._procs, []
-        for _name, proc in reversed(procs):
-            await terminate(proc, grace=15)
+        procs, self._procs = self._procs, {}
+        for proc in reversed(list(procs.values())):
+            await asyncio.to_thread(proc.stop)
         if self._own_dir:
             shutil.rmtree(self.dir, ignore_errors=True)

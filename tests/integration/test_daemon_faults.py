@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import dataclasses
 import os
 import socket
 import sys
@@ -376,6 +377,90 @@ def silent_server() -> Iterator[str]:
         yield f"http://127.0.0.1:{sock.getsockname()[1]}"
     finally:
         sock.close()
+
+
+@dataclasses.dataclass
+class Heard:
+    """What a silent server was asked: one request line per request it read."""
+
+    url: str
+    connections: int = 0
+    requests: list[str] = dataclasses.field(default_factory=list)
+
+
+@contextlib.asynccontextmanager
+async def counting_silent_server() -> AsyncIterator[Heard]:
+    """Accepts connections, reads each request's head and never answers; counts both."""
+    handlers: set[asyncio.Task[None]] = set()
+    done = asyncio.Event()
+
+    async def read_heads(reader: asyncio.StreamReader) -> None:
+        with contextlib.suppress(ConnectionError, asyncio.IncompleteReadError, asyncio.LimitOverrunError):
+            while head := await reader.readuntil(b"\r\n\r\n"):
+                heard.requests.append(head.split(b"\r\n", 1)[0].decode(errors="replace"))
+
+    async def accept(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        heard.connections += 1
+        handler = asyncio.current_task()
+        assert handler is not None
+        handlers.add(handler)
+        reading = asyncio.create_task(read_heads(reader))
+        try:
+            await done.wait()  # hold the connection open, silent, until the end
+        finally:
+            reading.cancel()
+            await asyncio.wait({reading})
+            writer.close()
+            handlers.discard(handler)
+
+    server = await asyncio.start_server(accept, "127.0.0.1", 0)
+    heard = Heard(url=f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}")
+    try:
+        yield heard
+    finally:
+        server.close()
+        done.set()  # each handler returns (cancelling one would make asyncio log it)
+        await asyncio.gather(*handlers, return_exceptions=True)
+        await server.wait_closed()
+
+
+async def test_run_once_against_a_silent_server_asks_each_list_once_and_never_the_lease(
+        tmp_path: Path) -> None:
+    """Issue 23 item 9: ``run --once`` with leader election on, against a server that accepts
+    and never answers, spent a second request timeout releasing a Lease it never held. Now the
+    Lease is released only when held (client-go's ``IsLeader`` check): the only requests are the
+    informer's first list of each kind, and it gives up after the one timeout."""
+    cfg = tmp_path / "warden.yaml"
+    cfg.write_text("kube:\n  request_timeout_seconds: 1\nleader_election:\n  enabled: true\n"
+                   "server:\n  port: 0\n")
+    async with counting_silent_server() as heard:
+        kc = kubeconfig(tmp_path / "kc", heard.url)
+        rc, _, err = await cli("run", "--once", "--config", str(cfg), "--kubeconfig", str(kc))
+    assert rc == 2, err
+    assert len(err) == 1 and "cannot read the cluster within 1 s" in err[0], err
+    paths = [line.split()[1].split("?")[0] for line in heard.requests]
+    assert [p for p in paths if "/leases" in p] == [], heard.requests
+    assert paths and all(line.startswith("GET ") for line in heard.requests), heard.requests
+    # One list per kind, no retry: the whole command ended within the one timeout.
+    assert len(paths) == len(set(paths)), heard.requests
+    assert heard.connections == len(paths), (heard.connections, heard.requests)
+
+
+async def test_a_cancel_landing_as_a_request_times_out_is_not_lost() -> None:
+    """A request to a silent server, cancelled from outside in the very loop iteration its
+    timeout fires (the loop is held across both deadlines, so both callbacks run before the
+    task does): the cancel must win. aiohttp's ``total`` timer, entered twice per request, took
+    it back and raised TimeoutError, so a watch stream being shut down retried instead."""
+    timeout = 0.3
+    async with counting_silent_server() as heard, kube_for(heard.url, request_timeout=timeout) as kube:
+        loop = asyncio.get_running_loop()
+        res = resource_for("v1", "Namespace")
+        task = asyncio.create_task(kube.list_objects(res))
+        loop.call_later(timeout - 0.1, time.sleep, 0.3)  # holds the loop across both deadlines
+        loop.call_later(timeout + 0.05, task.cancel)
+        await asyncio.wait({task})
+        assert task.cancelled(), f"the cancel was lost: {task.exception()!r}"
+        assert heard.requests and heard.connections == 1, heard.requests
 
 
 async def test_run_once_against_a_closed_port_ends_with_one_line(tmp_path: Path) -> None:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from daemon.core.settings import SettingsError, parse_settings
+from daemon.core.settings import LeaderElectionSettings, SettingsError, parse_settings
 from daemon.process.config_files import default_settings_text
 
 FILE = Path("warden.yaml")
@@ -50,6 +50,25 @@ BAD = [
      "kube.request_timeout_seconds: must be > 0, got 0"),
     ("cache staleness bound", "kube:\n  cache_stale_seconds: -3\n", {},
      "kube.cache_stale_seconds: must be > 0, got -3"),
+    # The Lease: client-go's NewLeaderElector rules (issue 23 item 10).
+    ("lease duration 0", "leader_election:\n  lease_duration_seconds: 0\n", {},
+     "leader_election.lease_duration_seconds: must be > 0, got 0"),
+    ("negative retry period", "leader_election:\n  retry_period_seconds: -2\n", {},
+     "leader_election.retry_period_seconds: must be > 0, got -2"),
+    ("renew deadline equal to the duration", "leader_election:\n  renew_deadline_seconds: 15\n", {},
+     "leader_election.renew_deadline_seconds: must be less than lease_duration_seconds (15 >= 15)"),
+    ("renew deadline over the duration",
+     "leader_election:\n  lease_duration_seconds: 5\n  renew_deadline_seconds: 8\n"
+     "  retry_period_seconds: 1\n", {},
+     "leader_election.renew_deadline_seconds: must be less than lease_duration_seconds (8 >= 5)"),
+    ("renew deadline within 1.2 retry periods",
+     "leader_election:\n  renew_deadline_seconds: 6\n  retry_period_seconds: 5\n", {},
+     "leader_election.renew_deadline_seconds: must be greater than 1.2 x retry_period_seconds (6 <= 6)"),
+    ("retry period longer than the renew deadline",
+     "leader_election:\n  retry_period_seconds: 12\n", {},
+     "leader_election.renew_deadline_seconds: must be greater than 1.2 x retry_period_seconds (10 <= 14.4)"),
+    ("fractional lease duration", "leader_election:\n  lease_duration_seconds: 15.5\n", {},
+     "leader_election.lease_duration_seconds: must be whole seconds"),
 ]
 
 
@@ -67,6 +86,12 @@ GOOD = [
     ("dotted object names and all-namespace secrets",
      "secrets:\n  namespaces: ['*', kubeflow]\nmodels:\n  - {namespace: user-example-com, name: iris.v2}\n"),
     ("back-off disabled", "remediation:\n  backoff_initial_seconds: 0\n"),
+    ("client-go's example of a skew-tolerant lease",
+     "leader_election:\n  lease_duration_seconds: 60\n  renew_deadline_seconds: 30\n"
+     "  retry_period_seconds: 5\n"),
+    ("a short lease with sub-second retries",
+     "leader_election:\n  lease_duration_seconds: 4\n  renew_deadline_seconds: 2.5\n"
+     "  retry_period_seconds: 0.5\n"),
 ]
 
 
@@ -79,3 +104,8 @@ def test_defaults() -> None:
     s = parse_settings(default_settings_text(), None, environ={})
     assert (s.remediation.backoff_initial_seconds, s.remediation.backoff_max_seconds) == (2.0, 300.0)
     assert s.kube.request_timeout_seconds == 10.0 and s.kube.cache_stale_seconds == 60.0
+    # controller-runtime's manager defaults (LeaseDuration, RenewDeadline, RetryPeriod).
+    le = s.leader_election
+    timing = (le.lease_duration_seconds, le.renew_deadline_seconds, le.retry_period_seconds)
+    assert timing == (15.0, 10.0, 2.0)
+    assert le == LeaderElectionSettings()
