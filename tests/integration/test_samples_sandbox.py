@@ -41,6 +41,7 @@ from sandbox import Sandbox, trained_model
 from sandbox import world as seed
 from tests.corpus import CORPUS
 from tests.integration.control_planes import CONTROL_PLANES, make_sandbox
+from tests.integration.daemon_fixtures import serve
 from tests.integration.sandbox_wait import watch_until
 from tests.samples import NAMESPACE, SAMPLES
 
@@ -63,7 +64,7 @@ def _settled(isvc: Obj) -> bool:
 @contextlib.asynccontextmanager
 async def _store(model: bytes) -> AsyncIterator[str]:
     """An HTTP store on loopback: the iris model, a refusal (403), and 404 for anything else."""
-    async def serve(request: web.Request) -> web.StreamResponse:
+    async def answer(request: web.Request) -> web.StreamResponse:
         name = request.match_info["name"]
         if name == "model.json":
             return web.Response(body=model, content_type="application/octet-stream")
@@ -72,16 +73,9 @@ async def _store(model: bytes) -> AsyncIterator[str]:
         return web.Response(status=404)
 
     app = web.Application()
-    app.router.add_get("/models/{name}", serve)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    try:
-        yield f"http://127.0.0.1:{port}/models"
-    finally:
-        await runner.cleanup()
+    app.router.add_get("/models/{name}", answer)
+    async with serve(app) as url:
+        yield f"{url}/models"
 
 
 def _repointed(sample_file: str, uri: str) -> Obj:

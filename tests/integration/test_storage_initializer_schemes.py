@@ -20,6 +20,7 @@ import pytest_asyncio
 from aiohttp import web
 
 from sandbox.controllers.storage_initializer import download, offline_failure
+from tests.integration.daemon_fixtures import serve
 
 
 async def _no_secret(namespace: str, name: str) -> None:
@@ -73,15 +74,8 @@ async def http_store() -> AsyncIterator[str]:
 
     app = web.Application()
     app.router.add_get("/models/{name}", model)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    try:
-        yield f"http://127.0.0.1:{port}/models"
-    finally:
-        await runner.cleanup()
+    async with serve(app) as url:
+        yield f"{url}/models"
 
 
 @pytest.mark.parametrize(("name", "words"), [
