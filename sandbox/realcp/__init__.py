@@ -252,6 +252,21 @@ async def _drop_isvc_finalizers(api: ApiClient, namespace: str) -> None:
                     raise
 
 
+async def _force_delete_pods(api: ApiClient, namespace: str, *, bound_only: bool) -> None:
+    """Delete the pods of ``namespace`` with grace period 0 (``bound_only``: those bound to a
+    node): no kubelet will confirm their deletion, so they would wait Terminating forever."""
+    pods = await api_call(api, "GET", f"/api/v1/namespaces/{namespace}/pods")
+    for pod in pods.get("items") or []:
+        if bound_only and not (pod.get("spec") or {}).get("nodeName"):
+            continue
+        try:
+            await api_call(api, "DELETE", f"/api/v1/namespaces/{namespace}/pods/{pod['metadata']['name']}",
+                           {"gracePeriodSeconds": 0})
+        except ApiException as exc:
+            if exc.status != 404:
+                raise
+
+
 async def reset(api: ApiClient) -> None:
     """Delete what a previous user left: non-system namespaces (waited for) and cluster-scoped CRs."""
     with_crds = True
@@ -280,14 +295,7 @@ async def reset(api: ApiClient) -> None:
             await _drop_isvc_finalizers(api, name)
             # Pods bound to the sandbox's Node wait for its kubelet to finish deleting them; the
             # previous user's kubelet is gone, so do that part here (grace period 0).
-            pods = await api_call(api, "GET", f"/api/v1/namespaces/{name}/pods")
-            for pod in pods.get("items") or []:
-                try:
-                    await api_call(api, "DELETE", f"/api/v1/namespaces/{name}/pods/{pod['metadata']['name']}",
-                                {"gracePeriodSeconds": 0})
-                except ApiException as exc:
-                    if exc.status != 404:
-                        raise
+            await _force_delete_pods(api, name, bound_only=False)
             if not any(n["metadata"]["name"] == name and n["metadata"].get("deletionTimestamp")
                        for n in nss["items"]):
                 try:
@@ -304,15 +312,7 @@ async def reset(api: ApiClient) -> None:
         await api_call(api, "DELETE", f"/api/v1/namespaces/{ns}/events")
         # Pods the scheduler bound there (the seeded CoreDNS Deployment's, which no kubelet runs)
         # would wait forever for a kubelet to confirm their deletion: gone at once instead.
-        pods = await api_call(api, "GET", f"/api/v1/namespaces/{ns}/pods")
-        for pod in pods.get("items") or []:
-            if (pod.get("spec") or {}).get("nodeName"):
-                try:
-                    await api_call(api, "DELETE", f"/api/v1/namespaces/{ns}/pods/{pod['metadata']['name']}",
-                                   {"gracePeriodSeconds": 0})
-                except ApiException as exc:
-                    if exc.status != 404:
-                        raise
+        await _force_delete_pods(api, ns, bound_only=True)
     for path in ("/apis/apps/v1/namespaces/kube-system/deployments/coredns",):
         try:
             await api_call(api, "DELETE", path, {"propagationPolicy": "Background"})
