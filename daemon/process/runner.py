@@ -268,7 +268,7 @@ async def run_daemon(d: Daemon, *, stop: asyncio.Event, once: bool = False) -> i
             # same timeout, so theirs is about to fire, and each would be retried.
             informer_task.cancel()
         await cancel_and_wait(synced, stopper)
-        if informer_task.done():
+        if informer_task.done() and not informer_task.cancelled():
             _informer_result(informer_task)
         if stop.is_set():
             return EXIT_OK
