@@ -35,7 +35,7 @@ import pytest
 import pytest_asyncio
 import yaml
 from aiohttp import web
-from kubernetes_asyncio.client import ApiClient, CustomObjectsApi
+from kubernetes_asyncio.client import ApiClient, CoreV1Api, CustomObjectsApi
 
 from sandbox import Sandbox, trained_model
 from sandbox import world as seed
@@ -49,6 +49,7 @@ pytestmark = [pytest.mark.timeout(240), pytest.mark.asyncio(loop_scope="module")
 
 LOCAL_NS = "kserve-samples-local"
 SETTLE_TIMEOUT = 90.0
+ISVC_LABEL = "serving.kserve.io/inferenceservice"
 Obj = dict[str, Any]
 
 
@@ -128,7 +129,7 @@ async def _check(kubeconfig: Path) -> tuple[int, Obj, str]:
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module", params=CONTROL_PLANES)
 async def applied(request: pytest.FixtureRequest,
-                  tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[tuple[Sandbox, Obj]]:
+                  tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[tuple[Sandbox, Obj, str]]:
     """The sandbox with the seed's healthy model and every sample settled, and check's JSON."""
     plane = str(request.param)
     cp = request.getfixturevalue("real_control_plane") if plane == "real" else None
@@ -138,16 +139,25 @@ async def applied(request: pytest.FixtureRequest,
         async with _store(await trained_model()) as store:
             await _apply_all(sb.api, store)
             custom = CustomObjectsApi(sb.api)
-            for ns, names in ((NAMESPACE, {s.name for s in SAMPLES}), (LOCAL_NS, set(LOCAL)),
+            unschedulable = {s.name for s in SAMPLES if plane == "real" and s.wants_gpu}
+            for ns, names in ((NAMESPACE, {s.name for s in SAMPLES} - unschedulable), (LOCAL_NS, set(LOCAL)),
                               (seed.USER_NS, {"iris-model"})):
                 await watch_until(
                     custom.list_namespaced_custom_object, "serving.kserve.io", "v1beta1", ns,
                     "inferenceservices", what=f"the InferenceServices of {ns} to settle",
                     pred=lambda objs, names=names: names <= {n for n, o in objs.items() if _settled(o)},
                     timeout=SETTLE_TIMEOUT)
+            if unschedulable:  # their last word is the scheduler's, on the pod
+                await watch_until(
+                    CoreV1Api(sb.api).list_namespaced_pod, NAMESPACE, what="the GPU samples' pods refused",
+                    pred=lambda objs: unschedulable <= {
+                        str((o["metadata"].get("labels") or {}).get(ISVC_LABEL)) for o in objs.values()
+                        if any(c.get("type") == "PodScheduled" and c.get("reason") == "Unschedulable"
+                               for c in (o.get("status") or {}).get("conditions") or [])},
+                    timeout=SETTLE_TIMEOUT)
             code, doc, err = await _check(sb.kubeconfig_path)
         assert code == 1, err[-2000:]
-        yield sb, doc
+        yield sb, doc, plane
 
 
 def _per_isvc(doc: Obj) -> dict[str, list[Obj]]:
@@ -162,13 +172,20 @@ def _brief(findings: list[Obj]) -> list[tuple[str, str, list[str]]]:
     return [(f["code"], f["severity"], f["evidence"][:2]) for f in findings]
 
 
-async def test_each_sample_gets_the_one_finding_that_names_its_cause(applied: tuple[Sandbox, Obj]) -> None:
-    _, doc = applied
+async def test_each_sample_gets_the_one_finding_that_names_its_cause(
+        applied: tuple[Sandbox, Obj, str]) -> None:
+    _, doc, plane = applied
     per = _per_isvc(doc)
     wrong: dict[str, Any] = {}
     for s in SAMPLES:
         got = per.get(f"{NAMESPACE}/{s.name}", [])
         loud = _loud(got)
+        if plane == "real" and s.wants_gpu:
+            # The real scheduler, a tainted GPU node, no toleration in KServe's sample.
+            taint = ("unschedulable-untolerated-taint", "critical")
+            if [(f["code"], f["severity"]) for f in loud] != [taint]:
+                wrong[s.file] = _brief(got)
+            continue
         if [(f["code"], f["severity"]) for f in loud] != [(s.code, "critical")]:
             wrong[s.file] = _brief(got)
             continue
@@ -181,10 +198,10 @@ async def test_each_sample_gets_the_one_finding_that_names_its_cause(applied: tu
     assert not wrong, json.dumps(wrong, indent=1)
 
 
-async def test_loopback_samples_and_the_seed_model(applied: tuple[Sandbox, Obj]) -> None:
+async def test_loopback_samples_and_the_seed_model(applied: tuple[Sandbox, Obj, str]) -> None:
     """A real download: healthy stays quiet; a 404 is model-not-found with the runtime's files; a
     403 is the store's refusal."""
-    _, doc = applied
+    _, doc, _plane = applied
     per = _per_isvc(doc)
     for name, (code, words) in LOCAL.items():
         loud = _loud(per.get(f"{LOCAL_NS}/{name}", []))

@@ -44,6 +44,17 @@ class Sample:
         return str(self.isvc()["metadata"]["name"])
 
     @property
+    def wants_gpu(self) -> bool:
+        """The predictor requests ``nvidia.com/gpu``: on the real tier, whose kube-scheduler sees a
+        GPU node tainted as GPU nodes are, a sample without the toleration is never scheduled,
+        which is then its one true cause (``unschedulable-untolerated-taint``), not the download."""
+        pred = self.isvc()["spec"]["predictor"]
+        impl = pred.get("model") or next(
+            (v for v in pred.values() if isinstance(v, dict) and "storageUri" in v), {})
+        res = impl.get("resources") or {}
+        return any("nvidia.com/gpu" in (res.get(k) or {}) for k in ("limits", "requests"))
+
+    @property
     def uri(self) -> str:
         pred = self.isvc()["spec"]["predictor"]
         impl = pred.get("model") or next(
